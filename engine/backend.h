@@ -1,0 +1,108 @@
+/*
+ * backend.h — the interface every compute backend implements (CPU in
+ * engine/cpu/, CUDA in cuda/).  The engine drives a backend only through
+ * struct eng_backend_ops and never branches on which one it has.
+ *
+ * A backend owns: its copy or view of the weights, the KV pool, scratch
+ * memory.  The engine owns: sessions, token histories, page tables, the
+ * page allocator, sampling settings.
+ *
+ * ---- KV cache ----
+ * The KV cache is a pool of n_pages pages of ENG_KV_PAGE token slots, for
+ * every layer.  A sequence's page table maps its KV position p to page
+ * pages[p / ENG_KV_PAGE], slot p % ENG_KV_PAGE.  K and V are stored as F16
+ * on every backend (as llama.cpp's default cache type), layout per layer and
+ * page: K[P][G][D], V[P][G][D] (the backend may lay pages out as it likes
+ * internally; only this indexing is part of the contract).
+ *
+ * ---- forward() ----
+ * One call runs the transformer over a batch of S sequences, each with
+ * n_tokens new tokens at positions pos0 .. pos0+n_tokens-1.  Positions
+ * [0, pos0) of that sequence must already be in its pages (written by earlier
+ * calls); the call writes K/V for the new positions, then attends causally
+ * over [0, pos) for each token.  Sequences never see each other.
+ * Output rows: for each sequence in order, n_tokens rows if logits_all, else
+ * one row (its last token).  If `logits` is non-NULL the backend writes
+ * [rows][V] floats there (host memory).  If `samp` is non-NULL, the backend
+ * samples one token per sequence from that sequence's last row with
+ * eng_sample semantics (sampler.h) and writes it to tokens_out[s]; only the
+ * chosen tokens need cross to the host.
+ * Returns 0, or -errno (-EIO for a device failure, with a log line).  After
+ * a failure the KV content of the batch's new positions is unspecified.
+ */
+#ifndef PROMPTFS_ENGINE_BACKEND_H
+#define PROMPTFS_ENGINE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "sampler.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ENG_KV_PAGE 64 /* P: token slots per KV page */
+
+struct eng_backend; /* opaque, one per loaded model */
+
+struct eng_backend_params {
+	int n_threads;        /* CPU worker threads (0 = all cores) */
+	int n_pages;          /* KV pages to allocate */
+	int max_batch_tokens; /* most tokens one forward() will carry (sum over sequences) */
+	int max_seqs;         /* most sequences in one forward() */
+	int max_ctx;          /* longest sequence (positions) any forward() will use */
+	int device;           /* device ordinal (CUDA) */
+};
+
+struct eng_batch_seq {
+	const int32_t *tokens; /* [n_tokens] */
+	int n_tokens;
+	int pos0;              /* position of tokens[0] */
+	const int32_t *pages;  /* page table covering positions [0, pos0 + n_tokens) */
+	bool logits_all;       /* rows for every token (tests, perplexity) or the last only */
+};
+
+struct eng_batch {
+	int n_seqs;                      /* S */
+	const struct eng_batch_seq *seqs; /* [S] */
+};
+
+struct eng_backend_ops {
+	const char *name; /* "cpu", "cuda" */
+	/* Number of usable devices (CPU: 1).  0 means this backend cannot run here. */
+	int (*probe)(void);
+	/* Builds the backend for a bound model.  The weights' data pointers stay
+	 * valid until free().  0 / -errno (-ENOMEM: KV pool does not fit). */
+	int (*init)(const struct eng_config *cfg, const struct eng_weights *w,
+	            const struct eng_backend_params *p, struct eng_backend **out);
+	void (*free)(struct eng_backend *be); /* accepts NULL */
+	/* "CPU (2 threads, AVX2)" / "NVIDIA H100 80GB HBM3 (cc 9.0, 79 GiB)" */
+	const char *(*device_name)(const struct eng_backend *be);
+	/* Bytes of device (or host) memory held for weights, KV and scratch. */
+	void (*memory)(const struct eng_backend *be, size_t *weights, size_t *kv, size_t *scratch);
+	int (*forward)(struct eng_backend *be, const struct eng_batch *b, float *logits,
+	               const struct eng_sample_req *samp, int32_t *tokens_out);
+	/* Measured memory copy bandwidth of the device in bytes/s, counting bytes
+	 * read plus written (for `bench`); 0 when not measured.  May be NULL. */
+	double (*mem_bandwidth)(struct eng_backend *be);
+};
+
+/* Bytes of one KV page (all layers, K and V) for a config. */
+size_t eng_kv_page_bytes(const struct eng_config *cfg);
+
+/* Backend registry: "cpu" is always there; "cuda" when the CUDA library was
+ * linked in (it defines cuda_backend_get()).  name = "auto" picks CUDA when
+ * its probe finds a device, else CPU.  NULL (with a log line listing the
+ * known backends) for an unknown or unusable name. */
+const struct eng_backend_ops *eng_backend_find(const char *name);
+
+extern const struct eng_backend_ops eng_cpu_backend_ops;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROMPTFS_ENGINE_BACKEND_H */

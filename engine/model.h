@@ -1,0 +1,111 @@
+/*
+ * model.h — architecture, hyper-parameters and weight views of a model,
+ * bound from GGUF metadata and tensor names.  Shared by the engine and every
+ * backend (backend.h includes it); holds no state and owns no memory beyond
+ * the layer array.
+ *
+ * Shape letters used in comments across engine/, engine/cpu/ and cuda/:
+ *   V vocabulary, C embedding width (n_embd), L layers, H query heads,
+ *   G KV heads (n_head_kv), D head dim, F feed-forward width,
+ *   T tokens in a batch, S sequences in a batch, P KV page size (tokens).
+ * Weight tensors are GGUF-shaped: ne[0] is the row length (input width),
+ * ne[1] the number of rows (output width), so y = W x computes
+ * y[r] = dot(row r of W, x) for r < ne[1].
+ */
+#ifndef PROMPTFS_ENGINE_MODEL_H
+#define PROMPTFS_ENGINE_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../gguf/gguf.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum eng_arch {
+	ENG_ARCH_LLAMA = 0, /* Llama 1-3, TinyLlama, SmolLM, Mistral; adjacent-pair RoPE */
+	ENG_ARCH_QWEN2,     /* Q/K/V biases, NeoX RoPE */
+	ENG_ARCH_QWEN3,     /* Q/K RMS norms per head, NeoX RoPE */
+	ENG_ARCH_COUNT,
+};
+
+enum eng_rope_type {
+	ENG_ROPE_TYPE_NORM = 0, /* rotate pairs (x[2i], x[2i+1]) — GGUF llama (Q/K permuted by the converter) */
+	ENG_ROPE_TYPE_NEOX = 1, /* rotate pairs (x[i], x[i + n_rot/2]) — qwen2, qwen3 */
+};
+
+struct eng_config {
+	enum eng_arch arch;
+	int n_vocab;     /* V */
+	int n_embd;      /* C */
+	int n_layer;     /* L */
+	int n_head;      /* H */
+	int n_head_kv;   /* G; H % G == 0 */
+	int head_dim;    /* D (attention.key_length, default C / H) */
+	int n_ff;        /* F */
+	int n_ctx_train; /* context length the model was trained for */
+	int n_rot;       /* rotated dims per head (rope.dimension_count, default D) */
+	float rms_eps;
+	float rope_base; /* rope.freq_base (10000 default) */
+	enum eng_rope_type rope_type;
+	bool has_qkv_bias;
+	bool has_qk_norm;
+	bool tied_output; /* output.weight absent: the LM head is tok_embd */
+};
+
+/* A non-owning view of one GGUF tensor (into the mmap).  data == NULL means
+ * the tensor is absent (optional tensors only). */
+struct eng_tensor {
+	const char *name;
+	enum gguf_dtype type;
+	int64_t ne[2];   /* ne[0] row length, ne[1] rows (1 for vectors) */
+	const void *data;
+	size_t nbytes;
+};
+
+struct eng_layer {
+	struct eng_tensor attn_norm;  /* [C] F32 */
+	struct eng_tensor wq;         /* rows H*D, row length C */
+	struct eng_tensor wk;         /* rows G*D, row length C */
+	struct eng_tensor wv;         /* rows G*D, row length C */
+	struct eng_tensor bq;         /* [H*D] F32 (qwen2) or absent */
+	struct eng_tensor bk;         /* [G*D] F32 (qwen2) or absent */
+	struct eng_tensor bv;         /* [G*D] F32 (qwen2) or absent */
+	struct eng_tensor q_norm;     /* [D] F32 (qwen3) or absent */
+	struct eng_tensor k_norm;     /* [D] F32 (qwen3) or absent */
+	struct eng_tensor wo;         /* rows C, row length H*D */
+	struct eng_tensor ffn_norm;   /* [C] F32 */
+	struct eng_tensor w_gate;     /* rows F, row length C */
+	struct eng_tensor w_up;       /* rows F, row length C */
+	struct eng_tensor w_down;     /* rows C, row length F */
+};
+
+struct eng_weights {
+	struct eng_tensor tok_embd;    /* rows V, row length C (any weight type) */
+	struct eng_tensor output_norm; /* [C] F32 */
+	struct eng_tensor output;      /* rows V, row length C; a copy of tok_embd's view when tied */
+	struct eng_layer *layers;      /* [L], owned (freed by eng_weights_free) */
+};
+
+/* Reads the architecture and hyper-parameters from metadata and binds every
+ * tensor by name, checking shapes and types against the config.  An
+ * unsupported architecture is refused with the list of supported ones.
+ * 0 / -EINVAL (log line names the key or tensor). */
+int eng_model_bind(const struct gguf_ctx *g, struct eng_config *cfg, struct eng_weights *w);
+void eng_weights_free(struct eng_weights *w); /* accepts a zeroed or half-bound struct */
+
+const char *eng_arch_name(enum eng_arch arch);
+/* Total parameters and weight bytes (for `info`, the `model` file, benches). */
+uint64_t eng_weights_n_params(const struct eng_config *cfg, const struct eng_weights *w);
+uint64_t eng_weights_nbytes(const struct eng_config *cfg, const struct eng_weights *w);
+/* Bytes of weights read per decoded token (every layer matrix + LM head). */
+uint64_t eng_weights_bytes_per_token(const struct eng_config *cfg, const struct eng_weights *w);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROMPTFS_ENGINE_MODEL_H */
