@@ -1,3 +1,445 @@
-/* PLACEHOLDER — replaced by the CUDA backend work. */
-#include "cuda_backend.h"
-extern "C" const struct eng_backend_ops *cuda_backend_get(void) { return NULL; }
+/*
+ * backend.cu — the CUDA backend's ops table (engine/backend.h): probe, init
+ * (weights uploaded once in their GGUF types, the KV pool, all scratch),
+ * free, device name, memory, and the copy-bandwidth measurement.  The
+ * forward pass is in forward.cu.
+ *
+ * Environment: PROMPTFS_NO_CUDA_GRAPHS=1 runs decode without CUDA graphs;
+ * PROMPTFS_CUDA_PROFILE=1 times every op with CUDA events (no graphs) and
+ * logs a per-op table when the backend is freed.
+ */
+#include <cublas_v2.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "quant.cuh"
+#include "../engine/sampler.h"
+
+#define ALIGN 256
+#define CUBLAS_WS_BYTES (32u << 20)
+
+static size_t align_up(size_t n)
+{
+	return (n + ALIGN - 1) / ALIGN * ALIGN;
+}
+
+static int cuda_probe(void)
+{
+	int n = 0;
+	cudaError_t e = cudaGetDeviceCount(&n);
+	if (e != cudaSuccess) {
+		LOG_INFO("no CUDA device: %s (%s)", cudaGetErrorName(e), cudaGetErrorString(e));
+		(void)cudaGetLastError();
+		return 0;
+	}
+	return n;
+}
+
+// ---- weights
+
+/* Calls fn on every tensor the backend uploads (absent optional ones and a
+ * tied output are skipped by the caller through data == NULL / aliasing). */
+struct up_ctx {
+	uint8_t *base; /* device buffer, NULL while sizing */
+	size_t off;
+	int err;
+};
+
+static const void *upload(struct up_ctx *u, const struct eng_tensor *t)
+{
+	if (!t->data || u->err)
+		return NULL;
+	size_t at = u->off;
+	u->off = align_up(u->off + t->nbytes);
+	if (!u->base)
+		return NULL;
+	cudaError_t e = cudaMemcpy(u->base + at, t->data, t->nbytes, cudaMemcpyHostToDevice);
+	if (e != cudaSuccess) {
+		LOG_ERR("uploading %s (%zu bytes): %s", t->name, t->nbytes, cudaGetErrorString(e));
+		u->err = -EIO;
+		return NULL;
+	}
+	return u->base + at;
+}
+
+static int check_vec(const struct eng_tensor *t)
+{
+	if (t->data && t->type != GGUF_DTYPE_F32) {
+		LOG_ERR("tensor %s: type %s, the CUDA backend expects F32 for norms and biases",
+		        t->name, gguf_dtype_name(t->type));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int mat(struct up_ctx *u, const struct eng_tensor *t, struct cuda_mat *m)
+{
+	if (!cuda_matvec_supported(t->type)) {
+		LOG_ERR("tensor %s: type %s is not supported by the CUDA backend", t->name,
+		        gguf_dtype_name(t->type));
+		return -EINVAL;
+	}
+	m->type = t->type;
+	m->K = (int)t->ne[0];
+	m->N = (int)t->ne[1];
+	m->row_bytes = gguf_row_size(t->type, t->ne[0]);
+	m->d = upload(u, t);
+	return 0;
+}
+
+static const float *vec(struct up_ctx *u, const struct eng_tensor *t)
+{
+	return (const float *)upload(u, t);
+}
+
+static bool q8(const struct cuda_mat *m)
+{
+	return cuda_type_is_quant(m->type);
+}
+
+/* One pass sizes (u->base == NULL), the second uploads. */
+static int walk_weights(struct eng_backend *be, const struct eng_weights *w, struct up_ctx *u)
+{
+	TRY(mat(u, &w->tok_embd, &be->tok_embd));
+	TRY(check_vec(&w->output_norm));
+	be->output_norm = vec(u, &w->output_norm);
+	if (w->output.data == w->tok_embd.data)
+		be->output = be->tok_embd;
+	else
+		TRY(mat(u, &w->output, &be->output));
+	be->q8_head = q8(&be->output);
+	for (int l = 0; l < be->cfg.n_layer; l++) {
+		const struct eng_layer *s = &w->layers[l];
+		struct cuda_layer_w *d = &be->layers[l];
+		const struct eng_tensor *vs[] = {&s->attn_norm, &s->ffn_norm, &s->bq, &s->bk, &s->bv,
+		                                 &s->q_norm, &s->k_norm};
+		for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++)
+			TRY(check_vec(vs[i]));
+		d->attn_norm = vec(u, &s->attn_norm);
+		d->ffn_norm = vec(u, &s->ffn_norm);
+		d->bq = vec(u, &s->bq);
+		d->bk = vec(u, &s->bk);
+		d->bv = vec(u, &s->bv);
+		d->q_norm = vec(u, &s->q_norm);
+		d->k_norm = vec(u, &s->k_norm);
+		TRY(mat(u, &s->wq, &d->wq));
+		TRY(mat(u, &s->wk, &d->wk));
+		TRY(mat(u, &s->wv, &d->wv));
+		TRY(mat(u, &s->wo, &d->wo));
+		TRY(mat(u, &s->w_gate, &d->gate));
+		TRY(mat(u, &s->w_up, &d->up));
+		TRY(mat(u, &s->w_down, &d->down));
+		d->q8_qkv = q8(&d->wq) || q8(&d->wk) || q8(&d->wv);
+		d->q8_wo = q8(&d->wo);
+		d->q8_ffn = q8(&d->gate) || q8(&d->up);
+		d->q8_down = q8(&d->down);
+		d->glu = d->gate.type == d->up.type && d->gate.K == d->up.K && d->gate.N == d->up.N;
+	}
+	return u->err;
+}
+
+static int upload_weights(struct eng_backend *be, const struct eng_weights *w)
+{
+	struct up_ctx u = {NULL, 0, 0};
+	TRY(walk_weights(be, w, &u));
+	be->wbytes = u.off;
+	CUDA_CHECK(cudaMalloc(&be->wbuf, be->wbytes));
+	u.base = (uint8_t *)be->wbuf;
+	u.off = 0;
+	return walk_weights(be, w, &u);
+}
+
+// ---- scratch
+
+static void *carve(uint8_t **p, size_t n)
+{
+	void *r = *p;
+	*p += align_up(n);
+	return r;
+}
+
+static int alloc_scratch(struct eng_backend *be)
+{
+	const struct eng_config *c = &be->cfg;
+	const int T = be->p.max_batch_tokens, C = c->n_embd, HD = c->n_head * c->head_dim;
+	const int F = c->n_ff, V = c->n_vocab, M = CUDA_MMV_MAX_COLS, D = c->head_dim;
+	size_t w16 = 0;
+	for (int l = 0; l < c->n_layer; l++) {
+		const struct cuda_mat *ms[] = {&be->layers[l].wq, &be->layers[l].wk, &be->layers[l].wv,
+		                               &be->layers[l].wo, &be->layers[l].gate, &be->layers[l].up,
+		                               &be->layers[l].down};
+		for (int i = 0; i < 7; i++)
+			if ((size_t)ms[i]->N * ms[i]->K * 2 > w16)
+				w16 = (size_t)ms[i]->N * ms[i]->K * 2;
+	}
+	if (w16 < ((size_t)16 << 20))
+		w16 = (size_t)16 << 20;
+	be->ld_qkv = (c->n_head + 2 * c->n_head_kv) * D;
+	be->max_k = C > HD ? C : HD;
+	be->max_k = be->max_k > F ? be->max_k : F;
+	be->logit_rows = T < 64 ? T : 64;
+	if (be->logit_rows < be->p.max_seqs)
+		be->logit_rows = be->p.max_seqs;
+	const int Mt = T < M ? T : M;
+	size_t sizes[] = {
+		(size_t)T * C * 4, (size_t)T * C * 4, (size_t)T * be->ld_qkv * 4, (size_t)T * HD * 4,
+		(size_t)T * F * 4, (size_t)T * F * 4, (size_t)T * F * 4, (size_t)be->logit_rows * V * 4,
+		(size_t)M * be->max_k, (size_t)M * (be->max_k / 32 + 1) * 8,
+		(size_t)Mt * HD * be->max_split * 4, (size_t)Mt * c->n_head * be->max_split * 8,
+		cuda_sample_scratch_bytes(be->p.max_seqs, V), w16, (size_t)T * be->max_k * 2,
+		CUBLAS_WS_BYTES,
+	};
+	size_t total = 0;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		total += align_up(sizes[i]);
+	cudaError_t e = cudaMalloc(&be->scratch, total);
+	if (e != cudaSuccess) {
+		(void)cudaGetLastError();
+		LOG_ERR("scratch of %zu MiB does not fit on the device: %s", total >> 20,
+		        cudaGetErrorString(e));
+		be->scratch = NULL;
+		return -ENOMEM;
+	}
+	be->scratch_bytes = total;
+	uint8_t *p = (uint8_t *)be->scratch;
+	int i = 0;
+	be->x = (float *)carve(&p, sizes[i++]);
+	be->xn = (float *)carve(&p, sizes[i++]);
+	be->qkv = (float *)carve(&p, sizes[i++]);
+	be->attn = (float *)carve(&p, sizes[i++]);
+	be->ffn_g = (float *)carve(&p, sizes[i++]);
+	be->ffn_u = (float *)carve(&p, sizes[i++]);
+	be->ffn_h = (float *)carve(&p, sizes[i++]);
+	be->logits = (float *)carve(&p, sizes[i++]);
+	be->q8s = (int8_t *)carve(&p, sizes[i++]);
+	be->q8d = carve(&p, sizes[i++]);
+	be->part_o = (float *)carve(&p, sizes[i++]);
+	be->part_ml = carve(&p, sizes[i++]);
+	be->samp_scratch = carve(&p, sizes[i++]);
+	be->gemm.w16 = carve(&p, sizes[i]);
+	be->gemm.w16_bytes = sizes[i++];
+	be->gemm.x16 = carve(&p, sizes[i]);
+	be->gemm.x16_bytes = sizes[i++];
+	void *ws = carve(&p, sizes[i++]);
+	if (cublasSetWorkspace((cublasHandle_t)be->cublas, ws, CUBLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS) {
+		LOG_ERR("cublasSetWorkspace failed");
+		return -EIO;
+	}
+	return 0;
+}
+
+static int alloc_meta(struct eng_backend *be)
+{
+	const size_t T = be->p.max_batch_tokens, S = be->p.max_seqs;
+	size_t recent = S * (size_t)(be->p.max_ctx > CUDA_GRAPH_RECENT_CAP ? be->p.max_ctx
+	                                                                    : CUDA_GRAPH_RECENT_CAP);
+	be->meta_cap = S * sizeof(struct cuda_samp) +
+	               4 * (6 * T + 3 * S + S * (size_t)be->page_stride + recent) + 64 * 16;
+	CUDA_CHECK(cudaMallocHost(&be->meta_h, be->meta_cap));
+	CUDA_CHECK(cudaMalloc(&be->meta_d, be->meta_cap));
+	CUDA_CHECK(cudaMallocHost((void **)&be->tok_h, S * 4));
+	CUDA_CHECK(cudaMalloc((void **)&be->tok_d, S * 4));
+	return 0;
+}
+
+static int alloc_kv(struct eng_backend *be)
+{
+	const struct eng_config *c = &be->cfg;
+	be->kv_pool_bytes = (size_t)be->p.n_pages * c->n_head_kv * ENG_KV_PAGE * c->head_dim * 2;
+	be->kv_bytes = be->kv_pool_bytes * 2 * c->n_layer;
+	cudaError_t e = cudaMalloc(&be->kv, be->kv_bytes);
+	if (e != cudaSuccess) {
+		(void)cudaGetLastError();
+		LOG_ERR("KV pool of %d pages (%zu MiB) does not fit on the device: %s", be->p.n_pages,
+		        be->kv_bytes >> 20, cudaGetErrorString(e));
+		be->kv = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+// ---- ops
+
+static void cuda_free_be(struct eng_backend *be)
+{
+	if (!be)
+		return;
+	cudaSetDevice(be->dev);
+	if (be->prof)
+		cuda_backend_profile_report(be, stderr);
+	cuda_be_graphs_free(be);
+	if (be->st)
+		cudaStreamSynchronize(be->st);
+	if (be->cublas)
+		cublasDestroy((cublasHandle_t)be->cublas);
+	for (int i = 0; i < 2; i++)
+		if (be->ev[i])
+			cudaEventDestroy(be->ev[i]);
+	if (be->st)
+		cudaStreamDestroy(be->st);
+	cudaFree(be->wbuf);
+	cudaFree(be->kv);
+	cudaFree(be->scratch);
+	cudaFree(be->meta_d);
+	cudaFree(be->tok_d);
+	cudaFreeHost(be->meta_h);
+	cudaFreeHost(be->tok_h);
+	free(be->host_rows);
+	eng_sampler_free(be->host_sampler);
+	free(be->layers);
+	free(be->graphs);
+	free(be);
+}
+
+static int check_params(const struct eng_config *cfg, const struct eng_backend_params *p)
+{
+	if (p->n_pages < 1 || p->max_batch_tokens < 1 || p->max_seqs < 1 || p->max_ctx < 1 ||
+	    p->max_seqs > p->max_batch_tokens) {
+		LOG_ERR("bad parameters: n_pages=%d max_batch_tokens=%d max_seqs=%d max_ctx=%d",
+		        p->n_pages, p->max_batch_tokens, p->max_seqs, p->max_ctx);
+		return -EINVAL;
+	}
+	if (cfg->head_dim > CUDA_ATTN_MAX_D || cfg->head_dim % 2 || cfg->n_head % cfg->n_head_kv) {
+		LOG_ERR("unsupported attention shape: head_dim %d, %d heads, %d KV heads",
+		        cfg->head_dim, cfg->n_head, cfg->n_head_kv);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
+                     const struct eng_backend_params *p, struct eng_backend **out)
+{
+	struct eng_backend *be = NULL;
+	cudaDeviceProp prop;
+	int rc;
+
+	*out = NULL;
+	TRY(check_params(cfg, p));
+	if (cuda_probe() <= p->device || p->device < 0) {
+		LOG_ERR("CUDA device %d not present", p->device);
+		return -ENODEV;
+	}
+	be = (struct eng_backend *)calloc(1, sizeof(*be));
+	if (!be)
+		return -ENOMEM;
+	be->cfg = *cfg;
+	be->p = *p;
+	be->dev = p->device;
+	be->layers = (struct cuda_layer_w *)calloc(cfg->n_layer, sizeof(*be->layers));
+	be->graphs = (struct cuda_graph_slot *)calloc((size_t)(p->max_seqs + 1) * 2, sizeof(*be->graphs));
+	be->host_sampler = eng_sampler_init(cfg->n_vocab);
+	rc = -ENOMEM;
+	if (!be->layers || !be->graphs || !be->host_sampler)
+		goto fail;
+	rc = -EIO;
+	if (cudaSetDevice(be->dev) != cudaSuccess || cudaGetDeviceProperties(&prop, be->dev) != cudaSuccess) {
+		LOG_ERR("cannot open CUDA device %d", be->dev);
+		goto fail;
+	}
+	be->n_sm = prop.multiProcessorCount;
+	snprintf(be->name, sizeof(be->name), "%s (cc %d.%d, %d GiB)", prop.name, prop.major, prop.minor,
+	         (int)(prop.totalGlobalMem >> 30));
+	if (cudaStreamCreateWithFlags(&be->st, cudaStreamNonBlocking) != cudaSuccess ||
+	    cudaEventCreate(&be->ev[0]) != cudaSuccess || cudaEventCreate(&be->ev[1]) != cudaSuccess ||
+	    cublasCreate((cublasHandle_t *)&be->cublas) != CUBLAS_STATUS_SUCCESS ||
+	    cublasSetStream((cublasHandle_t)be->cublas, be->st) != CUBLAS_STATUS_SUCCESS) {
+		LOG_ERR("cannot create the stream, events or cuBLAS handle");
+		goto fail;
+	}
+	be->gemm.cublas = be->cublas;
+	be->page_stride = cdiv(p->max_ctx, ENG_KV_PAGE);
+	be->max_split = cdiv(2 * be->n_sm, cfg->n_head_kv);
+	if (be->max_split > 64)
+		be->max_split = 64;
+	if (be->max_split > be->page_stride)
+		be->max_split = be->page_stride;
+	if ((rc = upload_weights(be, w)) || (rc = alloc_kv(be)) || (rc = alloc_scratch(be)) ||
+	    (rc = alloc_meta(be)))
+		goto fail;
+	be->use_graphs = !(getenv("PROMPTFS_NO_CUDA_GRAPHS") && !strcmp(getenv("PROMPTFS_NO_CUDA_GRAPHS"), "1"));
+	if (getenv("PROMPTFS_CUDA_PROFILE") && !strcmp(getenv("PROMPTFS_CUDA_PROFILE"), "1"))
+		cuda_backend_set_profile(be, true);
+	LOG_INFO("%s: weights %zu MiB, KV %zu MiB (%d pages), scratch %zu MiB, graphs %s", be->name,
+	         be->wbytes >> 20, be->kv_bytes >> 20, p->n_pages, be->scratch_bytes >> 20,
+	         be->use_graphs ? "on" : "off");
+	*out = be;
+	return 0;
+fail:
+	cuda_free_be(be);
+	return rc;
+}
+
+static const char *cuda_device_name(const struct eng_backend *be)
+{
+	return be->name;
+}
+
+static void cuda_memory(const struct eng_backend *be, size_t *weights, size_t *kv, size_t *scratch)
+{
+	if (weights)
+		*weights = be->wbytes;
+	if (kv)
+		*kv = be->kv_bytes;
+	if (scratch)
+		*scratch = be->scratch_bytes + 2 * be->meta_cap;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Device-to-device copy of up to 1 GiB, median of 9 after 2 warm-ups;
+ * bytes read + written per second.  Buffers are allocated here, not in a
+ * hot path. */
+static double cuda_mem_bandwidth(struct eng_backend *be)
+{
+	size_t free_b = 0, total_b = 0, n = (size_t)1 << 30;
+	void *a = NULL, *b = NULL;
+	double t[9], bw = 0.0;
+	cudaSetDevice(be->dev);
+	if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess)
+		return 0.0;
+	while (n > ((size_t)16 << 20) && 2 * n > free_b / 2)
+		n /= 2;
+	if (cudaMalloc(&a, n) != cudaSuccess || cudaMalloc(&b, n) != cudaSuccess)
+		goto out;
+	cudaMemsetAsync(a, 1, n, be->st);
+	for (int i = 0; i < 11; i++) {
+		float ms = 0.0f;
+		cudaEventRecord(be->ev[0], be->st);
+		cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, be->st);
+		cudaEventRecord(be->ev[1], be->st);
+		if (cudaEventSynchronize(be->ev[1]) != cudaSuccess ||
+		    cudaEventElapsedTime(&ms, be->ev[0], be->ev[1]) != cudaSuccess)
+			goto out;
+		if (i >= 2)
+			t[i - 2] = ms * 1e-3;
+	}
+	qsort(t, 9, sizeof(double), cmp_double);
+	bw = 2.0 * (double)n / t[4];
+out:
+	(void)cudaGetLastError();
+	cudaFree(a);
+	cudaFree(b);
+	return bw;
+}
+
+static int cuda_forward_op(struct eng_backend *be, const struct eng_batch *b, float *logits,
+                           const struct eng_sample_req *samp, int32_t *tokens_out)
+{
+	return cuda_be_forward(be, b, logits, samp, tokens_out);
+}
+
+static const struct eng_backend_ops cuda_ops = {
+	"cuda", cuda_probe, cuda_init, cuda_free_be, cuda_device_name, cuda_memory, cuda_forward_op,
+	cuda_mem_bandwidth,
+};
+
+extern "C" const struct eng_backend_ops *cuda_backend_get(void)
+{
+	return &cuda_ops;
+}

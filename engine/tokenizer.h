@@ -54,10 +54,15 @@ int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, un
 
 /* The bytes of one token as they appear in text: byte-level decoding for
  * BPE, "▁" → " " and <0xXX> → the byte for SPM.  Control tokens (BOS, EOS,
- * <|im_end|> …) give "" unless render_special.  Returns the length written
- * (at most n; pieces are short, 256 bytes always suffice) or -EINVAL for a
- * bad id. */
+ * <|im_end|> …) give "" unless render_special; USER_DEFINED tokens always
+ * give their text; UNUSED ones give "" (llama_token_to_piece).  A piece may
+ * be part of a UTF-8 character: stream pieces through eng_detok_push.
+ * Returns the length written (at most n), -EINVAL for a bad id, -ENOSPC if
+ * n is too small.  Pieces are short: 256 bytes suffice for every
+ * vocabulary we know; eng_tokenizer_max_piece() is the exact bound. */
 int eng_token_piece(const struct eng_tokenizer *t, int32_t id, bool render_special, char *buf, size_t n);
+/* The longest piece any token of this vocabulary renders to. */
+size_t eng_tokenizer_max_piece(const struct eng_tokenizer *t);
 /* The token's vocabulary string as stored (for `info`, debugging). */
 const char *eng_token_text(const struct eng_tokenizer *t, int32_t id);
 /* Id of a token whose stored text is exactly `text`, or -1. */
@@ -73,15 +78,22 @@ bool eng_token_is_eog(const struct eng_tokenizer *t, int32_t id);
 bool eng_token_is_control(const struct eng_tokenizer *t, int32_t id);
 
 /* Streaming detokeniser: holds back the bytes of a UTF-8 character that is
- * split across tokens, so every emitted chunk is valid UTF-8. */
+ * split across tokens, so every emitted chunk is valid UTF-8.  Start from a
+ * zeroed struct (struct eng_detok d = {0}). */
 struct eng_detok {
 	char pending[8];
 	int n_pending;
 };
+/* Room eng_detok_push needs for a piece of n bytes: each invalid byte can
+ * become a 3-byte U+FFFD. */
+#define ENG_DETOK_OUT_MAX(n) (3 * (size_t)(n) + 8)
 /* Appends piece (n bytes) and writes the complete UTF-8 prefix to out
- * (capacity n + 8); returns bytes written.  Invalid sequences become U+FFFD. */
+ * (capacity ENG_DETOK_OUT_MAX(n)); returns bytes written.  Invalid
+ * sequences become U+FFFD, one per maximal invalid subpart (as Python's
+ * decode(errors="replace")). */
 size_t eng_detok_push(struct eng_detok *d, const char *piece, size_t n, char *out);
-/* Flushes what is left at the end of a reply (as U+FFFD if incomplete). */
+/* Flushes what is left at the end of a reply: an incomplete character
+ * becomes one U+FFFD (capacity 8). */
 size_t eng_detok_flush(struct eng_detok *d, char *out);
 
 #ifdef __cplusplus

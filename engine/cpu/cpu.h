@@ -1,6 +1,6 @@
 /*
  * cpu.h — internals of the CPU backend shared by its files (not a public
- * header: only engine/cpu/*.c and tests include it).
+ * header: only the files in engine/cpu/ and tests include it).
  *
  * Files: pool.c (thread pool), vecdot.c (per-type dot products, SIMD),
  * matmul.c (y = x W^T over threads), ops.c (rmsnorm, rope, attention, …),

@@ -1,0 +1,205 @@
+/*
+ * cuda_ops.h — host launchers of the CUDA backend's kernels (internal: used
+ * by the .cu files of cuda/ and by the GPU test programs in tests/gpu/, never by the
+ * engine).  Plain C: device pointers are void * / float * / int32_t *, and
+ * every launcher enqueues on an explicit stream, checks the launch, and
+ * returns 0 or -EIO (with a log line naming the failing call).
+ *
+ * Shape letters: engine/model.h.  Layout conventions:
+ *  - activations are row-major [T][width] f32 with a leading dimension ld;
+ *  - a weight matrix (struct cuda_mat) is GGUF-shaped: N rows of K
+ *    elements, row r at d + r * row_bytes, in its GGUF type;
+ *  - q8 activations (for quantised weights): qs int8 [ncols][K] and ds
+ *    float2 [ncols][K/32] (common.cuh);
+ *  - KV pages: per layer, K and V pools of n_pages pages, each page
+ *    [G][P][D] F16 (cuda_kv_at()).
+ */
+#ifndef PROMPTFS_CUDA_OPS_H
+#define PROMPTFS_CUDA_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "../engine/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Most activation columns the quantised mat-vec kernels take at once;
+ * batches of more tokens go through the dequantise + GEMM path. */
+#define CUDA_MMV_MAX_COLS 8
+/* Attention: key tile (one KV page) and the largest head dim supported. */
+#define CUDA_ATTN_KT ENG_KV_PAGE
+#define CUDA_ATTN_MAX_D 256
+/* Device sampling: top_k up to this many (larger or 0 → host sampler). */
+#define CUDA_SAMPLE_KMAX 64
+
+struct cuda_mat {
+	int type;         /* enum gguf_dtype */
+	int K;            /* ne[0], row length */
+	int N;            /* ne[1], rows */
+	const void *d;    /* device */
+	size_t row_bytes;
+};
+
+/* A mat-vec input: f32 rows (float weights) and/or their q8 form
+ * (quantised weights). */
+struct cuda_act {
+	const float *x; /* [ncols][ldx] */
+	int ldx;
+	const int8_t *qs; /* [ncols][K] */
+	const void *ds;   /* float2 [ncols][K/32] */
+};
+
+// ---- dequant.cu: embedding rows, dequantisation, conversions
+
+/* y[t][:] = row ids[t] of W as f32; ids: device [T] (already validated). */
+int cuda_get_rows(const struct cuda_mat *w, const int32_t *ids, int T, float *y, int ldy,
+                  cudaStream_t st);
+/* Rows [r0, r0 + nr) of W → F16 [nr][K]. */
+int cuda_dequant_f16(const struct cuda_mat *w, int r0, int nr, void *y, cudaStream_t st);
+/* x [T][ldx] f32 (first K columns) → y [T][K] F16 (or BF16 when bf16). */
+int cuda_f32_to_f16(const float *x, int ldx, int T, int K, void *y, bool bf16, cudaStream_t st);
+
+// ---- gemm.cu: the batched path (T > CUDA_MMV_MAX_COLS), tensor cores via cuBLAS
+
+/* Scratch of the GEMM path: a cuBLAS handle (bound to the stream), a
+ * buffer for dequantised F16 weight rows (matrices larger than it are done
+ * in row chunks) and one for F16/BF16 copies of the input. */
+struct cuda_gemm_ws {
+	void *cublas;      /* cublasHandle_t */
+	void *w16;         /* F16 [w16_bytes / 2] */
+	size_t w16_bytes;
+	void *x16;         /* F16/BF16 [T][K] */
+	size_t x16_bytes;
+};
+enum cuda_x16_state { CUDA_X16_NONE = 0, CUDA_X16_F16, CUDA_X16_BF16 };
+/* y[t][r] (+)= dot(row r of W, x[t]), t < T, r < N: F32 W in F32 (exact),
+ * F16/BF16 W used in place, quantised W dequantised to F16 in row chunks;
+ * inputs rounded to F16/BF16, accumulation in F32.  *x16 tells what ws->x16
+ * holds for this x (callers reset it to CUDA_X16_NONE when x changes), so
+ * matrices that share an input convert it once. */
+int cuda_gemm(const struct cuda_gemm_ws *ws, const struct cuda_mat *w, const float *x, int ldx, int T,
+              float *y, int ldy, bool add, enum cuda_x16_state *x16, cudaStream_t st);
+
+// ---- mmvq.cu: q8 quantisation and mat-vec products (T <= CUDA_MMV_MAX_COLS)
+
+/* x [ncols][ldx] (K columns, K % 32 == 0) → q8 qs/ds. */
+int cuda_quantize_q8(const float *x, int ldx, int K, int ncols, int8_t *qs, void *ds,
+                     cudaStream_t st);
+/* y[c][r] (+)= dot(row r of W, x[c]) for c < ncols <= CUDA_MMV_MAX_COLS.
+ * add: accumulate into y (residual).  Quantised W reads a->qs/ds; float W
+ * reads a->x. */
+int cuda_matvec(const struct cuda_mat *w, const struct cuda_act *a, int ncols, float *y, int ldy,
+                bool add, cudaStream_t st);
+/* y[c][r] = silu(dot(gate r, x[c])) * dot(up r, x[c]); gate and up of the
+ * same type and shape. */
+int cuda_matvec_glu(const struct cuda_mat *gate, const struct cuda_mat *up,
+                    const struct cuda_act *a, int ncols, float *y, int ldy, cudaStream_t st);
+/* True when cuda_matvec handles this type. */
+bool cuda_matvec_supported(int type);
+
+// ---- norm.cu
+
+/* y[r] = x[rows ? rows[r] : r] / rms * w, for r < n (C columns); when qs is
+ * non-NULL also its q8 form (C % 32 == 0).  rows: device [n] or NULL. */
+int cuda_rmsnorm(const float *x, int ldx, const int32_t *rows, int n, int C, const float *w,
+                 float eps, float *y, int ldy, int8_t *qs, void *ds, cudaStream_t st);
+
+// ---- act.cu
+
+/* y[t][i] = silu(g[t][i]) * u[t][i] for i < F. */
+int cuda_swiglu(const float *g, const float *u, int ld, int T, int F, float *y, int ldy,
+                cudaStream_t st);
+/* y[t][i] += b[i] */
+int cuda_add_bias(float *y, int ldy, int T, int N, const float *b, cudaStream_t st);
+
+// ---- rope.cu: bias, Q/K norm, RoPE and the KV store, fused
+
+struct cuda_rope_args {
+	float *qkv;            /* [T][ld]: q heads at 0, k at H*D, v at (H+G)*D; q is rewritten */
+	int ld;
+	int T, H, G, D, n_rot;
+	int neox;              /* 0: adjacent pairs (NORM), 1: halves (NEOX) */
+	float base;            /* rope.freq_base */
+	const float *bq, *bk, *bv;         /* [H*D], [G*D], [G*D] or NULL */
+	const float *q_norm, *k_norm;      /* [D] or NULL (qwen3) */
+	float eps;
+	const int32_t *pos;    /* device [T] */
+	const int32_t *tok_seq;/* device [T]: sequence of each token */
+	const int32_t *pages;  /* device [S][page_stride] */
+	int page_stride;
+	void *k_pool, *v_pool; /* this layer's F16 pools */
+};
+int cuda_rope_store(const struct cuda_rope_args *a, cudaStream_t st);
+
+// ---- attn.cu
+
+struct cuda_attn_args {
+	const float *q;        /* [T][ldq], head h at h*D (already roped) */
+	int ldq;
+	const void *k_pool, *v_pool; /* this layer's F16 pools */
+	int H, G, D;
+	float scale;           /* 1/sqrt(D) */
+	/* tiles: up to qt consecutive tokens of one sequence each */
+	int n_tiles;
+	const int32_t *tile_seq, *tile_tok0, *tile_ntok; /* device [n_tiles] */
+	const int32_t *pos;    /* device [T] */
+	const int32_t *pages;  /* device [S][page_stride] */
+	int page_stride;
+	int qt;                /* tokens per tile (cuda_attn_tile_tokens) */
+	/* n_split == 1: out[t][h*D + d] written directly.  n_split > 1: partial
+	 * results go to part_o [T*H][n_split][D], part_ml float2 [T*H][n_split]
+	 * and cuda_attn_combine() finishes. */
+	int n_split;
+	float *out;
+	int ldo;
+	float *part_o;
+	void *part_ml;
+	int T;
+};
+/* Tokens per tile for H/G heads per group and head dim D. */
+int cuda_attn_tile_tokens(int H, int G, int D);
+int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st);
+/* Merges the splits into out [T][ldo] (and its q8 form when qs != NULL). */
+int cuda_attn_combine(const struct cuda_attn_args *a, int8_t *qs, void *ds, cudaStream_t st);
+
+// ---- sample.cu
+
+/* Per-sequence sampling settings as the kernels read them (device). */
+struct cuda_samp {
+	float temperature, top_p, min_p, penalty;
+	int top_k, n_recent, recent_off, pad;
+	uint64_t seed, draw;
+};
+/* Scratch bytes for S sequences over V logits. */
+size_t cuda_sample_scratch_bytes(int S, int V);
+/* tokens[s] = the token sampled from logits[s] (rows of ld floats) per
+ * sampler.h; logits are modified (penalty).  recent: device int32 pool
+ * indexed by cuda_samp.recent_off. */
+int cuda_sample(float *logits, int ld, int S, int V, const struct cuda_samp *sp,
+                const int32_t *recent, void *scratch, int32_t *tokens, cudaStream_t st);
+
+// ---- misc
+
+#ifdef __CUDACC__
+#define CUDA_HD __host__ __device__
+#else
+#define CUDA_HD
+#endif
+
+/* Byte offset of (page, kv head g, slot) in a layer's K or V pool. */
+CUDA_HD static inline size_t cuda_kv_offset(int page, int g, int slot, int G, int D)
+{
+	return ((((size_t)page * G + g) * ENG_KV_PAGE + slot) * D) * 2;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROMPTFS_CUDA_OPS_H */

@@ -1,0 +1,516 @@
+/*
+ * forward.cu — one forward pass of the CUDA backend: batch metadata, the
+ * layer loop, the LM head, sampling, and the CUDA graphs of decode.
+ *
+ * Two paths through every matrix product, by tokens in the batch (T):
+ *   T <= CUDA_MMV_MAX_COLS (decode): quantised mat-vec with q8 activations
+ *     (fused into the norm / the attention combine), SwiGLU and residual
+ *     adds in the mat-vec epilogues, split-context attention;
+ *   T > CUDA_MMV_MAX_COLS (prefill): dequantise + cuBLAS GEMM, residual by
+ *     beta = 1, one attention pass over query tiles.
+ *
+ * Graphs: a step whose sequences each bring one token (decode) is recorded
+ * once per (S, sampled) and replayed.  Nothing in it depends on positions:
+ * every kernel reads tokens, positions, page tables, tiles and sampling
+ * settings from the metadata buffer, which the graph's first node copies
+ * from pinned host memory; the host only rewrites that memory before each
+ * launch.  Launch shapes depend on S alone (attention splits are fixed per
+ * S; empty splits exit at once).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "quant.cuh"
+#include "../engine/sampler.h"
+
+struct layout {
+	size_t samp, tok, pos, tok_seq, last_rows, out_rows, tile_seq, tile_tok0, tile_ntok, pages,
+		recent, total;
+};
+
+struct shape {
+	int T, S, R, n_tiles, n_split, qt;
+	bool mmv;         /* mat-vec path */
+	bool sample;      /* device sampling */
+	int recent_stride;/* 0: packed (eager), else per-sequence slots (graph) */
+	int n_recent;     /* ints of recent tokens in the metadata */
+	struct layout ml;
+};
+
+static void make_layout(struct layout *l, const struct shape *sh, int page_stride)
+{
+	size_t o = 0;
+	l->samp = o;
+	o += (size_t)sh->S * sizeof(struct cuda_samp);
+	l->tok = o;
+	o += 4 * (size_t)sh->T;
+	l->pos = o;
+	o += 4 * (size_t)sh->T;
+	l->tok_seq = o;
+	o += 4 * (size_t)sh->T;
+	l->last_rows = o;
+	o += 4 * (size_t)sh->S;
+	l->out_rows = o;
+	o += 4 * (size_t)sh->R;
+	l->tile_seq = o;
+	o += 4 * (size_t)sh->n_tiles;
+	l->tile_tok0 = o;
+	o += 4 * (size_t)sh->n_tiles;
+	l->tile_ntok = o;
+	o += 4 * (size_t)sh->n_tiles;
+	l->pages = o;
+	o += 4 * (size_t)sh->S * page_stride;
+	l->recent = o;
+	o += 4 * (size_t)sh->n_recent;
+	l->total = o;
+}
+
+#define M32(be, off) ((int32_t *)((uint8_t *)(be)->meta_d + (off)))
+
+// ---- profiling
+
+/* Runs stmt; with profiling on, times it with events (synchronous). */
+#define OP(be, op, stmt)                                                       \
+	do {                                                                   \
+		if ((be)->prof)                                                \
+			cudaEventRecord((be)->ev[0], (be)->st);                \
+		TRY(stmt);                                                     \
+		if ((be)->prof)                                                \
+			prof_stop(be, op);                                     \
+	} while (0)
+
+static void prof_stop(struct eng_backend *be, int op)
+{
+	float ms = 0.0f;
+	cudaEventRecord(be->ev[1], be->st);
+	if (cudaEventSynchronize(be->ev[1]) == cudaSuccess &&
+	    cudaEventElapsedTime(&ms, be->ev[0], be->ev[1]) == cudaSuccess) {
+		be->prof_ms[op] += ms;
+		be->prof_n[op]++;
+	}
+}
+
+static const char *const prof_names[CUDA_PROF_COUNT] = {
+	"embed", "rmsnorm", "qkv", "rope+kv", "attention", "attn-combine", "wo+res",
+	"gate/up(+glu)", "quantize", "down+res", "lm-head", "sample", "copies",
+};
+
+extern "C" void cuda_backend_set_profile(struct eng_backend *be, bool on)
+{
+	be->prof = on;
+	memset(be->prof_ms, 0, sizeof(be->prof_ms));
+	memset(be->prof_n, 0, sizeof(be->prof_n));
+}
+
+extern "C" void cuda_backend_profile_report(struct eng_backend *be, FILE *f)
+{
+	double total = 0.0;
+	for (int i = 0; i < CUDA_PROF_COUNT; i++)
+		total += be->prof_ms[i];
+	fprintf(f, "%-14s %10s %8s %10s %6s\n", "op", "total ms", "calls", "us/call", "share");
+	for (int i = 0; i < CUDA_PROF_COUNT; i++) {
+		if (!be->prof_n[i])
+			continue;
+		fprintf(f, "%-14s %10.3f %8llu %10.2f %5.1f%%\n", prof_names[i], be->prof_ms[i],
+		        (unsigned long long)be->prof_n[i], 1e3 * be->prof_ms[i] / be->prof_n[i],
+		        total > 0 ? 100.0 * be->prof_ms[i] / total : 0.0);
+	}
+}
+
+// ---- the layer loop
+
+static int layer(struct eng_backend *be, const struct shape *sh, int il)
+{
+	const struct eng_config *c = &be->cfg;
+	const struct cuda_layer_w *L = &be->layers[il];
+	const int T = sh->T, C = c->n_embd, H = c->n_head, G = c->n_head_kv, D = c->head_dim;
+	const int HD = H * D, F = c->n_ff;
+	cudaStream_t st = be->st;
+	enum cuda_x16_state x16 = CUDA_X16_NONE;
+	struct cuda_act a;
+
+	/* attention block */
+	OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->attn_norm, c->rms_eps, be->xn, C,
+	                                    sh->mmv && L->q8_qkv ? be->q8s : NULL, be->q8d, st));
+	float *q = be->qkv, *k = be->qkv + HD, *v = be->qkv + HD + G * D;
+	if (sh->mmv) {
+		a = (struct cuda_act){be->xn, C, be->q8s, be->q8d};
+		OP(be, CUDA_PROF_QKV, cuda_matvec(&L->wq, &a, T, q, be->ld_qkv, false, st));
+		OP(be, CUDA_PROF_QKV, cuda_matvec(&L->wk, &a, T, k, be->ld_qkv, false, st));
+		OP(be, CUDA_PROF_QKV, cuda_matvec(&L->wv, &a, T, v, be->ld_qkv, false, st));
+	} else {
+		OP(be, CUDA_PROF_QKV, cuda_gemm(&be->gemm, &L->wq, be->xn, C, T, q, be->ld_qkv, false, &x16, st));
+		OP(be, CUDA_PROF_QKV, cuda_gemm(&be->gemm, &L->wk, be->xn, C, T, k, be->ld_qkv, false, &x16, st));
+		OP(be, CUDA_PROF_QKV, cuda_gemm(&be->gemm, &L->wv, be->xn, C, T, v, be->ld_qkv, false, &x16, st));
+	}
+	uint8_t *kpool = (uint8_t *)be->kv + (size_t)(2 * il) * be->kv_pool_bytes;
+	uint8_t *vpool = kpool + be->kv_pool_bytes;
+	struct cuda_rope_args ra = {
+		be->qkv, be->ld_qkv, T, H, G, D, c->n_rot, c->rope_type == ENG_ROPE_TYPE_NEOX,
+		c->rope_base, L->bq, L->bk, L->bv, L->q_norm, L->k_norm, c->rms_eps,
+		M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq), M32(be, sh->ml.pages), be->page_stride,
+		kpool, vpool,
+	};
+	OP(be, CUDA_PROF_ROPE, cuda_rope_store(&ra, st));
+	struct cuda_attn_args aa = {
+		be->qkv, be->ld_qkv, kpool, vpool, H, G, D, 1.0f / sqrtf((float)D), sh->n_tiles,
+		M32(be, sh->ml.tile_seq), M32(be, sh->ml.tile_tok0), M32(be, sh->ml.tile_ntok),
+		M32(be, sh->ml.pos), M32(be, sh->ml.pages), be->page_stride, sh->qt, sh->n_split,
+		be->attn, HD, be->part_o, be->part_ml, T,
+	};
+	OP(be, CUDA_PROF_ATTN, cuda_attn(&aa, st));
+	const bool q8o = sh->mmv && L->q8_wo;
+	if (sh->n_split > 1)
+		OP(be, CUDA_PROF_COMBINE, cuda_attn_combine(&aa, q8o ? be->q8s : NULL, be->q8d, st));
+	else if (q8o)
+		OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->attn, HD, HD, T, be->q8s, be->q8d, st));
+	if (sh->mmv) {
+		a = (struct cuda_act){be->attn, HD, be->q8s, be->q8d};
+		OP(be, CUDA_PROF_WO, cuda_matvec(&L->wo, &a, T, be->x, C, true, st));
+	} else {
+		x16 = CUDA_X16_NONE;
+		OP(be, CUDA_PROF_WO, cuda_gemm(&be->gemm, &L->wo, be->attn, HD, T, be->x, C, true, &x16, st));
+	}
+
+	/* feed-forward block */
+	OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->ffn_norm, c->rms_eps, be->xn, C,
+	                                    sh->mmv && L->q8_ffn ? be->q8s : NULL, be->q8d, st));
+	if (sh->mmv) {
+		a = (struct cuda_act){be->xn, C, be->q8s, be->q8d};
+		if (L->glu) {
+			OP(be, CUDA_PROF_GATE_UP, cuda_matvec_glu(&L->gate, &L->up, &a, T, be->ffn_h, F, st));
+		} else {
+			OP(be, CUDA_PROF_GATE_UP, cuda_matvec(&L->gate, &a, T, be->ffn_g, F, false, st));
+			OP(be, CUDA_PROF_GATE_UP, cuda_matvec(&L->up, &a, T, be->ffn_u, F, false, st));
+			OP(be, CUDA_PROF_GATE_UP, cuda_swiglu(be->ffn_g, be->ffn_u, F, T, F, be->ffn_h, F, st));
+		}
+		if (L->q8_down)
+			OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->ffn_h, F, F, T, be->q8s, be->q8d, st));
+		a = (struct cuda_act){be->ffn_h, F, be->q8s, be->q8d};
+		OP(be, CUDA_PROF_DOWN, cuda_matvec(&L->down, &a, T, be->x, C, true, st));
+	} else {
+		x16 = CUDA_X16_NONE;
+		OP(be, CUDA_PROF_GATE_UP, cuda_gemm(&be->gemm, &L->gate, be->xn, C, T, be->ffn_g, F, false, &x16, st));
+		OP(be, CUDA_PROF_GATE_UP, cuda_gemm(&be->gemm, &L->up, be->xn, C, T, be->ffn_u, F, false, &x16, st));
+		OP(be, CUDA_PROF_GATE_UP, cuda_swiglu(be->ffn_g, be->ffn_u, F, T, F, be->ffn_h, F, st));
+		x16 = CUDA_X16_NONE;
+		OP(be, CUDA_PROF_DOWN, cuda_gemm(&be->gemm, &L->down, be->ffn_h, F, T, be->x, C, true, &x16, st));
+	}
+	return 0;
+}
+
+/* Final norm + LM head for n rows listed (token indices) at rows → logits. */
+static int head(struct eng_backend *be, const int32_t *rows, int n)
+{
+	const struct eng_config *c = &be->cfg;
+	const int C = c->n_embd;
+	const bool mmv = n <= CUDA_MMV_MAX_COLS;
+	enum cuda_x16_state x16 = CUDA_X16_NONE;
+	OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, rows, n, C, be->output_norm, c->rms_eps, be->xn, C,
+	                                    mmv && be->q8_head ? be->q8s : NULL, be->q8d, be->st));
+	if (mmv) {
+		struct cuda_act a = {be->xn, C, be->q8s, be->q8d};
+		OP(be, CUDA_PROF_HEAD, cuda_matvec(&be->output, &a, n, be->logits, c->n_vocab, false, be->st));
+	} else {
+		OP(be, CUDA_PROF_HEAD, cuda_gemm(&be->gemm, &be->output, be->xn, C, n, be->logits, c->n_vocab,
+		                                 false, &x16, be->st));
+	}
+	return 0;
+}
+
+static int sample_dev(struct eng_backend *be, const struct shape *sh)
+{
+	const int V = be->cfg.n_vocab;
+	const struct cuda_samp *sp = (const struct cuda_samp *)((uint8_t *)be->meta_d + sh->ml.samp);
+	OP(be, CUDA_PROF_SAMPLE, cuda_sample(be->logits, V, sh->S, V, sp, M32(be, sh->ml.recent),
+	                                     be->samp_scratch, be->tok_d, be->st));
+	OP(be, CUDA_PROF_COPY, cudaMemcpyAsync(be->tok_h, be->tok_d, 4 * (size_t)sh->S,
+	                                       cudaMemcpyDeviceToHost, be->st) == cudaSuccess ? 0 : -EIO);
+	return 0;
+}
+
+/* The metadata copy, the embedding and every layer. */
+static int body(struct eng_backend *be, const struct shape *sh)
+{
+	OP(be, CUDA_PROF_COPY, cudaMemcpyAsync(be->meta_d, be->meta_h, sh->ml.total,
+	                                       cudaMemcpyHostToDevice, be->st) == cudaSuccess ? 0 : -EIO);
+	OP(be, CUDA_PROF_EMBED, cuda_get_rows(&be->tok_embd, M32(be, sh->ml.tok), sh->T, be->x,
+	                                      be->cfg.n_embd, be->st));
+	for (int il = 0; il < be->cfg.n_layer; il++)
+		TRY(layer(be, sh, il));
+	return 0;
+}
+
+/* A decode step as recorded in a graph: R == S rows, logits stay on the
+ * device, optional sampling. */
+static int decode_step(struct eng_backend *be, const struct shape *sh)
+{
+	TRY(body(be, sh));
+	TRY(head(be, M32(be, sh->ml.out_rows), sh->S));
+	if (sh->sample)
+		TRY(sample_dev(be, sh));
+	return 0;
+}
+
+// ---- batch → metadata
+
+static bool device_samplable(const struct eng_sample_req *r)
+{
+	return !(r->p.temperature > 0.0f) ||
+	       (r->p.top_k > 0 && (r->p.top_k <= CUDA_SAMPLE_KMAX));
+}
+
+static int validate(const struct eng_backend *be, const struct eng_batch *b,
+                    const struct eng_sample_req *samp, int *T_out, int *R_out, int *recent_out)
+{
+	const int V = be->cfg.n_vocab;
+	int T = 0, R = 0, nr = 0;
+	if (b->n_seqs < 1 || b->n_seqs > be->p.max_seqs) {
+		LOG_ERR("batch of %d sequences (1..%d)", b->n_seqs, be->p.max_seqs);
+		return -EINVAL;
+	}
+	for (int s = 0; s < b->n_seqs; s++) {
+		const struct eng_batch_seq *q = &b->seqs[s];
+		if (q->n_tokens < 1 || q->pos0 < 0 || q->pos0 + q->n_tokens > be->p.max_ctx || !q->pages) {
+			LOG_ERR("sequence %d: %d tokens at position %d (context %d)", s, q->n_tokens, q->pos0,
+			        be->p.max_ctx);
+			return -EINVAL;
+		}
+		for (int i = 0; i < q->n_tokens; i++)
+			if (q->tokens[i] < 0 || q->tokens[i] >= V) {
+				LOG_ERR("sequence %d: token %d out of range (vocabulary %d)", s, q->tokens[i], V);
+				return -EINVAL;
+			}
+		for (int i = 0; i < cdiv(q->pos0 + q->n_tokens, ENG_KV_PAGE); i++)
+			if (q->pages[i] < 0 || q->pages[i] >= be->p.n_pages) {
+				LOG_ERR("sequence %d: page %d out of range (%d pages)", s, q->pages[i], be->p.n_pages);
+				return -EINVAL;
+			}
+		if (samp && samp[s].p.repeat_penalty != 1.0f) {
+			for (int i = 0; i < samp[s].n_recent; i++)
+				if (samp[s].recent[i] < 0 || samp[s].recent[i] >= V) {
+					LOG_ERR("sequence %d: recent token %d out of range", s, samp[s].recent[i]);
+					return -EINVAL;
+				}
+			nr += samp[s].n_recent;
+		}
+		T += q->n_tokens;
+		R += q->logits_all ? q->n_tokens : 1;
+	}
+	if (T > be->p.max_batch_tokens) {
+		LOG_ERR("batch of %d tokens (at most %d)", T, be->p.max_batch_tokens);
+		return -EINVAL;
+	}
+	*T_out = T;
+	*R_out = R;
+	*recent_out = nr;
+	return 0;
+}
+
+static void fill_meta(struct eng_backend *be, const struct eng_batch *b,
+                      const struct eng_sample_req *samp, const struct shape *sh)
+{
+	uint8_t *m = (uint8_t *)be->meta_h;
+	const struct layout *l = &sh->ml;
+	int32_t *tok = (int32_t *)(m + l->tok), *pos = (int32_t *)(m + l->pos);
+	int32_t *tseq = (int32_t *)(m + l->tok_seq), *last = (int32_t *)(m + l->last_rows);
+	int32_t *orow = (int32_t *)(m + l->out_rows), *pages = (int32_t *)(m + l->pages);
+	int32_t *ts = (int32_t *)(m + l->tile_seq), *t0 = (int32_t *)(m + l->tile_tok0);
+	int32_t *tn = (int32_t *)(m + l->tile_ntok), *rec = (int32_t *)(m + l->recent);
+	struct cuda_samp *sp = (struct cuda_samp *)(m + l->samp);
+	int t = 0, r = 0, nt = 0, roff = 0;
+	for (int s = 0; s < b->n_seqs; s++) {
+		const struct eng_batch_seq *q = &b->seqs[s];
+		const int n = q->n_tokens;
+		for (int i = 0; i < n; i++) {
+			tok[t + i] = q->tokens[i];
+			pos[t + i] = q->pos0 + i;
+			tseq[t + i] = s;
+		}
+		if (q->logits_all)
+			for (int i = 0; i < n; i++)
+				orow[r++] = t + i;
+		else
+			orow[r++] = t + n - 1;
+		last[s] = t + n - 1;
+		for (int i = 0; i < n; i += sh->qt) {
+			ts[nt] = s;
+			t0[nt] = t + i;
+			tn[nt++] = n - i < sh->qt ? n - i : sh->qt;
+		}
+		memcpy(pages + (size_t)s * be->page_stride, q->pages,
+		       4 * (size_t)cdiv(q->pos0 + n, ENG_KV_PAGE));
+		if (sh->sample) {
+			const struct eng_sample_req *rq = &samp[s];
+			const bool pen = rq->p.repeat_penalty != 1.0f && rq->recent && rq->n_recent > 0;
+			if (sh->recent_stride)
+				roff = s * sh->recent_stride;
+			sp[s] = (struct cuda_samp){rq->p.temperature, rq->p.top_p, rq->p.min_p,
+			                           pen ? rq->p.repeat_penalty : 1.0f, rq->p.top_k,
+			                           pen ? rq->n_recent : 0, roff, 0, rq->seed, rq->draw};
+			if (pen) {
+				memcpy(rec + roff, rq->recent, 4 * (size_t)rq->n_recent);
+				roff += rq->n_recent;
+			}
+		}
+		t += n;
+	}
+}
+
+// ---- graphs
+
+static struct cuda_graph_slot *slot(struct eng_backend *be, int S, bool sampled)
+{
+	return &be->graphs[2 * S + (sampled ? 1 : 0)];
+}
+
+extern "C" void cuda_be_graphs_free(struct eng_backend *be)
+{
+	if (!be->graphs)
+		return;
+	for (int i = 0; i < 2 * (be->p.max_seqs + 1); i++)
+		if (be->graphs[i].ready) {
+			cudaGraphExecDestroy(be->graphs[i].exec);
+			be->graphs[i].ready = false;
+		}
+}
+
+/* Records the step into a graph (first use of this shape), then launches it. */
+static int run_graph(struct eng_backend *be, const struct shape *sh)
+{
+	struct cuda_graph_slot *g = slot(be, sh->S, sh->sample);
+	if (!g->ready) {
+		cudaGraph_t graph = NULL;
+		CUDA_CHECK(cudaStreamBeginCapture(be->st, cudaStreamCaptureModeThreadLocal));
+		int rc = decode_step(be, sh);
+		cudaError_t e = cudaStreamEndCapture(be->st, &graph);
+		if (rc || e != cudaSuccess) {
+			LOG_WARN("graph capture failed (%s); running without graphs", cudaGetErrorString(e));
+			(void)cudaGetLastError();
+			if (graph)
+				cudaGraphDestroy(graph);
+			be->use_graphs = false;
+			return decode_step(be, sh);
+		}
+		e = cudaGraphInstantiate(&g->exec, graph, 0);
+		cudaGraphDestroy(graph);
+		CUDA_CHECK(e);
+		g->ready = true;
+	}
+	CUDA_CHECK(cudaGraphLaunch(g->exec, be->st));
+	return 0;
+}
+
+// ---- forward
+
+/* Rows the device sampler cannot take (top_k 0 or > CUDA_SAMPLE_KMAX):
+ * the last rows come to the host and go through eng_sample(). */
+static int sample_host(struct eng_backend *be, const struct eng_batch *b,
+                       const struct eng_sample_req *samp, const struct shape *sh, int32_t *out)
+{
+	const int V = be->cfg.n_vocab;
+	if (!be->host_rows) {
+		be->host_rows = (float *)malloc((size_t)be->logit_rows * V * sizeof(float));
+		if (!be->host_rows)
+			return -ENOMEM;
+	}
+	CUDA_CHECK(cudaMemcpyAsync(be->host_rows, be->logits, (size_t)sh->S * V * 4,
+	                           cudaMemcpyDeviceToHost, be->st));
+	CUDA_CHECK(cudaStreamSynchronize(be->st));
+	for (int s = 0; s < b->n_seqs; s++)
+		out[s] = eng_sample(be->host_sampler, be->host_rows + (size_t)s * V, &samp[s]);
+	return 0;
+}
+
+static void plan(struct eng_backend *be, const struct eng_batch *b, const struct eng_sample_req *samp,
+                 bool want_logits, int T, int R, int nrec, struct shape *sh, bool *graph)
+{
+	const struct eng_config *c = &be->cfg;
+	memset(sh, 0, sizeof(*sh));
+	sh->T = T;
+	sh->S = b->n_seqs;
+	sh->R = R;
+	sh->mmv = T <= CUDA_MMV_MAX_COLS;
+	sh->qt = cuda_attn_tile_tokens(c->n_head, c->n_head_kv, c->head_dim);
+	for (int s = 0; s < b->n_seqs; s++)
+		sh->n_tiles += cdiv(b->seqs[s].n_tokens, sh->qt);
+	sh->n_split = 1;
+	if (sh->mmv) {
+		/* enough blocks for about two per SM; fixed per S (graphs) */
+		int want = cdiv(2 * be->n_sm, sh->S * c->n_head_kv);
+		sh->n_split = want < 1 ? 1 : want > be->max_split ? be->max_split : want;
+	}
+	sh->sample = samp != NULL;
+	for (int s = 0; samp && s < b->n_seqs; s++)
+		sh->sample = sh->sample && device_samplable(&samp[s]);
+	*graph = be->use_graphs && !be->prof && T == sh->S && !(want_logits && samp);
+	for (int s = 0; *graph && sh->sample && s < b->n_seqs; s++)
+		if (samp[s].p.repeat_penalty != 1.0f && samp[s].n_recent > CUDA_GRAPH_RECENT_CAP)
+			*graph = false;
+	sh->recent_stride = *graph && sh->sample ? CUDA_GRAPH_RECENT_CAP : 0;
+	sh->n_recent = sh->sample ? (sh->recent_stride ? sh->S * CUDA_GRAPH_RECENT_CAP : nrec) : 0;
+	make_layout(&sh->ml, sh, be->page_stride);
+}
+
+static int forward(struct eng_backend *be, const struct eng_batch *b, float *logits,
+                   const struct eng_sample_req *samp, int32_t *tokens_out)
+{
+	const int V = be->cfg.n_vocab;
+	struct shape sh;
+	int T, R, nrec;
+	bool graph;
+	TRY(validate(be, b, samp, &T, &R, &nrec));
+	plan(be, b, samp, logits != NULL, T, R, nrec, &sh, &graph);
+	if (sh.ml.total > be->meta_cap) {
+		LOG_ERR("batch metadata of %zu bytes exceeds %zu (too many recent tokens?)", sh.ml.total,
+		        be->meta_cap);
+		return -EINVAL;
+	}
+	fill_meta(be, b, samp, &sh);
+
+	if (graph) {
+		TRY(run_graph(be, &sh));
+		if (logits)
+			CUDA_CHECK(cudaMemcpyAsync(logits, be->logits, (size_t)R * V * 4,
+			                           cudaMemcpyDeviceToHost, be->st));
+	} else {
+		bool last_in_buf = false; /* be->logits holds the S last rows */
+		TRY(body(be, &sh));
+		for (int r0 = 0; logits && r0 < R; r0 += be->logit_rows) {
+			int n = R - r0 < be->logit_rows ? R - r0 : be->logit_rows;
+			TRY(head(be, M32(be, sh.ml.out_rows) + r0, n));
+			CUDA_CHECK(cudaMemcpyAsync(logits + (size_t)r0 * V, be->logits, (size_t)n * V * 4,
+			                           cudaMemcpyDeviceToHost, be->st));
+			last_in_buf = R == sh.S && n == R;
+		}
+		if (samp && !last_in_buf)
+			TRY(head(be, M32(be, sh.ml.last_rows), sh.S));
+		if (samp && sh.sample)
+			TRY(sample_dev(be, &sh));
+		else if (samp)
+			TRY(sample_host(be, b, samp, &sh, tokens_out));
+	}
+	CUDA_CHECK(cudaStreamSynchronize(be->st));
+	if (sh.sample)
+		memcpy(tokens_out, be->tok_h, 4 * (size_t)sh.S);
+	return 0;
+}
+
+extern "C" int cuda_be_forward(struct eng_backend *be, const struct eng_batch *b, float *logits,
+                               const struct eng_sample_req *samp, int32_t *tokens_out)
+{
+	if (cudaSetDevice(be->dev) != cudaSuccess) {
+		LOG_ERR("cudaSetDevice(%d) failed", be->dev);
+		return -EIO;
+	}
+	int rc = forward(be, b, logits, samp, tokens_out);
+	if (rc) {
+		/* leave the stream usable for the next call */
+		cudaError_t e = cudaStreamSynchronize(be->st);
+		if (e != cudaSuccess)
+			LOG_ERR("device failure: %s", cudaGetErrorString(e));
+		(void)cudaGetLastError();
+	}
+	return rc;
+}

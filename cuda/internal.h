@@ -1,0 +1,109 @@
+/*
+ * internal.h — the CUDA backend's state (struct eng_backend) shared by
+ * backend.cu (ops table, init, weights, bandwidth) and forward.cu (batch
+ * metadata, the layer loop, CUDA graphs).  Not a public header.
+ *
+ * Device memory, all allocated at init and never in the hot path:
+ *   weights  one buffer, every tensor in its GGUF type (256-byte aligned);
+ *   kv       per layer a K pool and a V pool of n_pages pages [G][P][D] F16;
+ *   scratch  activations sized from max_batch_tokens / max_seqs / max_ctx;
+ *   meta     the per-step metadata (tokens, positions, page tables, tiles,
+ *            sampling settings), filled in pinned host memory and copied by
+ *            one cudaMemcpyAsync at the start of each step (inside the graph).
+ */
+#ifndef PROMPTFS_CUDA_INTERNAL_H
+#define PROMPTFS_CUDA_INTERNAL_H
+
+#include <stdio.h>
+
+#include "cuda_backend.h"
+#include "cuda_ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Penalty window that a captured decode graph reserves per sequence; a step
+ * with a longer recent list runs without the graph. */
+#define CUDA_GRAPH_RECENT_CAP 256
+
+enum cuda_prof_op {
+	CUDA_PROF_EMBED = 0, CUDA_PROF_NORM, CUDA_PROF_QKV, CUDA_PROF_ROPE, CUDA_PROF_ATTN,
+	CUDA_PROF_COMBINE, CUDA_PROF_WO, CUDA_PROF_GATE_UP, CUDA_PROF_QUANT, CUDA_PROF_DOWN,
+	CUDA_PROF_HEAD, CUDA_PROF_SAMPLE, CUDA_PROF_COPY, CUDA_PROF_COUNT,
+};
+
+struct cuda_layer_w {
+	struct cuda_mat wq, wk, wv, wo, gate, up, down;
+	const float *attn_norm, *ffn_norm;  /* [C] */
+	const float *bq, *bk, *bv;          /* [H*D], [G*D], [G*D] or NULL */
+	const float *q_norm, *k_norm;       /* [D] or NULL */
+	bool q8_qkv, q8_wo, q8_ffn, q8_down; /* inputs needing the q8 form */
+	bool glu;                            /* gate and up fuse in one mat-vec */
+};
+
+struct cuda_graph_slot {
+	cudaGraphExec_t exec;
+	bool ready;
+};
+
+struct eng_backend {
+	struct eng_config cfg;
+	struct eng_backend_params p;
+	int dev, n_sm;
+	char name[192];
+	cudaStream_t st;
+	void *cublas; /* cublasHandle_t */
+
+	void *wbuf;
+	size_t wbytes;
+	struct cuda_mat tok_embd, output;
+	const float *output_norm;
+	bool q8_head;
+	struct cuda_layer_w *layers; /* [L] */
+
+	void *kv;
+	size_t kv_bytes, kv_pool_bytes; /* kv_pool_bytes: one layer's K (or V) pool */
+
+	void *scratch;
+	size_t scratch_bytes;
+	float *x, *xn, *qkv, *attn, *ffn_g, *ffn_u, *ffn_h, *logits;
+	int8_t *q8s;
+	void *q8d;
+	float *part_o;
+	void *part_ml;
+	void *samp_scratch;
+	struct cuda_gemm_ws gemm;
+	int ld_qkv, max_k, logit_rows, page_stride, max_split;
+
+	void *meta_h, *meta_d; /* pinned host, device */
+	size_t meta_cap;
+	int32_t *tok_h, *tok_d; /* sampled tokens [max_seqs] */
+	float *host_rows;       /* host fallback sampler staging, malloc'd on demand */
+	struct eng_sampler *host_sampler;
+
+	bool use_graphs;
+	struct cuda_graph_slot *graphs; /* [(max_seqs + 1) * 2]: (S, sampled) */
+
+	bool prof;
+	cudaEvent_t ev[2];
+	double prof_ms[CUDA_PROF_COUNT];
+	uint64_t prof_n[CUDA_PROF_COUNT];
+};
+
+/* forward.cu */
+int cuda_be_forward(struct eng_backend *be, const struct eng_batch *b, float *logits,
+                    const struct eng_sample_req *samp, int32_t *tokens_out);
+void cuda_be_graphs_free(struct eng_backend *be);
+
+/* Per-op kernel times (CUDA events, eager launches): PROMPTFS_CUDA_PROFILE=1
+ * at init, or this call; disables graphs while on.  The report lists each op
+ * family's total and per-call time since the last reset. */
+void cuda_backend_set_profile(struct eng_backend *be, bool on);
+void cuda_backend_profile_report(struct eng_backend *be, FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROMPTFS_CUDA_INTERNAL_H */

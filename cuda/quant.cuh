@@ -1,0 +1,303 @@
+/*
+ * quant.cuh — device-side block traits of every quantised weight type.
+ *
+ * Every type is seen as a row of 32-element groups.  wq<TYPE>::load(row, g, …)
+ * unpacks group g of a row into 8 ints of packed signed int8 (4 elements
+ * each, in element order) and the affine map back to the weight:
+ *     w[e] = dlo * q[e] + mlo   for e < 16,   dhi * q[e] + mhi   for e >= 16
+ * (dlo == dhi, mlo == mhi unless SPLIT16; mlo == 0 unless HAS_MIN).  Offsets
+ * that are a constant multiple of the scale (Q4_0's -8, Q6_K's -32 …) are
+ * subtracted from the ints so that they need no min term.  One template of
+ * each kernel (mat-vec with dp4a, dequantise, row lookup) then serves every
+ * type (style.md: traits, not copy-pasted per-type kernels).
+ *
+ * Layouts are ggml's (gguf/quant.h); the reference dequantisers in
+ * gguf/quant.c are the oracle (tests/gpu/ops.c checks every type).
+ */
+#ifndef PROMPTFS_CUDA_QUANT_CUH
+#define PROMPTFS_CUDA_QUANT_CUH
+
+#include "../gguf/gguf.h"
+#include "common.cuh"
+
+struct wgroup {
+	int q[8];
+	float dlo, dhi, mlo, mhi;
+};
+
+/* bit k of x (k < 4) → bit 8k: spreads 4 flag bits over the bytes of an int */
+static __device__ __forceinline__ int spread4(int x)
+{
+	return (x & 1) | ((x & 2) << 7) | ((x & 4) << 14) | ((x & 8) << 21);
+}
+
+static __device__ __forceinline__ void scale_min_k4(int j, const uint8_t *q, int *d, int *m)
+{
+	if (j < 4) {
+		*d = q[j] & 63;
+		*m = q[j + 4] & 63;
+	} else {
+		*d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+	}
+}
+
+template <int TYPE> struct wq;
+
+template <> struct wq<GGUF_DTYPE_Q4_0> {
+	static constexpr int BLCK = 32, BYTES = 18;
+	static constexpr bool HAS_MIN = false, SPLIT16 = false;
+	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
+	{
+		const uint8_t *b = row + (size_t)g * BYTES;
+		w.dlo = w.dhi = ld_half(b);
+		w.mlo = w.mhi = 0.0f;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			int v = ld_b2(b + 2, i);
+			w.q[i] = __vsub4(v & 0x0F0F0F0F, 0x08080808);
+			w.q[i + 4] = __vsub4((v >> 4) & 0x0F0F0F0F, 0x08080808);
+		}
+	}
+};
+
+template <> struct wq<GGUF_DTYPE_Q4_1> {
+	static constexpr int BLCK = 32, BYTES = 20;
+	static constexpr bool HAS_MIN = true, SPLIT16 = false;
+	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
+	{
+		const uint8_t *b = row + (size_t)g * BYTES;
+		w.dlo = w.dhi = ld_half(b);
+		w.mlo = w.mhi = ld_half(b + 2);
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			int v = ld_b4(b + 4, i);
+			w.q[i] = v & 0x0F0F0F0F;
+			w.q[i + 4] = (v >> 4) & 0x0F0F0F0F;
+		}
+	}
+};
+
+template <> struct wq<GGUF_DTYPE_Q5_0> {
+	static constexpr int BLCK = 32, BYTES = 22;
+	static constexpr bool HAS_MIN = false, SPLIT16 = false;
+	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
+	{
+		const uint8_t *b = row + (size_t)g * BYTES;
+		w.dlo = w.dhi = ld_half(b);
+		w.mlo = w.mhi = 0.0f;
+		int qh = ld_b2(b + 2, 0);
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			int v = ld_b2(b + 6, i);
+			int lo = (v & 0x0F0F0F0F) | (spread4(qh >> (4 * i)) << 4);
+			int hi = ((v >> 4) & 0x0F0F0F0F) | (spread4(qh >> (16 + 4 * i)) << 4);
+			w.q[i] = __vsub4(lo, 0x10101010);
+			w.q[i + 4] = __vsub4(hi, 0x10101010);
+		}
+	}
+};
+
+template <> struct wq<GGUF_DTYPE_Q5_1> {
+	static constexpr int BLCK = 32, BYTES = 24;
+	static constexpr bool HAS_MIN = true, SPLIT16 = false;
+	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
+	{
+		const uint8_t *b = row + (size_t)g * BYTES;
+		w.dlo = w.dhi = ld_half(b);
+		w.mlo = w.mhi = ld_half(b + 2);
+		int qh = ld_b4(b + 4, 0);
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			int v = ld_b4(b + 8, i);
+			w.q[i] = (v & 0x0F0F0F0F) | (spread4(qh >> (4 * i)) << 4);
+			w.q[i + 4] = ((v >> 4) & 0x0F0F0F0F) | (spread4(qh >> (16 + 4 * i)) << 4);
+		}
+	}
+};
+
+template <> struct wq<GGUF_DTYPE_Q8_0> {
+	static constexpr int BLCK = 32, BYTES = 34;
+	static constexpr bool HAS_MIN = false, SPLIT16 = false;
+	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
+	{
+		const uint8_t *b = row + (size_t)g * BYTES;
+		w.dlo = w.dhi = ld_half(b);
+		w.mlo = w.mhi = 0.0f;
+#pragma unroll
+		for (int i = 0; i < 8; i++)
+			w.q[i] = ld_b2(b + 2, i);
+	}
+};
+
+/* K types: 256-element super-blocks of 8 groups. */
+template <> struct wq<GGUF_DTYPE_Q2_K> {
+	static constexpr int BLCK = 256, BYTES = 84;
+	static constexpr bool HAS_MIN = true, SPLIT16 = true;
+	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
+	{
+		const uint8_t *b = row + (size_t)(g >> 3) * BYTES;
+		int j8 = g & 7, half = j8 >> 2, j = j8 & 3;
+		float d = ld_half(b + 80), dmin = ld_half(b + 82);
+		int sc0 = b[2 * j8], sc1 = b[2 * j8 + 1];
+		w.dlo = d * (float)(sc0 & 0xF);
+		w.mlo = -dmin * (float)(sc0 >> 4);
+		w.dhi = d * (float)(sc1 & 0xF);
+		w.mhi = -dmin * (float)(sc1 >> 4);
+#pragma unroll
+		for (int i = 0; i < 8; i++)
+			w.q[i] = (ld_b4(b + 16 + 32 * half, i) >> (2 * j)) & 0x03030303;
+	}
+};
+
+static __device__ __forceinline__ int q3k_scale(const uint8_t *sc, int s)
+{
+	int lo = s < 8 ? (sc[s] & 0xF) : (sc[s - 8] >> 4);
+	int hi = (sc[8 + (s & 3)] >> (2 * (s >> 2))) & 3;
+	return (lo | (hi << 4)) - 32;
+}
+
+template <> struct wq<GGUF_DTYPE_Q3_K> {
+	static constexpr int BLCK = 256, BYTES = 110;
+	static constexpr bool HAS_MIN = false, SPLIT16 = true;
+	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
+	{
+		const uint8_t *b = row + (size_t)(g >> 3) * BYTES;
+		int j8 = g & 7, half = j8 >> 2, j = j8 & 3;
+		float d = ld_half(b + 108);
+		w.dlo = d * (float)q3k_scale(b + 96, 2 * j8);
+		w.dhi = d * (float)q3k_scale(b + 96, 2 * j8 + 1);
+		w.mlo = w.mhi = 0.0f;
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			int low = (ld_b2(b + 32 + 32 * half, i) >> (2 * j)) & 0x03030303;
+			int hb = (ld_b2(b, i) >> j8) & 0x01010101;
+			w.q[i] = __vsub4(low | (hb << 2), 0x04040404);
+		}
+	}
+};
+
+template <> struct wq<GGUF_DTYPE_Q4_K> {
+	static constexpr int BLCK = 256, BYTES = 144;
+	static constexpr bool HAS_MIN = true, SPLIT16 = false;
+	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
+	{
+		const uint8_t *b = row + (size_t)(g >> 3) * BYTES;
+		int j8 = g & 7, sc, mn;
+		scale_min_k4(j8, b + 4, &sc, &mn);
+		w.dlo = w.dhi = ld_half(b) * (float)sc;
+		w.mlo = w.mhi = -ld_half(b + 2) * (float)mn;
+		int shift = 4 * (j8 & 1);
+#pragma unroll
+		for (int i = 0; i < 8; i++)
+			w.q[i] = (ld_b4(b + 16 + 32 * (j8 >> 1), i) >> shift) & 0x0F0F0F0F;
+	}
+};
+
+template <> struct wq<GGUF_DTYPE_Q5_K> {
+	static constexpr int BLCK = 256, BYTES = 176;
+	static constexpr bool HAS_MIN = true, SPLIT16 = false;
+	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
+	{
+		const uint8_t *b = row + (size_t)(g >> 3) * BYTES;
+		int j8 = g & 7, sc, mn;
+		scale_min_k4(j8, b + 4, &sc, &mn);
+		w.dlo = w.dhi = ld_half(b) * (float)sc;
+		w.mlo = w.mhi = -ld_half(b + 2) * (float)mn;
+		int shift = 4 * (j8 & 1);
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			int nib = (ld_b4(b + 48 + 32 * (j8 >> 1), i) >> shift) & 0x0F0F0F0F;
+			int hb = (ld_b4(b + 16, i) >> j8) & 0x01010101;
+			w.q[i] = nib | (hb << 4);
+		}
+	}
+};
+
+template <> struct wq<GGUF_DTYPE_Q6_K> {
+	static constexpr int BLCK = 256, BYTES = 210;
+	static constexpr bool HAS_MIN = false, SPLIT16 = true;
+	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
+	{
+		const uint8_t *b = row + (size_t)(g >> 3) * BYTES;
+		int j8 = g & 7, half = j8 >> 2, k = j8 & 3;
+		const int8_t *sc = (const int8_t *)(b + 192);
+		float d = ld_half(b + 208);
+		w.dlo = d * (float)sc[8 * half + 2 * k];
+		w.dhi = d * (float)sc[8 * half + 2 * k + 1];
+		w.mlo = w.mhi = 0.0f;
+		int shift = 4 * (k >> 1);
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			int nib = (ld_b2(b + 64 * half + 32 * (k & 1), i) >> shift) & 0x0F0F0F0F;
+			int hb = (ld_b2(b + 128 + 32 * half, i) >> (2 * k)) & 0x03030303;
+			w.q[i] = __vsub4(nib | (hb << 4), 0x20202020);
+		}
+	}
+};
+
+/* Dot product of one weight group with one q8 activation group (32 bytes
+ * at a, scales ds). */
+template <int TYPE>
+static __device__ __forceinline__ float dot_group(const wgroup &w, const int *a, float2 ds)
+{
+	typedef wq<TYPE> T;
+	int slo = 0, shi = 0;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		slo = __dp4a(w.q[i], a[i], slo);
+		shi = __dp4a(w.q[i + 4], a[i + 4], shi);
+	}
+	float r;
+	if (T::SPLIT16)
+		r = ds.x * (w.dlo * (float)slo + w.dhi * (float)shi);
+	else
+		r = ds.x * w.dlo * (float)(slo + shi);
+	if (T::HAS_MIN) {
+		if (T::SPLIT16) {
+			int alo = 0, ahi = 0;
+#pragma unroll
+			for (int i = 0; i < 4; i++) {
+				alo = __dp4a(0x01010101, a[i], alo);
+				ahi = __dp4a(0x01010101, a[i + 4], ahi);
+			}
+			r += ds.x * (w.mlo * (float)alo + w.mhi * (float)ahi);
+		} else {
+			r += w.mlo * ds.y;
+		}
+	}
+	return r;
+}
+
+/* Element e (0..31) of an unpacked group as a float. */
+static __device__ __forceinline__ float group_elem(const wgroup &w, int e)
+{
+	int q = (int)(int8_t)((w.q[e >> 2] >> (8 * (e & 3))) & 0xFF);
+	return e < 16 ? w.dlo * (float)q + w.mlo : w.dhi * (float)q + w.mhi;
+}
+
+/* Calls F::template run<TYPE>(args…) for a run-time type; false for a type
+ * with no quantised kernel. */
+#define CUDA_QUANT_TYPES(X)                                                            \
+	X(GGUF_DTYPE_Q4_0) X(GGUF_DTYPE_Q4_1) X(GGUF_DTYPE_Q5_0) X(GGUF_DTYPE_Q5_1)    \
+	X(GGUF_DTYPE_Q8_0) X(GGUF_DTYPE_Q2_K) X(GGUF_DTYPE_Q3_K) X(GGUF_DTYPE_Q4_K)    \
+	X(GGUF_DTYPE_Q5_K) X(GGUF_DTYPE_Q6_K)
+
+static inline bool cuda_type_is_quant(int type)
+{
+	switch (type) {
+#define X(t) case t:
+		CUDA_QUANT_TYPES(X)
+#undef X
+		return true;
+	default:
+		return false;
+	}
+}
+
+static inline bool cuda_type_is_float(int type)
+{
+	return type == GGUF_DTYPE_F32 || type == GGUF_DTYPE_F16 || type == GGUF_DTYPE_BF16;
+}
+
+#endif /* PROMPTFS_CUDA_QUANT_CUH */

@@ -1,0 +1,427 @@
+/*
+ * engine.c — the model object of engine.h: load (GGUF → weights, tokenizer,
+ * chat template, backend, KV page pool), describe, stats, and the engine
+ * thread that loops eng_step() (step.c) while there is work.
+ *
+ * KV pool sizing: kv_bytes (default: 8 full contexts, at most a quarter of
+ * RAM) / eng_kv_page_bytes() pages, at least one.  A pool smaller than one
+ * full context is allowed (tests use it to force evictions); a session that
+ * outgrows it ends its turn with ENOSPC.
+ */
+#include "engine_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../gguf/log.h"
+
+void eng_model_params_default(struct eng_model_params *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+
+static size_t ram_quarter(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
+
+	if (pages <= 0 || psz <= 0)
+		return (size_t)1 << 30;
+	return (size_t)pages * (size_t)psz / 4;
+}
+
+static int init_template(struct eng_model *m)
+{
+	const char *jinja = gguf_get_str_key(m->g, "tokenizer.chat_template");
+	int32_t bos = eng_token_bos(m->tok), eos = eng_token_eos(m->tok);
+	int rc;
+
+	rc = eng_template_init(jinja, bos >= 0 ? eng_token_text(m->tok, bos) : "",
+	                       eos >= 0 ? eng_token_text(m->tok, eos) : "", &m->tmpl);
+	if (rc < 0)
+		return rc;
+	if (jinja && m->tmpl.family == ENG_TMPL_NONE)
+		LOG_INFO("chat template of an unknown family: sessions default to raw mode");
+	else if (!jinja)
+		LOG_INFO("no chat template in the model: sessions default to raw mode");
+	return 0;
+}
+
+/* Resolves the zeros of the caller's params and sizes the page pool. */
+static void resolve_params(struct eng_model *m, const struct eng_model_params *p)
+{
+	size_t kv;
+
+	m->p = *p;
+	m->n_ctx = p->n_ctx > 0 ? p->n_ctx : (m->cfg.n_ctx_train > 0 && m->cfg.n_ctx_train < 4096 ? m->cfg.n_ctx_train : 4096);
+	if (m->cfg.n_ctx_train > 0 && m->n_ctx > m->cfg.n_ctx_train)
+		LOG_WARN("context %d is longer than the model was trained for (%d)", m->n_ctx, m->cfg.n_ctx_train);
+	m->p.n_ctx = m->n_ctx;
+	m->p.max_sessions = p->max_sessions > 0 ? p->max_sessions : 256;
+	m->p.max_batch_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : 512;
+	m->page_bytes = eng_kv_page_bytes(&m->cfg);
+	m->max_pages_seq = (m->n_ctx + 1 + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
+	kv = p->kv_bytes;
+	if (!kv) {
+		kv = (size_t)8 * (size_t)m->max_pages_seq * m->page_bytes;
+		if (kv > ram_quarter())
+			kv = ram_quarter();
+	}
+	m->n_pages = (int)(kv / m->page_bytes > (size_t)INT32_MAX / 2 ? INT32_MAX / 2 : kv / m->page_bytes);
+	if (m->n_pages < 1)
+		m->n_pages = 1;
+	m->p.kv_bytes = (size_t)m->n_pages * m->page_bytes;
+}
+
+static int init_arena(struct eng_model *m)
+{
+	struct step_arena *a = &m->arena;
+	size_t S = (size_t)m->p.max_sessions;
+
+	a->seqs = calloc(S, sizeof(*a->seqs));
+	a->reqs = calloc(S, sizeof(*a->reqs));
+	a->out = calloc(S, sizeof(*a->out));
+	a->ent = calloc(S, sizeof(*a->ent));
+	a->notify = calloc(3 * S, sizeof(*a->notify));
+	m->free_pages = malloc(sizeof(*m->free_pages) * (size_t)m->n_pages);
+	if (!a->seqs || !a->reqs || !a->out || !a->ent || !a->notify || !m->free_pages)
+		return -ENOMEM;
+	for (int i = 0; i < m->n_pages; i++)
+		m->free_pages[i] = m->n_pages - 1 - i; /* page 0 is handed out first */
+	m->n_free = m->n_pages;
+	return 0;
+}
+
+int eng_model_load(const char *path, const struct eng_model_params *p, struct eng_model **out)
+{
+	struct eng_model_params defp;
+	struct eng_backend_params bp;
+	struct eng_model *m;
+	int rc;
+
+	if (!p) {
+		eng_model_params_default(&defp);
+		p = &defp;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	snprintf(m->path, sizeof(m->path), "%s", path);
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->work, NULL);
+	rc = gguf_open(path, &m->g);
+	if (rc < 0) {
+		LOG_ERR("cannot load model '%s': %s", path, strerror(-rc));
+		goto fail;
+	}
+	if ((rc = eng_model_bind(m->g, &m->cfg, &m->w)) < 0)
+		goto fail;
+	if ((rc = eng_tokenizer_init(m->g, &m->tok)) < 0)
+		goto fail;
+	if (eng_tokenizer_n_vocab(m->tok) > m->cfg.n_vocab) {
+		LOG_ERR("tokenizer has %d tokens but the model's output has %d rows",
+		        eng_tokenizer_n_vocab(m->tok), m->cfg.n_vocab);
+		rc = -EINVAL;
+		goto fail;
+	}
+	if ((rc = init_template(m)) < 0)
+		goto fail;
+	m->ops = eng_backend_find(p->backend);
+	if (!m->ops) {
+		rc = -ENODEV;
+		goto fail;
+	}
+	resolve_params(m, p);
+	if ((rc = init_arena(m)) < 0)
+		goto fail;
+	memset(&bp, 0, sizeof(bp));
+	bp.n_threads = p->n_threads;
+	bp.n_pages = m->n_pages;
+	bp.max_batch_tokens = m->p.max_batch_tokens;
+	bp.max_seqs = m->p.max_sessions;
+	bp.max_ctx = m->n_ctx;
+	rc = m->ops->init(&m->cfg, &m->w, &bp, &m->be);
+	if (rc < 0) {
+		LOG_ERR("backend '%s' failed to start: %s", m->ops->name, strerror(-rc));
+		goto fail;
+	}
+	LOG_INFO("%s: %s, context %d, KV pool %d pages of %d tokens (%.1f MiB), backend %s",
+	         path, eng_arch_name(m->cfg.arch), m->n_ctx, m->n_pages, ENG_KV_PAGE,
+	         (double)m->p.kv_bytes / (1 << 20), m->ops->device_name(m->be));
+	*out = m;
+	return 0;
+fail:
+	eng_model_free(m);
+	return rc;
+}
+
+void eng_model_free(struct eng_model *m)
+{
+	struct step_arena *a;
+
+	if (!m)
+		return;
+	eng_model_stop(m);
+	while (m->sessions) {
+		struct eng_session *s = m->sessions;
+
+		m->sessions = s->next;
+		s->refs = 1; /* no step runs now: the engine's references are gone */
+		s->dead = true;
+		eng_session_unref_locked(s);
+	}
+	if (m->be)
+		m->ops->free(m->be);
+	eng_tokenizer_free(m->tok);
+	eng_weights_free(&m->w);
+	eng_template_free(&m->tmpl);
+	gguf_free(m->g);
+	a = &m->arena;
+	free(a->seqs);
+	free(a->reqs);
+	free(a->out);
+	free(a->ent);
+	free(a->notify);
+	free(a->buf);
+	free(m->free_pages);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->work);
+	free(m);
+}
+
+// ---- accessors
+
+const struct eng_config *eng_model_config(const struct eng_model *m) { return &m->cfg; }
+const struct eng_tokenizer *eng_model_tokenizer(const struct eng_model *m) { return m->tok; }
+const char *eng_model_backend_name(const struct eng_model *m) { return m->ops->name; }
+int eng_model_n_ctx(const struct eng_model *m) { return m->n_ctx; }
+const struct eng_template *eng_model_template(const struct eng_model *m) { return &m->tmpl; }
+const struct eng_weights *eng_model_weights(const struct eng_model *m) { return &m->w; }
+size_t eng_model_page_bytes(const struct eng_model *m) { return m->page_bytes; }
+
+struct eng_backend *eng_model_backend(const struct eng_model *m, const struct eng_backend_ops **ops)
+{
+	if (ops)
+		*ops = m->ops;
+	return m->be;
+}
+
+void eng_model_set_notify(struct eng_model *m, eng_notify_fn fn, void *user)
+{
+	m->notify = fn;
+	m->notify_user = user;
+}
+
+void eng_model_stats(struct eng_model *m, struct eng_stats *o)
+{
+	pthread_mutex_lock(&m->lock);
+	*o = m->stats;
+	o->n_sessions = m->n_sessions;
+	o->n_busy = 0;
+	for (struct eng_session *s = m->sessions; s; s = s->next)
+		o->n_busy += eng_session_has_work_locked(s);
+	o->kv_pages_total = m->n_pages;
+	o->kv_pages_used = m->n_pages - m->n_free;
+	o->kv_bytes_total = (size_t)m->n_pages * m->page_bytes;
+	o->kv_bytes_used = (size_t)o->kv_pages_used * m->page_bytes;
+	pthread_mutex_unlock(&m->lock);
+}
+
+// ---- description
+
+struct sbuf {
+	char *s;
+	size_t n, cap;
+	int err;
+};
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int k;
+
+	if (b->err)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+		va_end(ap);
+		if (k < 0) {
+			b->err = -EINVAL;
+			return;
+		}
+		if (b->s && b->n + (size_t)k < b->cap) {
+			b->n += (size_t)k;
+			return;
+		}
+		size_t cap = b->cap ? b->cap * 2 : 1024;
+		while (cap < b->n + (size_t)k + 1)
+			cap *= 2;
+		char *t = realloc(b->s, cap);
+		if (!t) {
+			b->err = -ENOMEM;
+			return;
+		}
+		b->s = t;
+		b->cap = cap;
+	}
+}
+
+static void describe_types(struct sbuf *b, const struct gguf_ctx *g)
+{
+	int64_t count[GGUF_DTYPE_COUNT] = { 0 };
+	uint64_t bytes[GGUF_DTYPE_COUNT] = { 0 };
+	int64_t nt = gguf_n_tensors(g);
+
+	for (int64_t i = 0; i < nt; i++) {
+		const struct gguf_tensor_info *ti = gguf_get_tensor(g, i);
+
+		if ((int)ti->type >= 0 && ti->type < GGUF_DTYPE_COUNT) {
+			count[ti->type]++;
+			bytes[ti->type] += ti->nbytes;
+		}
+	}
+	sb_printf(b, "tensors:         %lld\n", (long long)nt);
+	for (int t = 0; t < GGUF_DTYPE_COUNT; t++)
+		if (count[t])
+			sb_printf(b, "tensor_type:     %-5s %4lld tensors %10.2f MiB\n", gguf_dtype_name(t),
+			          (long long)count[t], (double)bytes[t] / (1 << 20));
+}
+
+int eng_describe(const struct gguf_ctx *g, const struct eng_config *c, const struct eng_weights *w,
+                 const struct eng_tokenizer *tok, const struct eng_template *tmpl,
+                 const char *backend, const char *device, char **out)
+{
+	struct sbuf b = { 0 };
+	const char *name = gguf_get_str_key(g, "general.name");
+	uint64_t np = eng_weights_n_params(c, w);
+
+	sb_printf(&b, "architecture:    %s\n", eng_arch_name(c->arch));
+	if (name)
+		sb_printf(&b, "name:            %s\n", name);
+	sb_printf(&b, "parameters:      %llu (%.1f M)\n", (unsigned long long)np, (double)np / 1e6);
+	sb_printf(&b, "layers:          %d\n", c->n_layer);
+	sb_printf(&b, "embedding:       %d\n", c->n_embd);
+	sb_printf(&b, "heads:           %d\n", c->n_head);
+	sb_printf(&b, "kv_heads:        %d\n", c->n_head_kv);
+	sb_printf(&b, "head_dim:        %d\n", c->head_dim);
+	sb_printf(&b, "feed_forward:    %d\n", c->n_ff);
+	sb_printf(&b, "context_train:   %d\n", c->n_ctx_train);
+	sb_printf(&b, "vocabulary:      %d\n", c->n_vocab);
+	if (tok)
+		sb_printf(&b, "tokenizer:       %s (pre %s, BOS %d, EOS %d, add BOS %s)\n",
+		          eng_tokenizer_kind(tok) == ENG_TOK_KIND_SPM ? "llama/SentencePiece" : "gpt2/byte-level BPE",
+		          eng_tokenizer_pre(tok) ? eng_tokenizer_pre(tok) : "default", eng_token_bos(tok),
+		          eng_token_eos(tok), eng_tokenizer_add_bos(tok) ? "yes" : "no");
+	sb_printf(&b, "rope:            %s, base %g, %d dims\n",
+	          c->rope_type == ENG_ROPE_TYPE_NEOX ? "neox" : "norm", c->rope_base, c->n_rot);
+	sb_printf(&b, "rms_eps:         %g\n", c->rms_eps);
+	sb_printf(&b, "qkv_bias:        %s\n", c->has_qkv_bias ? "yes" : "no");
+	sb_printf(&b, "qk_norm:         %s\n", c->has_qk_norm ? "yes" : "no");
+	sb_printf(&b, "tied_output:     %s\n", c->tied_output ? "yes" : "no");
+	if (tmpl)
+		sb_printf(&b, "chat_template:   %s%s%s%s\n", eng_template_family_name(tmpl->family),
+		          tmpl->default_system ? " (default system prompt: \"" : "",
+		          tmpl->default_system ? tmpl->default_system : "", tmpl->default_system ? "\")" : "");
+	describe_types(&b, g);
+	sb_printf(&b, "weights_bytes:   %llu (%.1f MiB)\n", (unsigned long long)eng_weights_nbytes(c, w),
+	          (double)eng_weights_nbytes(c, w) / (1 << 20));
+	sb_printf(&b, "file_size:       %zu (%.1f MiB, GGUF v%u)\n", gguf_file_size(g),
+	          (double)gguf_file_size(g) / (1 << 20), gguf_version(g));
+	if (backend)
+		sb_printf(&b, "backend:         %s (%s)\n", backend, device ? device : "");
+	if (b.err) {
+		free(b.s);
+		return b.err;
+	}
+	*out = b.s;
+	return 0;
+}
+
+int eng_model_describe(const struct eng_model *m, char **out)
+{
+	struct sbuf b = { 0 };
+	char *d = NULL;
+	int rc = eng_describe(m->g, &m->cfg, &m->w, m->tok, &m->tmpl, m->ops->name,
+	                      m->ops->device_name(m->be), &d);
+
+	if (rc < 0)
+		return rc;
+	sb_printf(&b, "%scontext:         %d\nkv_pool:         %d pages of %d tokens, %.1f MiB\n", d,
+	          m->n_ctx, m->n_pages, ENG_KV_PAGE, (double)m->p.kv_bytes / (1 << 20));
+	free(d);
+	if (b.err) {
+		free(b.s);
+		return b.err;
+	}
+	*out = b.s;
+	return 0;
+}
+
+// ---- the engine thread
+
+static void *engine_main(void *arg)
+{
+	struct eng_model *m = arg;
+
+	while (!atomic_load(&m->stop)) {
+		int rc;
+
+		pthread_mutex_lock(&m->lock);
+		while (!atomic_load(&m->stop) && !eng_model_has_work_locked(m))
+			pthread_cond_wait(&m->work, &m->lock);
+		pthread_mutex_unlock(&m->lock);
+		if (atomic_load(&m->stop))
+			break;
+		rc = eng_step(m);
+		if (rc <= 0) {
+			/* nothing could run (or the backend failed): do not spin */
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 5 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_mutex_lock(&m->lock);
+			if (!atomic_load(&m->stop))
+				pthread_cond_timedwait(&m->work, &m->lock, &ts);
+			pthread_mutex_unlock(&m->lock);
+		}
+	}
+	return NULL;
+}
+
+int eng_model_start(struct eng_model *m)
+{
+	int rc;
+
+	if (m->thread_started)
+		return 0;
+	atomic_store(&m->stop, false);
+	rc = pthread_create(&m->thread, NULL, engine_main, m);
+	if (rc) {
+		LOG_ERR("cannot start the engine thread: %s", strerror(rc));
+		return -rc;
+	}
+	m->thread_started = true;
+	return 0;
+}
+
+void eng_model_stop(struct eng_model *m)
+{
+	if (!m || !m->thread_started)
+		return;
+	pthread_mutex_lock(&m->lock);
+	atomic_store(&m->stop, true);
+	pthread_cond_broadcast(&m->work);
+	pthread_mutex_unlock(&m->lock);
+	pthread_join(m->thread, NULL);
+	m->thread_started = false;
+}

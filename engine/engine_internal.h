@@ -1,0 +1,163 @@
+/*
+ * engine_internal.h — the structs behind engine.h's opaque handles, shared
+ * by engine.c (model), settings.c, session.c (turns), step.c (scheduler)
+ * and history.c.  Not a public header: fs/ uses engine.h only; the CLI
+ * bench and the tests use the few extra entry points at the bottom.
+ *
+ * ---- Locking ----
+ * m->lock protects every field marked "lock" (all session state, the page
+ * free list, the stats).  The forward pass runs without it on copies of the
+ * batch's tokens and page tables (m->arena), so any eng_session_* call may
+ * change a session while it is in a batch: a reset or free bumps s->epoch and
+ * the step drops that session's results; the struct itself lives until its
+ * last reference (the owner's, a batch's, a notification's) is gone.
+ */
+#ifndef PROMPTFS_ENGINE_INTERNAL_H
+#define PROMPTFS_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "backend.h"
+#include "engine.h"
+#include "sampler.h"
+#include "template.h"
+#include "tokenizer.h"
+
+/* One user turn and its reply. */
+struct eng_turn {
+	char *user;            /* the user's text as submitted, NUL-terminated */
+	size_t ulen;
+	char *reply;           /* the reply so far (committed text), NUL-terminated */
+	size_t rlen, rcap;
+	enum eng_mode mode;    /* how it was formatted */
+	bool started;          /* its tokens are in the session's history */
+	bool finished;
+	enum eng_stop_reason stop;
+	int error;             /* -errno when the turn failed */
+	int n_prompt;          /* tokens the turn added (template included) */
+	int n_prefill;         /* tokens prefilled for it (cache rebuilds included) */
+	int n_gen;             /* tokens sampled (EOG excluded) */
+	double prefill_s, decode_s;
+};
+
+enum eng_phase { PHASE_QUEUED = 0, PHASE_PREFILL, PHASE_GENERATING };
+
+struct eng_session {
+	struct eng_model *m;
+	struct eng_session *prev, *next; /* lock: the model's list */
+	int refs;                        /* lock */
+	bool dead;                       /* lock: eng_session_free() was called */
+	bool in_batch;                   /* lock: in the step now running */
+	uint64_t epoch;                  /* lock: bumped by reset/free */
+	void *user;
+
+	struct eng_settings st;          /* lock */
+	char *conv_system;               /* lock: system prompt of the conversation (history) */
+
+	struct eng_turn *turns;          /* lock: [n_turns]; started ones first */
+	int n_turns, cap_turns;
+	int cur;                         /* lock: active turn index, -1 none */
+	enum eng_phase phase;            /* lock: of the active turn */
+	bool cancel;                     /* lock: stop the active turn at the next step */
+	uint64_t seed;                   /* lock: seed of the active turn */
+	uint64_t draws;                  /* lock: tokens sampled in the conversation */
+
+	int32_t *tokens;                 /* lock: [n_ctx] the conversation's token history */
+	int n_past;                      /* lock: tokens in the history */
+	int n_cached;                    /* lock: of which are in the KV cache (a prefix) */
+	int32_t *pages;                  /* lock: [max pages] page table */
+	int n_pages;                     /* lock: pages held */
+	uint64_t lru;                    /* lock: step number of the last use */
+
+	struct eng_detok detok;          /* lock: UTF-8 carry-over of the active turn */
+	char *hold;                      /* lock: text held back for the stop strings */
+	size_t n_hold, cap_hold;
+
+	uint64_t total_prefill, total_gen; /* lock */
+	bool ignore_eog;                 /* lock: bench: generate past end-of-generation */
+};
+
+struct eng_model {
+	struct gguf_ctx *g;
+	struct eng_config cfg;
+	struct eng_weights w;
+	struct eng_tokenizer *tok;
+	struct eng_template tmpl;
+	const struct eng_backend_ops *ops;
+	struct eng_backend *be;
+	struct eng_model_params p;       /* resolved (no zeros) */
+	int n_ctx;
+	int max_pages_seq;               /* pages of one full context */
+	size_t page_bytes;
+	int n_pages;                     /* pool size */
+	char path[4096];
+
+	pthread_mutex_t lock;
+	pthread_cond_t work;             /* signalled when there may be work */
+	int32_t *free_pages;             /* lock: stack of free page ids */
+	int n_free;
+	struct eng_session *sessions;    /* lock: list head */
+	int n_sessions;
+	struct eng_stats stats;          /* lock */
+	uint64_t step_no;                /* lock */
+
+	eng_notify_fn notify;
+	void *notify_user;
+	pthread_t thread;
+	bool thread_started;
+	atomic_bool stop;
+
+	/* step scratch, engine thread only */
+	struct step_arena {
+		struct eng_batch_seq *seqs;   /* [max_sessions] */
+		struct eng_sample_req *reqs;  /* [max_sessions] */
+		int32_t *out;                 /* [max_sessions] sampled tokens */
+		struct step_entry {
+			struct eng_session *s;
+			uint64_t epoch;
+			int n_tokens;
+			bool final;           /* the chunk ends the history: sample */
+			bool prefill;         /* prompt processing (else decode) */
+		} *ent;                       /* [max_sessions] */
+		int32_t *buf;                 /* tokens, page tables, recent tokens */
+		size_t cap;
+		struct eng_session **notify;  /* [max_sessions * 3]: notifications, candidates */
+	} arena;
+};
+
+// ---- internal entry points (session.c, step.c, settings.c, history.c)
+
+void eng_session_unref_locked(struct eng_session *s); /* frees at 0 refs (lock held) */
+void eng_pages_release_locked(struct eng_model *m, struct eng_session *s);
+/* Starts the first queued turn of an idle session (lock held).  Returns 0,
+ * or -errno after ending that turn in ERROR (-EFBIG …). */
+int eng_turn_start_locked(struct eng_session *s);
+/* Ends the active turn (lock held): flushes held text, records the reason. */
+void eng_turn_finish_locked(struct eng_session *s, enum eng_stop_reason why, int err);
+bool eng_session_has_work_locked(const struct eng_session *s);
+bool eng_model_has_work_locked(const struct eng_model *m);
+/* Appends bytes to a turn's reply (lock held). 0 / -ENOMEM. */
+int eng_turn_append_reply(struct eng_turn *t, const char *s, size_t n);
+/* Describes a bound model without a backend (for `promptfs info`). */
+int eng_describe(const struct gguf_ctx *g, const struct eng_config *cfg, const struct eng_weights *w,
+                 const struct eng_tokenizer *tok, const struct eng_template *tmpl,
+                 const char *backend, const char *device, char **out);
+
+// ---- extra entry points for the CLI bench and the tests
+
+/* Adds a raw-mode turn made of exactly these tokens (no template, no BOS
+ * added) that generates up to max_tokens tokens, past end-of-generation
+ * tokens when ignore_eog.  Same errors as eng_session_submit(). */
+int eng_session_submit_tokens(struct eng_session *s, const int32_t *tokens, int n, int max_tokens,
+                              bool ignore_eog);
+/* Copies the session's token history (n_past tokens) into *out (malloc'd). */
+int eng_session_tokens(struct eng_session *s, int32_t **out, int *n);
+/* Drops the session's KV pages as an eviction would (n_cached = 0). */
+void eng_session_evict(struct eng_session *s);
+const struct eng_template *eng_model_template(const struct eng_model *m);
+struct eng_backend *eng_model_backend(const struct eng_model *m, const struct eng_backend_ops **ops);
+const struct eng_weights *eng_model_weights(const struct eng_model *m);
+size_t eng_model_page_bytes(const struct eng_model *m);
+
+#endif /* PROMPTFS_ENGINE_INTERNAL_H */

@@ -1,0 +1,125 @@
+/*
+ * history.c — the whole conversation of a session as text or JSON
+ * (`history/NAME` in the mount).
+ *
+ *   text: "### system\n…\n" (if any) then per turn "### user\n…\n" and
+ *         "### assistant\n…\n" (the reply so far; absent while queued)
+ *   JSON: [{"role":"system","content":…},{"role":"user","content":…},
+ *          {"role":"assistant","content":…},…]  (UTF-8 kept, controls escaped)
+ */
+#include "engine_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct hbuf {
+	char *s;
+	size_t n, cap;
+	int err;
+};
+
+static void put(struct hbuf *b, const char *s, size_t n)
+{
+	if (b->err)
+		return;
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		char *t;
+
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		t = realloc(b->s, cap);
+		if (!t) {
+			b->err = -ENOMEM;
+			return;
+		}
+		b->s = t;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->n, s, n);
+	b->n += n;
+	b->s[b->n] = 0;
+}
+
+static void puts_(struct hbuf *b, const char *s)
+{
+	put(b, s, strlen(s));
+}
+
+static void put_json_str(struct hbuf *b, const char *s, size_t n)
+{
+	size_t i, run = 0;
+
+	puts_(b, "\"");
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[8];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		put(b, s + run, i - run);
+		run = i + 1;
+		switch (c) {
+		case '"': puts_(b, "\\\""); break;
+		case '\\': puts_(b, "\\\\"); break;
+		case '\n': puts_(b, "\\n"); break;
+		case '\t': puts_(b, "\\t"); break;
+		case '\r': puts_(b, "\\r"); break;
+		default:
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			puts_(b, esc);
+		}
+	}
+	put(b, s + run, n - run);
+	puts_(b, "\"");
+}
+
+static void put_msg(struct hbuf *b, bool json, bool *first, const char *role, const char *s, size_t n)
+{
+	if (json) {
+		puts_(b, *first ? "{\"role\":\"" : ",{\"role\":\"");
+		puts_(b, role);
+		puts_(b, "\",\"content\":");
+		put_json_str(b, s, n);
+		puts_(b, "}");
+	} else {
+		puts_(b, "### ");
+		puts_(b, role);
+		puts_(b, "\n");
+		put(b, s, n);
+		puts_(b, "\n");
+	}
+	*first = false;
+}
+
+int eng_session_history(struct eng_session *s, bool json, char **out, size_t *len)
+{
+	struct hbuf b = { 0 };
+	bool first = true;
+
+	pthread_mutex_lock(&s->m->lock);
+	if (json)
+		puts_(&b, "[");
+	if (s->conv_system)
+		put_msg(&b, json, &first, "system", s->conv_system, strlen(s->conv_system));
+	for (int i = 0; i < s->n_turns; i++) {
+		const struct eng_turn *t = &s->turns[i];
+
+		put_msg(&b, json, &first, "user", t->user, t->ulen);
+		if (t->started)
+			put_msg(&b, json, &first, "assistant", t->reply ? t->reply : "", t->rlen);
+	}
+	if (json)
+		puts_(&b, "]\n");
+	put(&b, "", 0); /* an empty conversation is still a string */
+	pthread_mutex_unlock(&s->m->lock);
+	if (b.err) {
+		free(b.s);
+		return b.err;
+	}
+	*out = b.s;
+	*len = b.n;
+	return 0;
+}

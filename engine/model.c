@@ -1,0 +1,372 @@
+/*
+ * model.c — binds a GGUF file to an architecture: hyper-parameters from the
+ * metadata, weight views by tensor name, every shape checked against the
+ * config before any backend touches a byte.
+ *
+ * Supported architectures: llama, qwen2, qwen3 (model.h).  Keys are read as
+ * "<arch>.<name>" the way llama.cpp names them; an absent optional key takes
+ * llama.cpp's default.  A malformed or unsupported model is refused with
+ * -EINVAL and one log line naming the key or tensor.
+ *
+ * Shape letters (model.h): V vocabulary, C n_embd, L layers, H heads,
+ * G KV heads, D head dim, F feed-forward width.
+ */
+#include "model.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../gguf/log.h"
+
+static const char *const arch_names[ENG_ARCH_COUNT] = {
+	[ENG_ARCH_LLAMA] = "llama",
+	[ENG_ARCH_QWEN2] = "qwen2",
+	[ENG_ARCH_QWEN3] = "qwen3",
+};
+
+const char *eng_arch_name(enum eng_arch arch)
+{
+	if ((int)arch < 0 || arch >= ENG_ARCH_COUNT)
+		return "unknown";
+	return arch_names[arch];
+}
+
+// ---- hyper-parameters
+
+/* Reads "<arch>.<name>" as an integer in [lo, hi].  Absent: *out = def and
+ * 0 when def >= 0 (optional key), else -EINVAL (required key). */
+static int get_hparam_int(const struct gguf_ctx *g, const char *arch, const char *name,
+                          int64_t def, int64_t lo, int64_t hi, int *out)
+{
+	char key[128];
+	int64_t v;
+	int rc;
+
+	snprintf(key, sizeof(key), "%s.%s", arch, name);
+	rc = gguf_get_int_key(g, key, &v);
+	if (rc == -ENOENT) {
+		if (def < 0) {
+			LOG_ERR("required key '%s' is missing", key);
+			return -EINVAL;
+		}
+		v = def;
+	} else if (rc < 0) {
+		LOG_ERR("key '%s' is not an integer scalar", key);
+		return -EINVAL;
+	}
+	if (v < lo || v > hi) {
+		LOG_ERR("key '%s' = %lld is out of range [%lld, %lld]", key, (long long)v,
+		        (long long)lo, (long long)hi);
+		return -EINVAL;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+/* Reads "<arch>.<name>" as a float; absent → def (NAN def: required). */
+static int get_hparam_float(const struct gguf_ctx *g, const char *arch, const char *name,
+                            double def, double lo, double hi, float *out)
+{
+	char key[128];
+	double v;
+	int rc;
+
+	snprintf(key, sizeof(key), "%s.%s", arch, name);
+	rc = gguf_get_float_key(g, key, &v);
+	if (rc == -ENOENT) {
+		if (isnan(def)) {
+			LOG_ERR("required key '%s' is missing", key);
+			return -EINVAL;
+		}
+		v = def;
+	} else if (rc < 0) {
+		LOG_ERR("key '%s' is not a number", key);
+		return -EINVAL;
+	}
+	if (!(v >= lo && v <= hi)) {
+		LOG_ERR("key '%s' = %g is out of range [%g, %g]", key, v, lo, hi);
+		return -EINVAL;
+	}
+	*out = (float)v;
+	return 0;
+}
+
+static int read_arch(const struct gguf_ctx *g, enum eng_arch *out)
+{
+	const char *name = gguf_get_str_key(g, "general.architecture");
+
+	if (!name) {
+		LOG_ERR("key 'general.architecture' is missing (supported: llama, qwen2, qwen3)");
+		return -EINVAL;
+	}
+	for (int a = 0; a < ENG_ARCH_COUNT; a++) {
+		if (!strcmp(name, arch_names[a])) {
+			*out = (enum eng_arch)a;
+			return 0;
+		}
+	}
+	LOG_ERR("unsupported architecture '%s' (supported: llama, qwen2, qwen3)", name);
+	return -EINVAL;
+}
+
+/* Vocabulary size from the token list; 0 when the file has none (then the
+ * embedding tensor decides). */
+static int64_t vocab_from_tokens(const struct gguf_ctx *g)
+{
+	int64_t id = gguf_find_key(g, "tokenizer.ggml.tokens");
+
+	if (id < 0 || gguf_kv_type(g, id) != GGUF_VTYPE_ARRAY)
+		return 0;
+	return (int64_t)gguf_get_arr_n(g, id);
+}
+
+static int read_config(const struct gguf_ctx *g, struct eng_config *c)
+{
+	const char *a;
+	int rc, key_len_v = 0;
+
+	memset(c, 0, sizeof(*c));
+	rc = read_arch(g, &c->arch);
+	if (rc)
+		return rc;
+	a = arch_names[c->arch];
+	if ((rc = get_hparam_int(g, a, "block_count", -1, 1, 4096, &c->n_layer)) ||
+	    (rc = get_hparam_int(g, a, "embedding_length", -1, 1, 1 << 20, &c->n_embd)) ||
+	    (rc = get_hparam_int(g, a, "feed_forward_length", -1, 1, 1 << 22, &c->n_ff)) ||
+	    (rc = get_hparam_int(g, a, "attention.head_count", -1, 1, 4096, &c->n_head)) ||
+	    (rc = get_hparam_int(g, a, "attention.head_count_kv", c->n_head, 1, 4096, &c->n_head_kv)) ||
+	    (rc = get_hparam_int(g, a, "context_length", -1, 1, 1 << 24, &c->n_ctx_train)) ||
+	    (rc = get_hparam_float(g, a, "attention.layer_norm_rms_epsilon", NAN, 0.0, 1.0, &c->rms_eps)) ||
+	    (rc = get_hparam_float(g, a, "rope.freq_base", 10000.0, 1e-3, 1e30, &c->rope_base)))
+		return rc;
+	if (c->n_head % c->n_head_kv) {
+		LOG_ERR("%s.attention.head_count %d is not a multiple of head_count_kv %d", a,
+		        c->n_head, c->n_head_kv);
+		return -EINVAL;
+	}
+	if ((rc = get_hparam_int(g, a, "attention.key_length",
+	                         c->n_embd % c->n_head ? -1 : c->n_embd / c->n_head, 1, 1 << 16,
+	                         &c->head_dim)) ||
+	    (rc = get_hparam_int(g, a, "attention.value_length", c->head_dim, 1, 1 << 16, &key_len_v)) ||
+	    (rc = get_hparam_int(g, a, "rope.dimension_count", c->head_dim, 0, c->head_dim, &c->n_rot)))
+		return rc;
+	if (key_len_v != c->head_dim) {
+		LOG_ERR("%s.attention.value_length %d != key_length %d (not supported)", a, key_len_v,
+		        c->head_dim);
+		return -EINVAL;
+	}
+	if (c->n_rot % 2) {
+		LOG_ERR("%s.rope.dimension_count %d is odd", a, c->n_rot);
+		return -EINVAL;
+	}
+	c->rope_type = c->arch == ENG_ARCH_LLAMA ? ENG_ROPE_TYPE_NORM : ENG_ROPE_TYPE_NEOX;
+	c->n_vocab = (int)vocab_from_tokens(g); /* 0: from the tensor, in bind_weights */
+	return 0;
+}
+
+// ---- tensors
+
+/* Binds `name` into *t.  rows == 0 means a vector of ne0 elements; a missing
+ * tensor is an error unless optional.  F32 is required for vectors (norms,
+ * biases), any weight type for matrices. */
+static int bind_tensor(const struct gguf_ctx *g, const char *name, int64_t ne0, int64_t rows,
+                       bool optional, struct eng_tensor *t)
+{
+	int64_t id = gguf_find_tensor(g, name);
+	const struct gguf_tensor_info *ti;
+	const struct gguf_type_traits *tr;
+	int64_t want1 = rows ? rows : 1;
+
+	memset(t, 0, sizeof(*t));
+	if (id < 0) {
+		if (optional)
+			return 0;
+		LOG_ERR("tensor '%s' is missing", name);
+		return -EINVAL;
+	}
+	ti = gguf_get_tensor(g, id);
+	tr = gguf_type_traits(ti->type);
+	if (!tr || !tr->is_weight) {
+		LOG_ERR("tensor '%s' has unsupported type %s", name, gguf_dtype_name(ti->type));
+		return -EINVAL;
+	}
+	if (!rows && ti->type != GGUF_DTYPE_F32) {
+		LOG_ERR("tensor '%s' has type %s, expected F32", name, gguf_dtype_name(ti->type));
+		return -EINVAL;
+	}
+	if (ti->ne[0] != ne0 || ti->ne[1] != want1 || ti->ne[2] != 1 || ti->ne[3] != 1) {
+		LOG_ERR("tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
+		        (long long)ti->ne[0], (long long)ti->ne[1], (long long)ti->ne[2],
+		        (long long)ti->ne[3], (long long)ne0, (long long)want1);
+		return -EINVAL;
+	}
+	t->name = ti->name;
+	t->type = ti->type;
+	t->ne[0] = ti->ne[0];
+	t->ne[1] = ti->ne[1];
+	t->data = ti->data;
+	t->nbytes = ti->nbytes;
+	return 0;
+}
+
+static int bind_layer(const struct gguf_ctx *g, const struct eng_config *c, int il,
+                      struct eng_layer *l)
+{
+	const int64_t C = c->n_embd, HD = (int64_t)c->n_head * c->head_dim;
+	const int64_t GD = (int64_t)c->n_head_kv * c->head_dim, F = c->n_ff, D = c->head_dim;
+	const bool qk_norm = c->arch == ENG_ARCH_QWEN3;
+	char n[14][64];
+	int rc;
+
+#define NAME(i, s) (snprintf(n[i], sizeof(n[i]), "blk.%d." s, il), n[i])
+	if ((rc = bind_tensor(g, NAME(0, "attn_norm.weight"), C, 0, false, &l->attn_norm)) ||
+	    (rc = bind_tensor(g, NAME(1, "attn_q.weight"), C, HD, false, &l->wq)) ||
+	    (rc = bind_tensor(g, NAME(2, "attn_k.weight"), C, GD, false, &l->wk)) ||
+	    (rc = bind_tensor(g, NAME(3, "attn_v.weight"), C, GD, false, &l->wv)) ||
+	    (rc = bind_tensor(g, NAME(4, "attn_q.bias"), HD, 0, true, &l->bq)) ||
+	    (rc = bind_tensor(g, NAME(5, "attn_k.bias"), GD, 0, true, &l->bk)) ||
+	    (rc = bind_tensor(g, NAME(6, "attn_v.bias"), GD, 0, true, &l->bv)) ||
+	    (rc = bind_tensor(g, NAME(7, "attn_q_norm.weight"), D, 0, !qk_norm, &l->q_norm)) ||
+	    (rc = bind_tensor(g, NAME(8, "attn_k_norm.weight"), D, 0, !qk_norm, &l->k_norm)) ||
+	    (rc = bind_tensor(g, NAME(9, "attn_output.weight"), HD, C, false, &l->wo)) ||
+	    (rc = bind_tensor(g, NAME(10, "ffn_norm.weight"), C, 0, false, &l->ffn_norm)) ||
+	    (rc = bind_tensor(g, NAME(11, "ffn_gate.weight"), C, F, false, &l->w_gate)) ||
+	    (rc = bind_tensor(g, NAME(12, "ffn_up.weight"), C, F, false, &l->w_up)) ||
+	    (rc = bind_tensor(g, NAME(13, "ffn_down.weight"), F, C, false, &l->w_down)))
+		return rc;
+#undef NAME
+	return 0;
+}
+
+/* The vocabulary size comes from the token list; with none, from the
+ * embedding's row count. */
+static int bind_embedding(const struct gguf_ctx *g, struct eng_config *c, struct eng_weights *w)
+{
+	int64_t id = gguf_find_tensor(g, "token_embd.weight");
+	int64_t rows;
+
+	if (id < 0) {
+		LOG_ERR("tensor 'token_embd.weight' is missing");
+		return -EINVAL;
+	}
+	rows = gguf_get_tensor(g, id)->ne[1];
+	if (!c->n_vocab) {
+		if (rows < 1 || rows > INT32_MAX) {
+			LOG_ERR("tensor 'token_embd.weight' has %lld rows", (long long)rows);
+			return -EINVAL;
+		}
+		c->n_vocab = (int)rows;
+	}
+	return bind_tensor(g, "token_embd.weight", c->n_embd, c->n_vocab, false, &w->tok_embd);
+}
+
+int eng_model_bind(const struct gguf_ctx *g, struct eng_config *cfg, struct eng_weights *w)
+{
+	int rc;
+
+	memset(w, 0, sizeof(*w));
+	rc = read_config(g, cfg);
+	if (rc)
+		goto fail;
+	rc = bind_embedding(g, cfg, w);
+	if (rc)
+		goto fail;
+	if ((rc = bind_tensor(g, "output_norm.weight", cfg->n_embd, 0, false, &w->output_norm)) ||
+	    (rc = bind_tensor(g, "output.weight", cfg->n_embd, cfg->n_vocab, true, &w->output)))
+		goto fail;
+	cfg->tied_output = w->output.data == NULL;
+	if (cfg->tied_output)
+		w->output = w->tok_embd;
+	w->layers = calloc((size_t)cfg->n_layer, sizeof(*w->layers));
+	if (!w->layers) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (int il = 0; il < cfg->n_layer; il++) {
+		rc = bind_layer(g, cfg, il, &w->layers[il]);
+		if (rc)
+			goto fail;
+		/* Flags say whether any layer has the optional tensors. */
+		cfg->has_qkv_bias |= w->layers[il].bq.data || w->layers[il].bk.data ||
+		                     w->layers[il].bv.data;
+		cfg->has_qk_norm |= w->layers[il].q_norm.data != NULL;
+	}
+	return 0;
+fail:
+	eng_weights_free(w);
+	return rc;
+}
+
+void eng_weights_free(struct eng_weights *w)
+{
+	if (!w)
+		return;
+	free(w->layers);
+	memset(w, 0, sizeof(*w));
+}
+
+// ---- sizes
+
+static uint64_t tensor_params(const struct eng_tensor *t)
+{
+	return t->data ? (uint64_t)t->ne[0] * (uint64_t)t->ne[1] : 0;
+}
+
+static uint64_t tensor_bytes(const struct eng_tensor *t)
+{
+	return t->data ? t->nbytes : 0;
+}
+
+/* Sums f over every layer tensor. */
+static uint64_t layers_sum(const struct eng_config *cfg, const struct eng_weights *w,
+                           uint64_t (*f)(const struct eng_tensor *))
+{
+	uint64_t s = 0;
+
+	for (int il = 0; il < cfg->n_layer && w->layers; il++) {
+		const struct eng_layer *l = &w->layers[il];
+		const struct eng_tensor *ts[] = {
+			&l->attn_norm, &l->wq, &l->wk, &l->wv, &l->bq, &l->bk, &l->bv,
+			&l->q_norm, &l->k_norm, &l->wo, &l->ffn_norm, &l->w_gate, &l->w_up,
+			&l->w_down,
+		};
+		for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
+			s += f(ts[i]);
+	}
+	return s;
+}
+
+uint64_t eng_weights_n_params(const struct eng_config *cfg, const struct eng_weights *w)
+{
+	uint64_t s = layers_sum(cfg, w, tensor_params);
+
+	s += tensor_params(&w->tok_embd) + tensor_params(&w->output_norm);
+	if (!cfg->tied_output)
+		s += tensor_params(&w->output);
+	return s;
+}
+
+uint64_t eng_weights_nbytes(const struct eng_config *cfg, const struct eng_weights *w)
+{
+	uint64_t s = layers_sum(cfg, w, tensor_bytes);
+
+	s += tensor_bytes(&w->tok_embd) + tensor_bytes(&w->output_norm);
+	if (!cfg->tied_output)
+		s += tensor_bytes(&w->output);
+	return s;
+}
+
+uint64_t eng_weights_bytes_per_token(const struct eng_config *cfg, const struct eng_weights *w)
+{
+	/* Every layer tensor and the LM head are read whole; of the embedding
+	 * only one row (when untied). */
+	uint64_t s = layers_sum(cfg, w, tensor_bytes);
+
+	s += tensor_bytes(&w->output_norm) + tensor_bytes(&w->output);
+	if (!cfg->tied_output && w->tok_embd.data && w->tok_embd.ne[1] > 0)
+		s += w->tok_embd.nbytes / (uint64_t)w->tok_embd.ne[1];
+	return s;
+}

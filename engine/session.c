@@ -1,0 +1,791 @@
+/*
+ * session.c — sessions and turns (engine.h): create and free, submit a user
+ * turn, queue it while busy, turn a turn into tokens, reset, cancel, replay a
+ * journaled turn, report status, read the reply.
+ *
+ * How a turn becomes tokens:
+ *   chat mode: the template renders the turn (template.h) as segments; text
+ *     runs are tokenised WITHOUT special-token parsing and each SPECIAL
+ *     segment of the template's own markup becomes its token id, so
+ *     "<|im_end|>" typed by a user stays plain text.  The first turn carries
+ *     BOS (where the template or tokenizer wants it) and the system prompt;
+ *     a later turn first closes the previous reply (its end-of-turn token
+ *     was sampled but never entered the cache).  New tokens are appended.
+ *   raw mode: the whole conversation text (every turn's text and reply, and
+ *     the new text) is tokenised again, with BOS if the tokenizer wants it,
+ *     and compared with the history: the common prefix is kept (its KV cache
+ *     reused) and the rest replaces the history's tail.  So a raw session's
+ *     tokens are always exactly the tokenisation of its text, as a fresh
+ *     session given the concatenated text would have; usually only the new
+ *     text is prefilled.
+ * A turn that does not fit n_ctx (with one token to spare for the reply) is
+ * refused with -EFBIG before anything changes.
+ */
+#include "engine_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "../gguf/log.h"
+
+// ---- small helpers
+
+static void lock(struct eng_model *m)
+{
+	pthread_mutex_lock(&m->lock);
+}
+
+static void unlock(struct eng_model *m)
+{
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void turn_clear(struct eng_turn *t)
+{
+	free(t->user);
+	free(t->reply);
+	memset(t, 0, sizeof(*t));
+}
+
+int eng_turn_append_reply(struct eng_turn *t, const char *s, size_t n)
+{
+	if (!n)
+		return 0;
+	if (t->rlen + n + 1 > t->rcap) {
+		size_t cap = t->rcap ? t->rcap : 256;
+		char *r;
+
+		while (cap < t->rlen + n + 1)
+			cap *= 2;
+		r = realloc(t->reply, cap);
+		if (!r)
+			return -ENOMEM;
+		t->reply = r;
+		t->rcap = cap;
+	}
+	memcpy(t->reply + t->rlen, s, n);
+	t->rlen += n;
+	t->reply[t->rlen] = 0;
+	return 0;
+}
+
+static uint64_t random_seed(void)
+{
+	uint64_t v = 0;
+
+	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		v = eng_rng_mix((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uintptr_t)&v);
+	}
+	return v;
+}
+
+bool eng_session_has_work_locked(const struct eng_session *s)
+{
+	if (s->dead)
+		return false;
+	if (s->cur >= 0)
+		return true;
+	return s->n_turns > 0 && !s->turns[s->n_turns - 1].started;
+}
+
+bool eng_model_has_work_locked(const struct eng_model *m)
+{
+	for (const struct eng_session *s = m->sessions; s; s = s->next)
+		if (eng_session_has_work_locked(s))
+			return true;
+	return false;
+}
+
+void eng_pages_release_locked(struct eng_model *m, struct eng_session *s)
+{
+	for (int i = 0; i < s->n_pages; i++)
+		m->free_pages[m->n_free++] = s->pages[i];
+	s->n_pages = 0;
+	s->n_cached = 0;
+}
+
+// ---- token building (chat mode)
+
+struct tok_builder {
+	const struct eng_tokenizer *tok;
+	int32_t *v;
+	int n, cap;
+	char *text;       /* pending text run, tokenised at the next special or the end */
+	size_t tlen, tcap;
+};
+
+static int tb_push(struct tok_builder *b, const int32_t *ids, size_t n)
+{
+	if (b->n + (int)n > b->cap) {
+		int cap = b->cap ? b->cap : 64;
+		int32_t *v;
+
+		while (cap < b->n + (int)n)
+			cap *= 2;
+		v = realloc(b->v, sizeof(*v) * (size_t)cap);
+		if (!v)
+			return -ENOMEM;
+		b->v = v;
+		b->cap = cap;
+	}
+	memcpy(b->v + b->n, ids, sizeof(*ids) * n);
+	b->n += (int)n;
+	return 0;
+}
+
+static int tb_flush(struct tok_builder *b)
+{
+	int32_t *ids = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!b->tlen)
+		return 0;
+	rc = eng_tokenize(b->tok, b->text, b->tlen, 0, &ids, &n);
+	if (rc == 0)
+		rc = tb_push(b, ids, n);
+	free(ids);
+	b->tlen = 0;
+	return rc;
+}
+
+static int tb_text(struct tok_builder *b, const char *s, size_t n)
+{
+	if (b->tlen + n > b->tcap) {
+		size_t cap = b->tcap ? b->tcap : 256;
+		char *t;
+
+		while (cap < b->tlen + n)
+			cap *= 2;
+		t = realloc(b->text, cap);
+		if (!t)
+			return -ENOMEM;
+		b->text = t;
+		b->tcap = cap;
+	}
+	memcpy(b->text + b->tlen, s, n);
+	b->tlen += n;
+	return 0;
+}
+
+static int tb_emit(void *arg, enum eng_tmpl_seg kind, const char *s, size_t n)
+{
+	struct tok_builder *b = arg;
+
+	if (kind == ENG_TMPL_SEG_SPECIAL && n < 128) {
+		char name[128];
+		int32_t id;
+		int rc;
+
+		memcpy(name, s, n);
+		name[n] = 0;
+		id = eng_token_find(b->tok, name);
+		if (id >= 0) {
+			rc = tb_flush(b);
+			return rc ? rc : tb_push(b, &id, 1);
+		}
+		/* the vocabulary lacks it: plain text, as llama.cpp would see it */
+	}
+	return tb_text(b, s, n);
+}
+
+static void tb_free(struct tok_builder *b)
+{
+	free(b->v);
+	free(b->text);
+}
+
+/* Tokens a chat turn appends to the history. */
+static int chat_tokens(struct eng_session *s, const char *user, size_t ulen, int32_t **out, int *n)
+{
+	struct eng_model *m = s->m;
+	struct tok_builder b = { .tok = m->tok };
+	int rc;
+
+	if (s->n_past == 0) {
+		const char *sys = s->st.system;
+		int32_t bos = eng_token_bos(m->tok);
+
+		if (!m->tmpl.bos_first && eng_tokenizer_add_bos(m->tok) && bos >= 0)
+			tb_push(&b, &bos, 1);
+		rc = eng_template_first_turn(&m->tmpl, sys, sys ? strlen(sys) : 0, user, ulen, tb_emit, &b);
+	} else {
+		rc = eng_template_next_turn(&m->tmpl, user, ulen, tb_emit, &b);
+	}
+	if (rc == 0)
+		rc = tb_flush(&b);
+	if (rc < 0) {
+		tb_free(&b);
+		return rc;
+	}
+	free(b.text);
+	*out = b.v;
+	*n = b.n;
+	return 0;
+}
+
+/* Raw mode: the whole text again (see the header comment).  *keep: tokens
+ * of the history that stay. */
+static int raw_tokens(struct eng_session *s, int upto, const char *user, size_t ulen,
+                      const char *reply, size_t rlen, int32_t **out, int *n, int *keep)
+{
+	struct eng_model *m = s->m;
+	size_t len = ulen + rlen, off = 0, nt = 0;
+	int32_t *all = NULL;
+	char *text;
+	int rc, k;
+
+	for (int i = 0; i < upto; i++)
+		len += s->turns[i].ulen + s->turns[i].rlen;
+	text = malloc(len + 1);
+	if (!text)
+		return -ENOMEM;
+	for (int i = 0; i < upto; i++) {
+		memcpy(text + off, s->turns[i].user, s->turns[i].ulen);
+		off += s->turns[i].ulen;
+		if (s->turns[i].rlen)
+			memcpy(text + off, s->turns[i].reply, s->turns[i].rlen);
+		off += s->turns[i].rlen;
+	}
+	memcpy(text + off, user, ulen);
+	off += ulen;
+	if (rlen)
+		memcpy(text + off, reply, rlen);
+	rc = eng_tokenize(m->tok, text, len, eng_tokenizer_add_bos(m->tok) ? ENG_TOK_ADD_BOS : 0, &all, &nt);
+	free(text);
+	if (rc < 0)
+		return rc;
+	for (k = 0; k < s->n_past && (size_t)k < nt && s->tokens[k] == all[k]; k++)
+		;
+	if ((size_t)k == nt && k > 0)
+		k--; /* keep at least one token to run, so the turn has logits to sample */
+	memmove(all, all + k, sizeof(*all) * (nt - (size_t)k));
+	*out = all;
+	*n = (int)nt - k;
+	*keep = k;
+	return 0;
+}
+
+static enum eng_mode effective_mode(const struct eng_session *s)
+{
+	return s->st.mode == ENG_MODE_CHAT && s->m->tmpl.family != ENG_TMPL_NONE ? ENG_MODE_CHAT
+	                                                                        : ENG_MODE_RAW;
+}
+
+/* The tokens turn `idx` (not yet started) would add: new[n] replacing the
+ * history from *keep.  -EFBIG when it does not fit n_ctx with one token to
+ * spare.  Changes nothing. */
+static int turn_tokens(struct eng_session *s, int idx, const char *reply, size_t rlen,
+                       int32_t **out, int *n, int *keep)
+{
+	struct eng_turn *t = &s->turns[idx];
+	int rc;
+
+	*keep = s->n_past;
+	if (t->mode == ENG_MODE_CHAT) {
+		rc = chat_tokens(s, t->user, t->ulen, out, n);
+		if (rc == 0 && rlen) {
+			int32_t *r = NULL, *v;
+			size_t nr = 0;
+
+			rc = eng_tokenize(s->m->tok, reply, rlen, 0, &r, &nr);
+			v = rc ? NULL : realloc(*out, sizeof(*v) * (size_t)(*n + (int)nr + 1));
+			if (v) {
+				memcpy(v + *n, r, sizeof(*r) * nr);
+				*out = v;
+				*n += (int)nr;
+			} else if (rc == 0) {
+				rc = -ENOMEM;
+			}
+			free(r);
+			if (rc < 0)
+				free(*out);
+		}
+	} else {
+		rc = raw_tokens(s, idx, t->user, t->ulen, reply, rlen, out, n, keep);
+	}
+	if (rc < 0)
+		return rc;
+	if (*keep + *n + 1 > s->m->n_ctx) {
+		LOG_INFO("turn of %d tokens does not fit: %d in the conversation, context %d", *n, *keep,
+		         s->m->n_ctx);
+		free(*out);
+		*out = NULL;
+		return -EFBIG;
+	}
+	return 0;
+}
+
+static void apply_tokens(struct eng_session *s, const int32_t *v, int n, int keep)
+{
+	memcpy(s->tokens + keep, v, sizeof(*v) * (size_t)n);
+	s->n_past = keep + n;
+	if (s->n_cached > keep)
+		s->n_cached = keep;
+}
+
+int eng_turn_start_locked(struct eng_session *s)
+{
+	struct eng_model *m = s->m;
+	struct eng_turn *t;
+	int32_t *v = NULL;
+	int n = 0, keep = 0, idx, rc;
+
+	for (idx = 0; idx < s->n_turns && s->turns[idx].started; idx++)
+		;
+	if (idx == s->n_turns || s->cur >= 0)
+		return 0;
+	t = &s->turns[idx];
+	t->mode = effective_mode(s);
+	if (s->n_past == 0 && t->mode == ENG_MODE_CHAT) {
+		const char *sys = s->st.system ? s->st.system : m->tmpl.default_system;
+
+		free(s->conv_system);
+		s->conv_system = sys && m->tmpl.system_mode != ENG_TMPL_SYSTEM_DROP ? strdup(sys) : NULL;
+	}
+	rc = turn_tokens(s, idx, NULL, 0, &v, &n, &keep);
+	t->started = true;
+	if (rc < 0) {
+		t->finished = true;
+		t->error = rc;
+		return rc;
+	}
+	apply_tokens(s, v, n, keep);
+	free(v);
+	t->n_prompt = n;
+	s->cur = idx;
+	s->phase = PHASE_QUEUED;
+	s->cancel = false;
+	s->seed = s->st.seed >= 0 ? (uint64_t)s->st.seed : random_seed();
+	memset(&s->detok, 0, sizeof(s->detok));
+	s->n_hold = 0;
+	m->stats.tokens_in += (uint64_t)n;
+	return 0;
+}
+
+// ---- public API
+
+int eng_session_init(struct eng_model *m, const struct eng_settings *st, struct eng_session **out)
+{
+	struct eng_session *s = calloc(1, sizeof(*s));
+	int rc = -ENOMEM;
+
+	if (!s)
+		return -ENOMEM;
+	s->m = m;
+	s->cur = -1;
+	s->refs = 1;
+	s->tokens = malloc(sizeof(*s->tokens) * (size_t)(m->n_ctx + 1));
+	s->pages = malloc(sizeof(*s->pages) * (size_t)m->max_pages_seq);
+	if (!s->tokens || !s->pages)
+		goto fail;
+	if (st)
+		rc = eng_settings_copy(&s->st, st);
+	else {
+		eng_settings_default(m, &s->st);
+		rc = 0;
+	}
+	if (rc < 0)
+		goto fail;
+	lock(m);
+	if (m->n_sessions >= m->p.max_sessions) {
+		unlock(m);
+		LOG_INFO("too many sessions (%d, the limit)", m->p.max_sessions);
+		rc = -ENOSPC;
+		goto fail_settings;
+	}
+	s->next = m->sessions;
+	if (m->sessions)
+		m->sessions->prev = s;
+	m->sessions = s;
+	m->n_sessions++;
+	unlock(m);
+	*out = s;
+	return 0;
+
+fail_settings:
+	eng_settings_free(&s->st);
+fail:
+	free(s->tokens);
+	free(s->pages);
+	free(s);
+	return rc;
+}
+
+/* Drops the conversation (lock held); settings stay. */
+static void clear_conversation(struct eng_session *s)
+{
+	for (int i = 0; i < s->n_turns; i++)
+		turn_clear(&s->turns[i]);
+	s->n_turns = 0;
+	s->cur = -1;
+	s->cancel = false;
+	s->epoch++;
+	s->n_past = 0;
+	s->draws = 0;
+	s->n_hold = 0;
+	s->ignore_eog = false;
+	memset(&s->detok, 0, sizeof(s->detok));
+	free(s->conv_system);
+	s->conv_system = NULL;
+	eng_pages_release_locked(s->m, s);
+}
+
+void eng_session_unref_locked(struct eng_session *s)
+{
+	if (--s->refs > 0)
+		return;
+	clear_conversation(s);
+	free(s->turns);
+	free(s->tokens);
+	free(s->pages);
+	free(s->hold);
+	eng_settings_free(&s->st);
+	free(s);
+}
+
+void eng_session_free(struct eng_session *s)
+{
+	struct eng_model *m;
+
+	if (!s)
+		return;
+	m = s->m;
+	lock(m);
+	clear_conversation(s);
+	s->dead = true;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		m->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+	m->n_sessions--;
+	eng_session_unref_locked(s);
+	unlock(m);
+}
+
+void eng_session_set_user(struct eng_session *s, void *user)
+{
+	s->user = user;
+}
+
+void *eng_session_get_user(const struct eng_session *s)
+{
+	return s->user;
+}
+
+int eng_session_set_settings(struct eng_session *s, const struct eng_settings *st)
+{
+	struct eng_settings n, old;
+	int rc = eng_settings_copy(&n, st);
+
+	if (rc < 0)
+		return rc;
+	lock(s->m);
+	old = s->st;
+	s->st = n;
+	unlock(s->m);
+	eng_settings_free(&old);
+	return 0;
+}
+
+int eng_session_get_settings(struct eng_session *s, struct eng_settings *out)
+{
+	int rc;
+
+	lock(s->m);
+	rc = eng_settings_copy(out, &s->st);
+	unlock(s->m);
+	return rc;
+}
+
+static int push_turn(struct eng_session *s, const char *text, size_t len)
+{
+	struct eng_turn *t;
+
+	if (s->n_turns == s->cap_turns) {
+		int cap = s->cap_turns ? 2 * s->cap_turns : 8;
+		struct eng_turn *v = realloc(s->turns, sizeof(*v) * (size_t)cap);
+
+		if (!v)
+			return -ENOMEM;
+		s->turns = v;
+		s->cap_turns = cap;
+	}
+	t = &s->turns[s->n_turns];
+	memset(t, 0, sizeof(*t));
+	t->user = malloc(len + 1);
+	if (!t->user)
+		return -ENOMEM;
+	memcpy(t->user, text, len);
+	t->user[len] = 0;
+	t->ulen = len;
+	s->n_turns++;
+	return 0;
+}
+
+static void pop_turn(struct eng_session *s)
+{
+	turn_clear(&s->turns[--s->n_turns]);
+}
+
+/* Busy session: a lower bound of what the turn needs, checked now; the
+ * exact check happens when the turn starts. */
+static int queued_fits(struct eng_session *s, const char *text, size_t len)
+{
+	int32_t *ids = NULL;
+	size_t n = 0;
+	int rc = eng_tokenize(s->m->tok, text, len, 0, &ids, &n);
+
+	free(ids);
+	if (rc < 0)
+		return rc;
+	return s->n_past + (int)n + 1 > s->m->n_ctx ? -EFBIG : 0;
+}
+
+int eng_session_submit(struct eng_session *s, const char *text, size_t len)
+{
+	struct eng_model *m = s->m;
+	bool busy;
+	int rc;
+
+	if (!text || !len)
+		return -EINVAL;
+	lock(m);
+	busy = eng_session_has_work_locked(s);
+	rc = busy ? queued_fits(s, text, len) : 0;
+	if (rc == 0)
+		rc = push_turn(s, text, len);
+	if (rc == 0 && !busy) {
+		rc = eng_turn_start_locked(s);
+		if (rc < 0)
+			pop_turn(s);
+	}
+	if (rc == 0)
+		pthread_cond_signal(&m->work);
+	unlock(m);
+	return rc;
+}
+
+int eng_session_submit_tokens(struct eng_session *s, const int32_t *tokens, int n, int max_tokens,
+                              bool ignore_eog)
+{
+	struct eng_model *m = s->m;
+	struct eng_turn *t;
+	int rc;
+
+	if (n <= 0)
+		return -EINVAL;
+	lock(m);
+	if (eng_session_has_work_locked(s)) {
+		rc = -EBUSY;
+	} else if (s->n_past + n + 1 > m->n_ctx) {
+		rc = -EFBIG;
+	} else if ((rc = push_turn(s, "", 0)) == 0) {
+		t = &s->turns[s->n_turns - 1];
+		t->mode = ENG_MODE_RAW;
+		t->started = true;
+		t->n_prompt = n;
+		apply_tokens(s, tokens, n, s->n_past);
+		s->cur = s->n_turns - 1;
+		s->phase = PHASE_QUEUED;
+		s->cancel = false;
+		s->seed = s->st.seed >= 0 ? (uint64_t)s->st.seed : random_seed();
+		s->st.max_tokens = max_tokens;
+		s->ignore_eog = ignore_eog;
+		memset(&s->detok, 0, sizeof(s->detok));
+		s->n_hold = 0;
+		m->stats.tokens_in += (uint64_t)n;
+		pthread_cond_signal(&m->work);
+	}
+	unlock(m);
+	return rc;
+}
+
+void eng_session_reset(struct eng_session *s)
+{
+	lock(s->m);
+	clear_conversation(s);
+	unlock(s->m);
+}
+
+void eng_session_evict(struct eng_session *s)
+{
+	lock(s->m);
+	if (!s->in_batch && s->cur < 0) {
+		eng_pages_release_locked(s->m, s);
+		s->m->stats.evictions++;
+	}
+	unlock(s->m);
+}
+
+void eng_session_cancel(struct eng_session *s)
+{
+	lock(s->m);
+	if (s->cur >= 0) {
+		s->cancel = true;
+		pthread_cond_signal(&s->m->work);
+	}
+	unlock(s->m);
+}
+
+int eng_session_restore_turn(struct eng_session *s, const char *user, size_t ulen,
+                             const char *reply, size_t rlen)
+{
+	struct eng_model *m = s->m;
+	int32_t *v = NULL;
+	int n = 0, keep = 0, rc;
+	struct eng_turn *t;
+
+	if (!user || !ulen)
+		return -EINVAL;
+	lock(m);
+	if (eng_session_has_work_locked(s)) {
+		rc = -EBUSY;
+		goto out;
+	}
+	rc = push_turn(s, user, ulen);
+	if (rc < 0)
+		goto out;
+	t = &s->turns[s->n_turns - 1];
+	t->mode = effective_mode(s);
+	if (s->n_past == 0 && t->mode == ENG_MODE_CHAT) {
+		const char *sys = s->st.system ? s->st.system : m->tmpl.default_system;
+
+		free(s->conv_system);
+		s->conv_system = sys && m->tmpl.system_mode != ENG_TMPL_SYSTEM_DROP ? strdup(sys) : NULL;
+	}
+	rc = turn_tokens(s, s->n_turns - 1, reply, rlen, &v, &n, &keep);
+	if (rc == 0)
+		rc = eng_turn_append_reply(t, reply ? reply : "", reply ? rlen : 0);
+	if (rc < 0) {
+		free(v);
+		pop_turn(s);
+		goto out;
+	}
+	apply_tokens(s, v, n, keep);
+	free(v);
+	t->started = t->finished = true;
+	t->stop = ENG_STOP_EOG;
+	t->n_prompt = n;
+out:
+	unlock(m);
+	return rc;
+}
+
+// ---- status and reading
+
+static const char *stop_name(enum eng_stop_reason r)
+{
+	switch (r) {
+	case ENG_STOP_EOG: return "done (end of turn)";
+	case ENG_STOP_STRING: return "done (stop string)";
+	case ENG_STOP_MAX_TOKENS: return "done (max_tokens)";
+	case ENG_STOP_CONTEXT: return "done (context full)";
+	case ENG_STOP_CANCEL: return "cancelled";
+	default: return "done";
+	}
+}
+
+static const char *error_text(int err)
+{
+	switch (err) {
+	case -EFBIG: return "prompt does not fit the context (EFBIG)";
+	case -ENOSPC: return "KV cache full (ENOSPC)";
+	case -ENOMEM: return "out of memory (ENOMEM)";
+	case -EIO: return "device failure (EIO)";
+	default: return "failed";
+	}
+}
+
+void eng_session_info(struct eng_session *s, struct eng_session_info *o)
+{
+	struct eng_model *m = s->m;
+	const struct eng_turn *t;
+
+	memset(o, 0, sizeof(*o));
+	lock(m);
+	o->n_ctx = m->n_ctx;
+	o->n_past = s->n_past;
+	o->n_cached = s->n_cached;
+	o->n_turns = s->n_turns;
+	o->total_prefill_tokens = s->total_prefill;
+	o->total_gen_tokens = s->total_gen;
+	if (s->n_turns == 0) {
+		o->state = ENG_STATE_EMPTY;
+		snprintf(o->status, sizeof(o->status), "idle");
+		goto out;
+	}
+	t = &s->turns[s->n_turns - 1];
+	o->reply_bytes = t->rlen;
+	o->last_prompt_tokens = t->n_prompt;
+	o->last_prefill_tokens = t->n_prefill;
+	o->last_gen_tokens = t->n_gen;
+	o->last_prefill_tps = t->prefill_s > 0 ? t->n_prefill / t->prefill_s : 0;
+	o->last_decode_tps = t->decode_s > 0 ? t->n_gen / t->decode_s : 0;
+	o->stop = t->stop;
+	o->error = t->error;
+	if (!t->started) {
+		o->state = ENG_STATE_QUEUED;
+		snprintf(o->status, sizeof(o->status), "queued");
+	} else if (!t->finished) {
+		o->state = s->phase == PHASE_QUEUED ? ENG_STATE_QUEUED
+		           : s->phase == PHASE_PREFILL ? ENG_STATE_PREFILL : ENG_STATE_GENERATING;
+		snprintf(o->status, sizeof(o->status), "%s",
+		         o->state == ENG_STATE_QUEUED ? "queued" : o->state == ENG_STATE_PREFILL ? "prefill" : "generating");
+	} else if (t->error) {
+		o->state = ENG_STATE_ERROR;
+		snprintf(o->status, sizeof(o->status), "error: %s", error_text(t->error));
+	} else {
+		o->state = ENG_STATE_DONE;
+		snprintf(o->status, sizeof(o->status), "%s", stop_name(t->stop));
+	}
+out:
+	unlock(m);
+}
+
+size_t eng_session_read_reply(struct eng_session *s, uint64_t off, char *buf, size_t n, bool *final)
+{
+	size_t got = 0;
+
+	lock(s->m);
+	if (s->n_turns == 0) {
+		if (final)
+			*final = true;
+	} else {
+		const struct eng_turn *t = &s->turns[s->n_turns - 1];
+
+		if (off < t->rlen) {
+			got = t->rlen - off < n ? t->rlen - (size_t)off : n;
+			memcpy(buf, t->reply + off, got);
+		}
+		if (final)
+			*final = t->finished;
+	}
+	unlock(s->m);
+	return got;
+}
+
+int eng_session_tokens(struct eng_session *s, int32_t **out, int *n)
+{
+	int32_t *v;
+
+	lock(s->m);
+	v = malloc(sizeof(*v) * (size_t)(s->n_past + 1));
+	if (v) {
+		memcpy(v, s->tokens, sizeof(*v) * (size_t)s->n_past);
+		*n = s->n_past;
+	}
+	unlock(s->m);
+	*out = v;
+	return v ? 0 : -ENOMEM;
+}

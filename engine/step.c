@@ -1,0 +1,403 @@
+/*
+ * step.c — the scheduler: eng_step() runs one forward pass over every
+ * session with work, then samples, detokenises and appends reply text.
+ *
+ * One step:
+ *   1. (lock) start queued turns of idle sessions, end cancelled turns;
+ *      pick the work: every session whose history has tokens not yet in its
+ *      KV cache — one token for a generating session (decode first, least
+ *      recently served first), then prefill chunks, max_batch_tokens in all;
+ *      give each the KV pages it needs (from the free list, else by
+ *      evicting the least recently used idle session); copy tokens, page
+ *      tables and penalty windows into the step arena.
+ *   2. (no lock) backend forward over the batch; the backend samples one
+ *      token per sequence (sampler.h semantics) from its last row.
+ *   3. (lock) for each sequence whose session still exists in the same
+ *      epoch: mark its tokens cached; if the chunk ended the history, take
+ *      the sampled token: end of generation, or append it, its text (UTF-8
+ *      safe, stop strings held back until resolved), and check max_tokens
+ *      and the context limit.
+ *   4. (no lock) notify the sessions whose reply grew or whose turn ended.
+ */
+#include "engine_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../gguf/log.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// ---- reply text and stop strings
+
+static int hold_reserve(struct eng_session *s, size_t n)
+{
+	if (n > s->cap_hold) {
+		size_t cap = s->cap_hold ? s->cap_hold : 256;
+		char *h;
+
+		while (cap < n)
+			cap *= 2;
+		h = realloc(s->hold, cap);
+		if (!h)
+			return -ENOMEM;
+		s->hold = h;
+		s->cap_hold = cap;
+	}
+	return 0;
+}
+
+/* Adds text to the reply through the stop-string filter: text that could
+ * still become a stop string is held back.  Returns 1 when a stop string
+ * matched (the reply ends before it), 0 otherwise, -ENOMEM. */
+static int commit_text(struct eng_session *s, const char *text, size_t n, bool final)
+{
+	struct eng_turn *t = &s->turns[s->cur];
+	const struct eng_settings *st = &s->st;
+	size_t len, cut = (size_t)-1, keep = 0;
+	int rc;
+
+	if (st->n_stop == 0 && s->n_hold == 0)
+		return eng_turn_append_reply(t, text, n);
+	if ((rc = hold_reserve(s, s->n_hold + n + 1)) < 0)
+		return rc;
+	memcpy(s->hold + s->n_hold, text, n);
+	len = s->n_hold + n;
+	s->hold[len] = 0;
+	for (int i = 0; i < st->n_stop; i++) {
+		const char *p = strstr(s->hold, st->stop[i]); /* text has no NUL bytes */
+
+		if (p && (size_t)(p - s->hold) < cut)
+			cut = (size_t)(p - s->hold);
+	}
+	if (cut != (size_t)-1) {
+		s->n_hold = 0;
+		rc = eng_turn_append_reply(t, s->hold, cut);
+		return rc < 0 ? rc : 1;
+	}
+	if (!final) {
+		/* the longest suffix that is a proper prefix of a stop string */
+		for (int i = 0; i < st->n_stop; i++) {
+			size_t sl = strlen(st->stop[i]);
+
+			for (size_t k = sl - 1 < len ? sl - 1 : len; k > keep; k--)
+				if (!memcmp(s->hold + len - k, st->stop[i], k)) {
+					keep = k;
+					break;
+				}
+		}
+	}
+	rc = eng_turn_append_reply(t, s->hold, len - keep);
+	memmove(s->hold, s->hold + len - keep, keep);
+	s->n_hold = keep;
+	return rc;
+}
+
+void eng_turn_finish_locked(struct eng_session *s, enum eng_stop_reason why, int err)
+{
+	struct eng_turn *t;
+	char tail[16];
+	size_t n;
+
+	if (s->cur < 0)
+		return;
+	t = &s->turns[s->cur];
+	if (why != ENG_STOP_STRING) {
+		n = eng_detok_flush(&s->detok, tail);
+		commit_text(s, tail, n, true);
+	}
+	s->n_hold = 0;
+	t->finished = true;
+	t->stop = err ? ENG_STOP_NONE : why;
+	t->error = err;
+	s->cur = -1;
+	s->cancel = false;
+	s->ignore_eog = false;
+}
+
+/* The sampled token of a session whose history is all cached now. */
+static void take_token(struct eng_model *m, struct eng_session *s, int32_t tok)
+{
+	struct eng_turn *t = &s->turns[s->cur];
+	char piece[264], text[264 + 8];
+	size_t n;
+	int len, rc;
+
+	s->draws++;
+	if (eng_token_is_eog(m->tok, tok) && !s->ignore_eog) {
+		eng_turn_finish_locked(s, ENG_STOP_EOG, 0);
+		return;
+	}
+	s->tokens[s->n_past++] = tok;
+	t->n_gen++;
+	s->total_gen++;
+	m->stats.tokens_out++;
+	len = eng_token_piece(m->tok, tok, false, piece, sizeof(piece) - 8);
+	n = len > 0 ? eng_detok_push(&s->detok, piece, (size_t)len, text) : 0;
+	rc = commit_text(s, text, n, false);
+	if (rc < 0)
+		eng_turn_finish_locked(s, ENG_STOP_NONE, rc);
+	else if (rc == 1)
+		eng_turn_finish_locked(s, ENG_STOP_STRING, 0);
+	else if (s->st.max_tokens > 0 && t->n_gen >= s->st.max_tokens)
+		eng_turn_finish_locked(s, ENG_STOP_MAX_TOKENS, 0);
+	else if (s->n_past >= m->n_ctx)
+		eng_turn_finish_locked(s, ENG_STOP_CONTEXT, 0);
+}
+
+// ---- pages
+
+/* The least recently used session that holds pages and has no work. */
+static struct eng_session *lru_idle(struct eng_model *m)
+{
+	struct eng_session *best = NULL;
+
+	for (struct eng_session *s = m->sessions; s; s = s->next)
+		if (s->n_pages > 0 && s->cur < 0 && !s->in_batch && (!best || s->lru < best->lru))
+			best = s;
+	return best;
+}
+
+/* Gives s pages for positions [0, n).  0 / -ENOSPC. */
+static int ensure_pages(struct eng_model *m, struct eng_session *s, int n)
+{
+	int need = (n + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
+
+	while (s->n_pages < need) {
+		if (m->n_free == 0) {
+			struct eng_session *v = lru_idle(m);
+
+			if (!v)
+				return -ENOSPC;
+			LOG_DEBUG("evicting an idle session's %d KV pages (%d tokens)", v->n_pages, v->n_cached);
+			eng_pages_release_locked(m, v);
+			m->stats.evictions++;
+		}
+		s->pages[s->n_pages++] = m->free_pages[--m->n_free];
+	}
+	return 0;
+}
+
+// ---- planning
+
+static int arena_reserve(struct step_arena *a, size_t n)
+{
+	if (n > a->cap) {
+		size_t cap = a->cap ? a->cap : 4096;
+		int32_t *b;
+
+		while (cap < n)
+			cap *= 2;
+		b = realloc(a->buf, sizeof(*b) * cap);
+		if (!b)
+			return -ENOMEM;
+		a->buf = b;
+		a->cap = cap;
+	}
+	return 0;
+}
+
+static int cmp_serve(const void *pa, const void *pb)
+{
+	const struct eng_session *a = *(struct eng_session *const *)pa;
+	const struct eng_session *b = *(struct eng_session *const *)pb;
+	int da = a->n_past - a->n_cached == 1, db = b->n_past - b->n_cached == 1;
+
+	if (da != db)
+		return db - da; /* decode first */
+	return a->lru < b->lru ? -1 : a->lru > b->lru;
+}
+
+/* Lock held.  Fills the arena; returns the number of sequences. */
+static int plan(struct eng_model *m, int *n_notify)
+{
+	struct step_arena *a = &m->arena;
+	struct eng_session **cand = a->notify + 2 * m->p.max_sessions; /* last third as scratch */
+	int n_cand = 0, n = 0, budget = m->p.max_batch_tokens;
+	size_t used = 0;
+
+	for (struct eng_session *s = m->sessions; s; s = s->next) {
+		if (s->cur < 0 && eng_session_has_work_locked(s) && eng_turn_start_locked(s) < 0)
+			a->notify[(*n_notify)++] = s; /* the queued turn failed (EFBIG) */
+		if (s->cur >= 0 && s->cancel) {
+			eng_turn_finish_locked(s, ENG_STOP_CANCEL, 0);
+			a->notify[(*n_notify)++] = s;
+		}
+		if (s->cur >= 0 && s->n_cached < s->n_past && n_cand < m->p.max_sessions)
+			cand[n_cand++] = s;
+	}
+	qsort(cand, (size_t)n_cand, sizeof(*cand), cmp_serve);
+	/* room: tokens + page tables + penalty windows */
+	for (int i = 0; i < n_cand; i++)
+		used += (size_t)(cand[i]->n_past - cand[i]->n_cached) + (size_t)m->max_pages_seq +
+		        (size_t)cand[i]->st.repeat_last_n;
+	if (arena_reserve(a, used) < 0)
+		return -ENOMEM;
+	used = 0;
+	for (int i = 0; i < n_cand && budget > 0; i++) {
+		struct eng_session *s = cand[i];
+		struct step_entry *e = &a->ent[n];
+		struct eng_sample_req *r = &a->reqs[n];
+		int chunk = s->n_past - s->n_cached, rc, nr;
+		int32_t *tok, *pg, *rec;
+
+		if (chunk > budget)
+			chunk = budget;
+		rc = ensure_pages(m, s, s->n_cached + chunk);
+		if (rc < 0 && s->n_pages * ENG_KV_PAGE > s->n_cached)
+			chunk = s->n_pages * ENG_KV_PAGE - s->n_cached; /* what fits; rest later */
+		else if (rc < 0) {
+			LOG_WARN("no KV page for a session (pool of %d pages, all in use)", m->n_pages);
+			eng_turn_finish_locked(s, ENG_STOP_NONE, -ENOSPC);
+			a->notify[(*n_notify)++] = s;
+			continue;
+		}
+		tok = a->buf + used;
+		memcpy(tok, s->tokens + s->n_cached, sizeof(*tok) * (size_t)chunk);
+		used += (size_t)chunk;
+		pg = a->buf + used;
+		memcpy(pg, s->pages, sizeof(*pg) * (size_t)s->n_pages);
+		used += (size_t)m->max_pages_seq;
+		nr = s->n_cached + chunk < s->st.repeat_last_n ? s->n_cached + chunk : s->st.repeat_last_n;
+		rec = a->buf + used;
+		memcpy(rec, s->tokens + s->n_cached + chunk - nr, sizeof(*rec) * (size_t)nr);
+		used += (size_t)s->st.repeat_last_n;
+
+		a->seqs[n] = (struct eng_batch_seq){ .tokens = tok, .n_tokens = chunk, .pos0 = s->n_cached,
+		                                     .pages = pg, .logits_all = false };
+		memset(r, 0, sizeof(*r));
+		r->p.temperature = s->st.temperature;
+		r->p.top_k = s->st.top_k;
+		r->p.top_p = s->st.top_p;
+		r->p.min_p = s->st.min_p;
+		r->p.repeat_penalty = s->st.repeat_penalty;
+		r->seed = s->seed;
+		r->draw = s->draws;
+		r->recent = rec;
+		r->n_recent = nr;
+		*e = (struct step_entry){ .s = s, .epoch = s->epoch, .n_tokens = chunk,
+		                          .final = s->n_cached + chunk == s->n_past,
+		                          .prefill = s->phase != PHASE_GENERATING };
+		if (s->phase == PHASE_QUEUED)
+			s->phase = PHASE_PREFILL;
+		s->in_batch = true;
+		s->refs++;
+		s->lru = m->step_no;
+		budget -= chunk;
+		n++;
+	}
+	return n;
+}
+
+// ---- the step
+
+/* Lock held: results of the forward pass (rc < 0: it failed). */
+static void collect(struct eng_model *m, int n, int rc, double dt, int *n_notify)
+{
+	struct step_arena *a = &m->arena;
+	bool any_prefill = false, any_decode = false;
+
+	for (int i = 0; i < n; i++) {
+		struct step_entry *e = &a->ent[i];
+		struct eng_session *s = e->s;
+		struct eng_turn *t;
+
+		s->in_batch = false;
+		if (s->dead || s->epoch != e->epoch || s->cur < 0) {
+			eng_session_unref_locked(s);
+			continue;
+		}
+		t = &s->turns[s->cur];
+		if (rc < 0) {
+			eng_turn_finish_locked(s, ENG_STOP_NONE, rc);
+			a->notify[(*n_notify)++] = s; /* keeps the batch's reference */
+			continue;
+		}
+		s->n_cached += e->n_tokens;
+		if (e->prefill) {
+			any_prefill = true;
+			t->n_prefill += e->n_tokens;
+			t->prefill_s += dt;
+			s->total_prefill += (uint64_t)e->n_tokens;
+			m->stats.prefill_tokens += (uint64_t)e->n_tokens;
+		} else {
+			any_decode = true;
+			t->decode_s += dt;
+			m->stats.decode_tokens++;
+		}
+		if (e->final) {
+			size_t before = t->rlen;
+
+			s->phase = PHASE_GENERATING;
+			take_token(m, s, a->out[i]);
+			if (t->rlen == before && s->cur >= 0) {
+				eng_session_unref_locked(s); /* nothing new to tell */
+				continue;
+			}
+		} else {
+			eng_session_unref_locked(s); /* prefill goes on next step */
+			continue;
+		}
+		a->notify[(*n_notify)++] = s;
+	}
+	if (any_prefill)
+		m->stats.prefill_seconds += dt;
+	if (any_decode)
+		m->stats.decode_seconds += dt;
+	if (n > 0 && rc == 0)
+		m->stats.forward_passes++;
+}
+
+int eng_step(struct eng_model *m)
+{
+	struct step_arena *a = &m->arena;
+	int n_notify = 0, n, rc = 0, n_extra;
+	double t0, dt;
+
+	pthread_mutex_lock(&m->lock);
+	m->step_no++;
+	n = plan(m, &n_notify);
+	/* sessions notified from plan() hold no batch reference: take one */
+	for (int i = 0; i < n_notify; i++)
+		a->notify[i]->refs++;
+	n_extra = n_notify;
+	pthread_mutex_unlock(&m->lock);
+	if (n < 0) {
+		rc = n;
+		n = 0;
+		LOG_ERR("step arena: out of memory");
+	}
+
+	if (n > 0) {
+		struct eng_batch b = { .n_seqs = n, .seqs = a->seqs };
+
+		t0 = now_s();
+		rc = m->ops->forward(m->be, &b, NULL, a->reqs, a->out);
+		dt = now_s() - t0;
+		if (rc < 0)
+			LOG_ERR("forward pass over %d sequences failed: %d", n, rc);
+		pthread_mutex_lock(&m->lock);
+		collect(m, n, rc, dt, &n_notify);
+		pthread_mutex_unlock(&m->lock);
+	}
+
+	for (int i = 0; i < n_notify; i++)
+		if (m->notify && !a->notify[i]->dead)
+			m->notify(m->notify_user, a->notify[i]);
+	if (n_notify) {
+		pthread_mutex_lock(&m->lock);
+		for (int i = 0; i < n_notify; i++)
+			eng_session_unref_locked(a->notify[i]);
+		pthread_mutex_unlock(&m->lock);
+	}
+	(void)n_extra;
+	return rc < 0 ? rc : n + (n == 0 ? n_extra : 0);
+}

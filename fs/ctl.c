@@ -1,0 +1,384 @@
+/*
+ * ctl.c — the root's control files (README, model, stats, defaults), the
+ * history entries, and the settings a session's turn runs with (defaults +
+ * the session's xattr overrides).  Every function runs with fs->lock held;
+ * contents are built whole and handed to open() as a snapshot, so a reader
+ * sees one consistent version however it slices its reads.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_internal.h"
+
+/* engine.h's key list, in the order `defaults` shows them. */
+const char *const fs_setting_keys[FS_N_KEYS] = {
+	"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
+	"seed", "max_tokens", "mode", "system", "stop",
+};
+
+int fs_setting_index(const char *key)
+{
+	for (int i = 0; i < FS_N_KEYS; i++)
+		if (!strcmp(key, fs_setting_keys[i]))
+			return i;
+	return -1;
+}
+
+static const char readme_text[] =
+	"promptfs — a language model mounted as a directory\n"
+	"\n"
+	"Every regular file you create here is a conversation (a session):\n"
+	"\n"
+	"  echo \"Write a haiku about the sea\" > poem   # new conversation (old context dropped)\n"
+	"  cat poem                                   # streams the reply; EOF when it is done\n"
+	"  echo \"Now make it rhyme\" >> poem           # next turn; the KV cache is reused\n"
+	"  cat history/poem                           # the whole conversation (history/poem.json too)\n"
+	"  : > poem                                   # reset (truncate -s 0 does the same)\n"
+	"  mv poem sea; rm sea                        # rename; remove (frees the session)\n"
+	"\n"
+	"The prompt is everything written between open and close; it is sent when\n"
+	"the file is closed (one trailing newline is dropped).  Reads never consume\n"
+	"the reply: many readers, re-reads, less and tail -f all work.  A read at\n"
+	"the end of a reply still being written waits (Ctrl-C interrupts it).\n"
+	"\n"
+	"Files here:\n"
+	"  README     this text\n"
+	"  model      the model: architecture, size, context, tensor types, backend\n"
+	"  stats      sessions, tokens in/out, tokens/s, KV cache memory\n"
+	"  defaults   settings for sessions (key = value lines; write to change)\n"
+	"  history/   NAME and NAME.json: each session's conversation\n"
+	"\n"
+	"Settings (defaults keys, and per session as extended attributes):\n"
+	"  temperature top_k top_p min_p repeat_penalty repeat_last_n seed\n"
+	"  max_tokens mode (chat|raw) system stop (strings separated by |)\n"
+	"  setfattr -n user.temperature -v 0 poem;  getfattr -d poem\n"
+	"  setfattr -x user.temperature poem        # back to the default\n"
+	"Read-only attributes: user.status user.state user.error user.tokens\n"
+	"  user.prompt_tokens user.prefill_tokens user.generated_tokens\n"
+	"  user.cached_tokens user.turns user.prefill_tps user.decode_tps\n"
+	"\n"
+	"Errors: EFBIG prompt too long for the context; ENOSPC too many sessions;\n"
+	"EINVAL/ENAMETOOLONG bad name or setting; EIO the turn failed (see\n"
+	"user.status); EACCES writing README, model, stats.\n";
+
+const char *fs_state_name(enum eng_state st)
+{
+	switch (st) {
+	case ENG_STATE_EMPTY: return "empty";
+	case ENG_STATE_QUEUED: return "queued";
+	case ENG_STATE_PREFILL: return "prefill";
+	case ENG_STATE_GENERATING: return "generating";
+	case ENG_STATE_DONE: return "done";
+	case ENG_STATE_ERROR: return "error";
+	}
+	return "unknown";
+}
+
+const char *fs_errno_name(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case 0: return "";
+	case EIO: return "EIO";
+	case ENOSPC: return "ENOSPC";
+	case ENOMEM: return "ENOMEM";
+	case EFBIG: return "EFBIG";
+	case EINVAL: return "EINVAL";
+	case ENODEV: return "ENODEV";
+	case ECANCELED: return "ECANCELED";
+	}
+	return "EIO";
+}
+
+// ---- a growable text buffer
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int err;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->err)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->err = -ENOMEM;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = 0;
+}
+
+__attribute__((format(printf, 2, 3)))
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		sb_add(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static int sb_finish(struct sbuf *b, char **out, size_t *len)
+{
+	if (b->err || !b->p) {
+		if (!b->err) {
+			*out = calloc(1, 1);
+			*len = 0;
+			return *out ? 0 : -ENOMEM;
+		}
+		free(b->p);
+		return b->err;
+	}
+	*out = b->p;
+	*len = b->len;
+	return 0;
+}
+
+// ---- stats
+
+static double per_s(uint64_t n, double s)
+{
+	return s > 0 ? (double)n / s : 0.0;
+}
+
+static int stats_text(struct fs *fs, char **out, size_t *len)
+{
+	struct eng_stats st;
+	struct sbuf b = {0};
+	int n_parked = 0;
+
+	eng_model_stats(fs->model, &st);
+	for (struct fs_parked *p = fs->parked; p; p = p->next)
+		n_parked++;
+	sb_printf(&b, "sessions: %d\n", st.n_sessions);
+	sb_printf(&b, "busy: %d\n", st.n_busy);
+	sb_printf(&b, "tokens_in: %llu\n", (unsigned long long)st.tokens_in);
+	sb_printf(&b, "tokens_out: %llu\n", (unsigned long long)st.tokens_out);
+	sb_printf(&b, "prefill_tokens: %llu\n", (unsigned long long)st.prefill_tokens);
+	sb_printf(&b, "decode_tokens: %llu\n", (unsigned long long)st.decode_tokens);
+	sb_printf(&b, "prefill_tokens_per_s: %.1f\n", per_s(st.prefill_tokens, st.prefill_seconds));
+	sb_printf(&b, "decode_tokens_per_s: %.1f\n", per_s(st.decode_tokens, st.decode_seconds));
+	sb_printf(&b, "forward_passes: %llu\n", (unsigned long long)st.forward_passes);
+	sb_printf(&b, "kv_bytes_used: %zu\n", st.kv_bytes_used);
+	sb_printf(&b, "kv_bytes_free: %zu\n",
+		  st.kv_bytes_total > st.kv_bytes_used ? st.kv_bytes_total - st.kv_bytes_used : 0);
+	sb_printf(&b, "kv_bytes_total: %zu\n", st.kv_bytes_total);
+	sb_printf(&b, "kv_pages_used: %d\n", st.kv_pages_used);
+	sb_printf(&b, "kv_pages_total: %d\n", st.kv_pages_total);
+	sb_printf(&b, "evictions: %llu\n", (unsigned long long)st.evictions);
+	sb_printf(&b, "reads: %llu\n", (unsigned long long)fs->n_reads);
+	sb_printf(&b, "reads_parked: %d\n", n_parked);
+	sb_printf(&b, "reads_parked_total: %llu\n", (unsigned long long)fs->n_parks);
+	sb_printf(&b, "reads_interrupted: %llu\n", (unsigned long long)fs->n_interrupts);
+	sb_printf(&b, "bytes_read: %llu\n", (unsigned long long)fs->bytes_read);
+	return sb_finish(&b, out, len);
+}
+
+// ---- defaults
+
+/* Appends value with backslash, newline, CR and tab escaped (one line). */
+static void add_escaped(struct sbuf *b, const char *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		switch (v[i]) {
+		case '\\': sb_add(b, "\\\\", 2); break;
+		case '\n': sb_add(b, "\\n", 2); break;
+		case '\r': sb_add(b, "\\r", 2); break;
+		case '\t': sb_add(b, "\\t", 2); break;
+		default: sb_add(b, v + i, 1);
+		}
+	}
+}
+
+static int defaults_text(struct fs *fs, char **out, size_t *len)
+{
+	struct sbuf b = {0};
+	size_t cap = ENG_MAX_SYSTEM + 256;
+	char *val = malloc(cap);
+
+	if (!val)
+		return -ENOMEM;
+	sb_printf(&b, "# settings for sessions without their own (user.KEY xattrs); key = value\n");
+	for (int i = 0; i < FS_N_KEYS; i++) {
+		int n = eng_settings_get(&fs->defaults, fs_setting_keys[i], val, cap);
+
+		sb_printf(&b, "%s = ", fs_setting_keys[i]);
+		if (n > 0)
+			add_escaped(&b, val, (size_t)n < cap ? (size_t)n : cap - 1);
+		sb_add(&b, "\n", 1);
+	}
+	free(val);
+	return sb_finish(&b, out, len);
+}
+
+static size_t unescape(char *s, size_t n)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\\' && i + 1 < n) {
+			char c = s[++i];
+			s[o++] = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c;
+		} else {
+			s[o++] = s[i];
+		}
+	}
+	return o;
+}
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* One `key = value` line into st.  0 / -EINVAL (logged). */
+static int defaults_line(struct eng_settings *st, char *line, size_t n, int lineno)
+{
+	char *eq, *k = line, *v;
+	size_t kn, vn;
+
+	while (n && is_space(*k))
+		k++, n--;
+	while (n && is_space(k[n - 1]))
+		n--;
+	if (n == 0 || k[0] == '#')
+		return 0;
+	eq = memchr(k, '=', n);
+	if (!eq) {
+		LOG_ERR("defaults line %d: no '=' in '%.*s'", lineno, (int)(n > 80 ? 80 : n), k);
+		return -EINVAL;
+	}
+	kn = (size_t)(eq - k);
+	while (kn && is_space(k[kn - 1]))
+		kn--;
+	v = eq + 1;
+	vn = n - (size_t)(v - k);
+	while (vn && is_space(*v))
+		v++, vn--;
+	k[kn] = 0;
+	vn = unescape(v, vn);
+	int rc = eng_settings_set(st, k, v, vn);
+	if (rc < 0)
+		LOG_ERR("defaults line %d: %s '%s' = '%.*s'", lineno,
+			rc == -ENOENT ? "unknown key" : "bad value", k, (int)(vn > 80 ? 80 : vn), v);
+	return rc < 0 ? -EINVAL : 0;
+}
+
+int fs_ctl_defaults_apply(struct fs *fs, const char *text, size_t len, bool replace)
+{
+	struct eng_settings st;
+	char *copy = malloc(len + 1);
+	int rc = 0, lineno = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, text, len);
+	copy[len] = 0;
+	memset(&st, 0, sizeof(st));
+	if (replace)
+		eng_settings_default(fs->model, &st);
+	else if ((rc = eng_settings_copy(&st, &fs->defaults)) < 0)
+		goto out_copy;
+	for (size_t i = 0; i < len && rc == 0;) {
+		char *nl = memchr(copy + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - copy) : len;
+
+		rc = defaults_line(&st, copy + i, end - i, ++lineno);
+		i = end + 1;
+	}
+	if (rc == 0) {
+		eng_settings_free(&fs->defaults);
+		fs->defaults = st; /* takes the strings */
+		LOG_INFO("defaults changed (%d lines)", lineno);
+	} else {
+		eng_settings_free(&st);
+	}
+out_copy:
+	free(copy);
+	return rc;
+}
+
+// ---- settings of one session
+
+int fs_settings_effective(struct fs *fs, const struct fs_node *n, struct eng_settings *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = eng_settings_copy(out, &fs->defaults);
+	if (rc < 0)
+		return rc;
+	for (int i = 0; i < FS_N_KEYS; i++) {
+		if (!n->over[i])
+			continue;
+		if (eng_settings_set(out, fs_setting_keys[i], n->over[i], n->over_len[i]) < 0)
+			LOG_WARN("session '%s': stored %s no longer valid; using the default",
+				 n->name, fs_setting_keys[i]);
+	}
+	return 0;
+}
+
+int fs_settings_push(struct fs *fs, struct fs_node *n)
+{
+	struct eng_settings st;
+	int rc;
+
+	if (!n->sess)
+		return -ENOENT;
+	rc = fs_settings_effective(fs, n, &st);
+	if (rc < 0)
+		return rc;
+	rc = eng_session_set_settings(n->sess, &st);
+	eng_settings_free(&st);
+	return rc;
+}
+
+// ---- dispatch
+
+int fs_ctl_content(struct fs *fs, uint64_t ino, char **out, size_t *len)
+{
+	enum fs_kind kind = fs_ino_kind(fs, ino);
+	struct fs_node *n;
+
+	*out = NULL;
+	*len = 0;
+	switch (kind) {
+	case FS_KIND_README:
+		*out = strdup(readme_text);
+		*len = sizeof(readme_text) - 1;
+		return *out ? 0 : -ENOMEM;
+	case FS_KIND_MODEL:
+		*out = strdup(fs->model_text ? fs->model_text : "");
+		*len = *out ? strlen(*out) : 0;
+		return *out ? 0 : -ENOMEM;
+	case FS_KIND_STATS:
+		return stats_text(fs, out, len);
+	case FS_KIND_DEFAULTS:
+		return defaults_text(fs, out, len);
+	case FS_KIND_HIST_TEXT:
+	case FS_KIND_HIST_JSON:
+		n = fs_node_find(fs, ino);
+		if (!n || !n->sess)
+			return -ENOENT;
+		return eng_session_history(n->sess, kind == FS_KIND_HIST_JSON, out, len);
+	default:
+		return -EISDIR;
+	}
+}

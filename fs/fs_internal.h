@@ -1,0 +1,283 @@
+/*
+ * fs_internal.h — the FUSE daemon's shared state (fs/daemon.c, ops.c, io.c,
+ * inode.c, ctl.c, xattr.c, notify.c, journal.c).
+ *
+ * ---- Inodes ----
+ * Fixed inodes 1-6 (root, README, model, stats, defaults, history/).  Each
+ * session takes four numbers starting at FS_INO_FIRST_SESSION: ino+0 the
+ * session file, ino+1 history/NAME, ino+2 history/NAME.json.  Numbers are
+ * never reused, so a stale kernel inode can never alias a newer session.
+ * Sessions belong to the name: a node lives while it is linked, opened,
+ * parked on, or known to the kernel (nlookup), whichever is last.
+ *
+ * ---- Locking ----
+ * One mutex, fs->lock, protects every field marked so.  Under it the code
+ * may call the engine's eng_session_* functions (they take the engine lock
+ * briefly and never wait for a forward pass), never eng_session_free (it may
+ * wait for a step), never fuse_reply_* or a kernel notification, never
+ * fuse_req_interrupt_func (libfuse calls the interrupt callback with the
+ * request's lock held, and the callback takes fs->lock).  The engine's
+ * notify callback runs with no engine lock held and only queues the inode
+ * for the notifier thread, which answers parked reads and sends
+ * fuse_lowlevel_notify_poll/inval_inode from outside any request handler.
+ */
+#ifndef PROMPTFS_FS_INTERNAL_H
+#define PROMPTFS_FS_INTERNAL_H
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "engine/engine.h"
+#include "gguf/log.h"
+
+// ---- inode numbers and kinds
+
+#define FS_INO_ROOT 1
+#define FS_INO_README 2
+#define FS_INO_MODEL 3
+#define FS_INO_STATS 4
+#define FS_INO_DEFAULTS 5
+#define FS_INO_HISTORY 6
+#define FS_INO_FIRST_SESSION 16
+#define FS_INO_SESSION(ino) ((ino) & ~(uint64_t)3)
+
+enum fs_kind {
+	FS_KIND_NONE = 0,
+	FS_KIND_ROOT,
+	FS_KIND_README,
+	FS_KIND_MODEL,
+	FS_KIND_STATS,
+	FS_KIND_DEFAULTS,
+	FS_KIND_HISTDIR,
+	FS_KIND_SESSION,
+	FS_KIND_HIST_TEXT,
+	FS_KIND_HIST_JSON,
+};
+
+#define FS_NAME_MAX 255
+#define FS_WRITE_MAX (16u << 20) /* bytes one open may write before EFBIG */
+#define FS_N_KEYS 11             /* settings keys (engine.h's list) */
+#define FS_HASH 256
+
+extern const char *const fs_setting_keys[FS_N_KEYS];
+int fs_setting_index(const char *key); /* -1 if not a settings key */
+
+// ---- options (daemon.c fills them)
+
+struct fs_opts {
+	const char *model_path;   /* absolute */
+	const char *mountpoint;   /* absolute */
+	const char *backend;      /* NULL = auto */
+	int n_ctx, max_sessions, n_threads;
+	size_t kv_bytes;
+	const char *state_dir;    /* absolute or NULL */
+	const char *log_file;
+	int log_level;
+	bool foreground, debug;
+	const char *sets[32];     /* --set KEY=VALUE for the defaults */
+	int n_sets;
+};
+
+// ---- nodes
+
+struct fs_node {
+	uint64_t ino;             /* the session file; history entries are ino+1, ino+2 */
+	char *name;               /* protected by lock */
+	struct eng_session *sess; /* protected by lock; NULL once removed */
+	bool linked;              /* protected by lock: reachable by name */
+	uint64_t nlookup;         /* protected by lock: kernel references to ino, ino+1, ino+2 */
+	int refs;                 /* protected by lock: link + open handles + parked reads */
+	char *over[FS_N_KEYS];    /* protected by lock: xattr overrides (raw value, NUL-terminated) */
+	size_t over_len[FS_N_KEYS];
+	uint64_t epoch;           /* protected by lock: bumped at every reset / new conversation */
+	struct timespec ctime, mtime;   /* protected by lock */
+	bool was_final;           /* protected by lock: last state the notifier saw */
+	struct fuse_pollhandle **phs; /* protected by lock: poll()ers to wake */
+	int n_phs;
+	/* journal bookkeeping, protected by lock, used by the journal thread */
+	uint64_t jid;             /* journal file id (state dir), 0 = none yet */
+	uint64_t j_epoch;
+	int n_journaled;
+	struct fs_node *hnext;    /* protected by lock: ino hash chain */
+	struct fs_node *next, *prev; /* protected by lock: list of all nodes */
+};
+
+// ---- open handles (fi->fh)
+
+struct fs_handle {
+	enum fs_kind kind;
+	struct fs_node *node;     /* sessions and history entries; holds a ref */
+	bool wr;                  /* opened for writing */
+	bool trunc;               /* O_TRUNC on an existing session: reset at open */
+	bool append;              /* O_APPEND: the prompt is the next turn (else a new conversation) */
+	size_t tok_len;           /* buffer length at the last write-time token count */
+	bool submitted;           /* a prompt went out from this open */
+	int werr;                 /* sticky write error (-EFBIG), reported at flush */
+	char *buf;                /* writes, or the snapshot of a control file */
+	size_t len, cap;
+	uint64_t read_end;        /* offset after the last read: poll readiness */
+	struct fuse_pollhandle *ph; /* protected by lock */
+};
+
+// ---- parked reads
+
+enum fs_park_state { FS_PARK_NEW = 0, FS_PARK_PARKED, FS_PARK_INTERRUPTED };
+
+struct fs_parked {
+	uint64_t id;              /* the interrupt callback's data: never a pointer */
+	fuse_req_t req;
+	struct fs_node *node;     /* holds a ref */
+	uint64_t off;
+	size_t size;
+	enum fs_park_state state;
+	struct fs_parked *next, *prev;
+};
+
+// ---- the daemon
+
+struct fs_journal;
+
+struct fs {
+	const struct fs_opts *opts;
+	struct eng_model *model;
+	struct fuse_session *se;
+	int n_ctx;
+	size_t max_piece;         /* longest token in bytes: write-time EFBIG bound */
+	char *model_text;         /* eng_model_describe, made once */
+	uid_t uid;
+	gid_t gid;
+	struct timespec t_start;
+	unsigned test_delay_us;   /* PROMPTFS_TEST_STEP_DELAY_MS (tests only): slows each notified step */
+
+	pthread_mutex_t lock;
+	struct fs_node *hash[FS_HASH];  /* protected by lock */
+	struct fs_node *nodes;          /* protected by lock */
+	uint64_t next_ino;              /* protected by lock */
+	int n_linked;                   /* protected by lock */
+	struct eng_settings defaults;   /* protected by lock */
+	struct fs_parked *parked;       /* protected by lock */
+	uint64_t next_park_id;          /* protected by lock */
+	uint64_t n_reads, n_parks, n_interrupts, bytes_read; /* protected by lock */
+
+	/* notifier thread: inodes whose reply changed */
+	pthread_t notifier;
+	bool notifier_started;
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	uint64_t *q;              /* protected by q_lock */
+	int q_len, q_cap;         /* protected by q_lock */
+	bool q_stop;              /* protected by q_lock */
+
+	struct fs_journal *journal; /* NULL without --state-dir */
+	atomic_bool draining;     /* unmounting: reads at the end get EOF, nothing parks */
+	atomic_bool shut_down;
+};
+
+// ---- inode.c
+struct fs_node *fs_node_find(struct fs *fs, uint64_t ino);           /* lock held; any of the 4 numbers */
+struct fs_node *fs_node_by_name(struct fs *fs, const char *name);    /* lock held; linked sessions */
+enum fs_kind fs_ino_kind(struct fs *fs, uint64_t ino);               /* lock held; NONE if unknown */
+int fs_name_check(const char *name);                                  /* 0 / -EINVAL / -ENAMETOOLONG */
+bool fs_name_reserved(const char *name);
+/* Makes a linked session node for a new engine session (lock held). */
+int fs_node_new(struct fs *fs, const char *name, struct eng_session *sess, struct fs_node **out);
+/* Takes the node off its name (lock held); returns the engine session to free
+ * after unlocking (NULL if none). */
+struct eng_session *fs_node_unlink(struct fs *fs, struct fs_node *n);
+void fs_node_unref(struct fs *fs, struct fs_node *n);                 /* lock held */
+void fs_node_forget(struct fs *fs, uint64_t ino, uint64_t nlookup);   /* lock held */
+int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st);       /* lock held; 0 / -ENOENT */
+void fs_nodes_free_all(struct fs *fs);                                /* at exit, no lock */
+int fs_node_add_poll(struct fs_node *n, struct fuse_pollhandle *ph);  /* lock held */
+/* Takes the node's poll handles (lock held); notify and destroy them after unlocking. */
+int fs_node_take_polls(struct fs *fs, struct fs_node *n, struct fuse_pollhandle ***out);
+void fs_timespec_now(struct timespec *ts);
+
+// ---- ctl.c
+/* The text of a control file or history entry (malloc'd).  Lock held. */
+int fs_ctl_content(struct fs *fs, uint64_t ino, char **out, size_t *len);
+/* Applies `key = value` lines to the defaults: all or nothing.  replace:
+ * keys not named go back to the built-in defaults.  Lock held. */
+int fs_ctl_defaults_apply(struct fs *fs, const char *text, size_t len, bool replace);
+/* The settings a session's next turn uses: defaults + its overrides.  Lock held. */
+int fs_settings_effective(struct fs *fs, const struct fs_node *n, struct eng_settings *out);
+/* Pushes the effective settings into the engine session.  Lock held. */
+int fs_settings_push(struct fs *fs, struct fs_node *n);
+const char *fs_state_name(enum eng_state st);
+const char *fs_errno_name(int err);
+
+// ---- io.c (file handles: open, read, write, flush, release, poll)
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                 struct fuse_file_info *fi);
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph);
+/* A handle for a session node just created (ops.c create); lock held. */
+struct fs_handle *fs_handle_new_session(struct fs_node *n, int flags, bool created);
+/* Resets a session (truncate to 0, `: > s`): lock held. */
+void fs_session_reset(struct fs *fs, struct fs_node *n);
+
+// ---- notify.c (parked reads, the notifier thread)
+int fs_notifier_start(struct fs *fs);
+void fs_notifier_stop(struct fs *fs);
+void fs_engine_notify(void *user, struct eng_session *s); /* engine thread */
+void fs_notify_ino(struct fs *fs, uint64_t ino);          /* queue a wake-up (any thread) */
+/* Parks a read that found nothing (not holding the lock). */
+void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_node *n, uint64_t off, size_t size);
+/* Answers every parked read of node n (NULL: all) with EOF. */
+void fs_parked_answer_all(struct fs *fs, struct fs_node *n);
+/* The same in two halves: take them off the list (lock held), answer them
+ * EOF after unlocking. */
+struct fs_parked *fs_parked_take(struct fs *fs, struct fs_node *n);
+void fs_parked_reply_eof(struct fs_parked *list);
+/* Reads the reply at off into a fresh buffer: >0 bytes, 0 = EOF, -EAGAIN
+ * (nothing yet, live), -EIO (failed turn).  Lock held. */
+ssize_t fs_session_read(struct fs *fs, struct fs_node *n, uint64_t off, size_t size, char **out);
+
+// ---- xattr.c
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                    size_t size, int flags);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+// ---- history_json.c
+struct fs_turn_text {
+	char *user, *reply;
+	size_t ulen, rlen;
+};
+/* The complete (user, assistant) pairs of an engine JSON history, in order:
+ * count or -errno. */
+int fs_history_turns(const char *json, size_t len, struct fs_turn_text **out);
+void fs_turn_texts_free(struct fs_turn_text *t, int n);
+
+// ---- journal.c (--state-dir)
+enum fs_journal_ev {
+	FS_JOURNAL_CREATE = 1, /* new session: new file with its name and settings */
+	FS_JOURNAL_TURNS,      /* finished turns / reset: append them */
+	FS_JOURNAL_NAME,       /* renamed */
+	FS_JOURNAL_SETTINGS,   /* xattr overrides changed */
+	FS_JOURNAL_DELETE,     /* removed: delete the file (jid given) */
+};
+int fs_journal_open(struct fs *fs, const char *dir);   /* creates dir, starts the thread */
+/* Re-creates journaled sessions (before mounting; no lock needed). */
+int fs_journal_restore(struct fs *fs);
+void fs_journal_post(struct fs *fs, enum fs_journal_ev ev, uint64_t ino, uint64_t jid);
+void fs_journal_close(struct fs *fs);                  /* drains, stops, frees */
+uint64_t fs_journal_new_id(struct fs *fs);             /* lock held; 0 without a journal */
+
+// ---- ops.c
+const struct fuse_lowlevel_ops *fs_ops_table(void);
+void fs_shutdown(struct fs *fs); /* destroy: stops the threads (idempotent) */
+
+static inline struct fs *fs_of(fuse_req_t req) { return (struct fs *)fuse_req_userdata(req); }
+
+#endif /* PROMPTFS_FS_INTERNAL_H */

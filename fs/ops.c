@@ -1,0 +1,609 @@
+/*
+ * ops.c — the FUSE low-level operations on names and attributes (lookup,
+ * getattr, setattr, readdir, create, mknod, unlink, rename, statfs, forget,
+ * init, destroy) and, at the bottom, the operations table.  File I/O lives
+ * in io.c, extended attributes in xattr.c.
+ *
+ * Every handler replies exactly once.  Entries and attributes are never
+ * cached by the kernel (timeouts 0): a reply grows, sessions come and go.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "fs_internal.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+static const struct {
+	const char *name;
+	uint64_t ino;
+} root_files[] = {
+	{"README", FS_INO_README}, {"model", FS_INO_MODEL},       {"stats", FS_INO_STATS},
+	{"defaults", FS_INO_DEFAULTS}, {"history", FS_INO_HISTORY},
+};
+#define N_ROOT_FILES ((int)(sizeof(root_files) / sizeof(root_files[0])))
+
+// ---- start and stop
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* O_TRUNC arrives with open (no separate setattr), so `: > s` and
+	 * `echo x > s` are told apart at close */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	LOG_INFO("mounted: protocol %u.%u", conn->proto_major, conn->proto_minor);
+}
+
+void fs_shutdown(struct fs *fs)
+{
+	if (atomic_exchange(&fs->shut_down, true))
+		return;
+	atomic_store(&fs->draining, true);
+	fs_parked_answer_all(fs, NULL);
+	fs_notifier_stop(fs);
+	eng_model_stop(fs->model);
+	fs_journal_close(fs);
+}
+
+static void op_destroy(void *userdata)
+{
+	fs_shutdown(userdata);
+}
+
+// ---- entries
+
+static void reply_entry_for(fuse_req_t req, struct fs *fs, uint64_t ino, int rc)
+{
+	struct fuse_entry_param e;
+
+	if (rc == 0) {
+		memset(&e, 0, sizeof(e));
+		pthread_mutex_lock(&fs->lock);
+		rc = fs_node_attr(fs, ino, &e.attr);
+		pthread_mutex_unlock(&fs->lock);
+		e.ino = ino;
+	}
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (fuse_reply_entry(req, &e) == -ENOENT) { /* interrupted: the kernel never saw it */
+		pthread_mutex_lock(&fs->lock);
+		fs_node_forget(fs, ino, 1);
+		pthread_mutex_unlock(&fs->lock);
+	}
+}
+
+/* ino of name in the history directory (lock held): NAME is the text,
+ * NAME.json the JSON form; a session actually called "x.json" wins. */
+static uint64_t history_lookup(struct fs *fs, const char *name)
+{
+	struct fs_node *n = fs_node_by_name(fs, name);
+	size_t len = strlen(name);
+
+	if (n)
+		return n->ino + 1;
+	if (len > 5 && !strcmp(name + len - 5, ".json")) {
+		char base[FS_NAME_MAX + 1];
+
+		memcpy(base, name, len - 5);
+		base[len - 5] = 0;
+		n = fs_node_by_name(fs, base);
+		if (n)
+			return n->ino + 2;
+	}
+	return 0;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ino = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	if (parent == FS_INO_ROOT) {
+		for (int i = 0; i < N_ROOT_FILES && !ino; i++)
+			if (!strcmp(name, root_files[i].name))
+				ino = root_files[i].ino;
+		if (!ino) {
+			struct fs_node *n = fs_node_by_name(fs, name);
+			ino = n ? n->ino : 0;
+		}
+	} else if (parent == FS_INO_HISTORY) {
+		ino = history_lookup(fs, name);
+	} else {
+		rc = -ENOTDIR;
+	}
+	if (!ino && !rc)
+		rc = -ENOENT;
+	if (ino >= FS_INO_FIRST_SESSION)
+		fs_node_find(fs, ino)->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+	reply_entry_for(req, fs, ino, rc);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fs *fs = fs_of(req);
+
+	pthread_mutex_lock(&fs->lock);
+	fs_node_forget(fs, ino, nlookup);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = fs_of(req);
+
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < count; i++)
+		fs_node_forget(fs, forgets[i].ino, forgets[i].nlookup);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+// ---- attributes
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct stat st;
+	int rc;
+
+	pthread_mutex_lock(&fs->lock);
+	rc = fs_node_attr(fs, ino, &st);
+	pthread_mutex_unlock(&fs->lock);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, 0.0);
+}
+
+/* truncate(2)/ftruncate: size 0 resets a session (or the defaults); the
+ * current size is a no-op; anything else is EINVAL.  Times are accepted
+ * (touch); owner and mode changes are refused. */
+static int setattr_locked(struct fs *fs, uint64_t ino, struct stat *attr, int to_set)
+{
+	enum fs_kind kind = fs_ino_kind(fs, ino);
+	struct stat cur;
+	int rc = fs_node_attr(fs, ino, &cur);
+
+	if (rc < 0)
+		return rc;
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		LOG_ERR("inode %llu: mode and owner are fixed", (unsigned long long)ino);
+		return -EPERM;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (kind == FS_KIND_SESSION && attr->st_size == 0) {
+			fs_session_reset(fs, fs_node_find(fs, ino));
+		} else if (kind == FS_KIND_DEFAULTS && attr->st_size == 0) {
+			rc = fs_ctl_defaults_apply(fs, "", 0, true);
+		} else if (kind == FS_KIND_SESSION || kind == FS_KIND_DEFAULTS) {
+			if (attr->st_size != cur.st_size) {
+				LOG_ERR("inode %llu: truncate to %lld: only 0 (reset) is supported",
+					(unsigned long long)ino, (long long)attr->st_size);
+				rc = -EINVAL;
+			}
+		} else {
+			LOG_ERR("inode %llu is read-only", (unsigned long long)ino);
+			rc = -EACCES;
+		}
+	}
+	if (rc == 0 && kind == FS_KIND_SESSION &&
+	    (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+		struct fs_node *n = fs_node_find(fs, ino);
+
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			fs_timespec_now(&n->mtime);
+		else
+			n->mtime = attr->st_mtim;
+	}
+	return rc;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct stat st;
+	int rc;
+
+	pthread_mutex_lock(&fs->lock);
+	rc = setattr_locked(fs, ino, attr, to_set);
+	if (rc == 0)
+		rc = fs_node_attr(fs, ino, &st);
+	pthread_mutex_unlock(&fs->lock);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, 0.0);
+}
+
+// ---- directories: a snapshot at opendir, read by index
+
+struct dirent_snap {
+	char *name;
+	uint64_t ino;
+	mode_t mode;
+};
+
+struct dir_snap {
+	struct dirent_snap *e;
+	int n, cap;
+};
+
+static int snap_add(struct dir_snap *d, const char *name, const char *suffix, uint64_t ino, mode_t mode)
+{
+	size_t a = strlen(name), b = suffix ? strlen(suffix) : 0;
+	char *s = malloc(a + b + 1);
+
+	if (!s)
+		return -ENOMEM;
+	memcpy(s, name, a);
+	if (b)
+		memcpy(s + a, suffix, b);
+	s[a + b] = 0;
+	if (d->n == d->cap) {
+		int cap = d->cap ? 2 * d->cap : 16;
+		struct dirent_snap *e = realloc(d->e, (size_t)cap * sizeof(*e));
+
+		if (!e) {
+			free(s);
+			return -ENOMEM;
+		}
+		d->e = e;
+		d->cap = cap;
+	}
+	d->e[d->n++] = (struct dirent_snap){s, ino, mode};
+	return 0;
+}
+
+static void snap_free(struct dir_snap *d)
+{
+	for (int i = 0; d && i < d->n; i++)
+		free(d->e[i].name);
+	if (d)
+		free(d->e);
+	free(d);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct dir_snap *d = calloc(1, sizeof(*d));
+	int rc = d ? 0 : -ENOMEM;
+
+	if (ino != FS_INO_ROOT && ino != FS_INO_HISTORY) {
+		free(d);
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	if (!rc)
+		rc = snap_add(d, ".", NULL, ino, S_IFDIR);
+	if (!rc)
+		rc = snap_add(d, "..", NULL, FS_INO_ROOT, S_IFDIR);
+	for (int i = 0; !rc && ino == FS_INO_ROOT && i < N_ROOT_FILES; i++)
+		rc = snap_add(d, root_files[i].name, NULL, root_files[i].ino,
+			      root_files[i].ino == FS_INO_HISTORY ? S_IFDIR : S_IFREG);
+	for (struct fs_node *n = fs->nodes; !rc && n; n = n->next) {
+		if (!n->linked)
+			continue;
+		if (ino == FS_INO_ROOT) {
+			rc = snap_add(d, n->name, NULL, n->ino, S_IFREG);
+		} else {
+			rc = snap_add(d, n->name, NULL, n->ino + 1, S_IFREG);
+			if (!rc)
+				rc = snap_add(d, n->name, ".json", n->ino + 2, S_IFREG);
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (rc < 0) {
+		snap_free(d);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		snap_free(d);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct dir_snap *d = (struct dir_snap *)(uintptr_t)fi->fh;
+	char *buf = malloc(size ? size : 1);
+	size_t used = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (off_t i = off; i >= 0 && i < d->n; i++) {
+		struct stat st = {.st_ino = d->e[i].ino, .st_mode = d->e[i].mode};
+		size_t need = fuse_add_direntry(req, buf + used, size - used, d->e[i].name, &st, i + 1);
+
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	snap_free((struct dir_snap *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+// ---- making and removing sessions
+
+/* Finds or creates the session called name (lock held).  *created tells
+ * which.  -EEXIST when it exists and excl; -ENOSPC at max_sessions. */
+static int session_get(struct fs *fs, const char *name, bool excl, struct fs_node **out, bool *created)
+{
+	struct eng_session *s = NULL;
+	struct fs_node *n = fs_node_by_name(fs, name);
+	int rc;
+
+	*created = false;
+	if (n) {
+		*out = n;
+		return excl ? -EEXIST : 0;
+	}
+	rc = eng_session_init(fs->model, &fs->defaults, &s);
+	if (rc < 0) {
+		LOG_ERR("cannot create session '%s': %s", name,
+			rc == -ENOSPC ? "too many sessions (ENOSPC; see --max-sessions)" : fs_errno_name(rc));
+		return rc;
+	}
+	rc = fs_node_new(fs, name, s, out);
+	if (rc < 0) {
+		eng_session_free(s);
+		return rc;
+	}
+	*created = true;
+	(*out)->jid = fs_journal_new_id(fs);
+	fs_journal_post(fs, FS_JOURNAL_CREATE, (*out)->ino, 0);
+	return 0;
+}
+
+static int check_new_entry(fuse_ino_t parent, const char *name)
+{
+	if (parent == FS_INO_HISTORY) {
+		LOG_ERR("history/ is read-only ('%s')", name);
+		return -EACCES;
+	}
+	if (parent != FS_INO_ROOT)
+		return -ENOTDIR;
+	return fs_name_check(name);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct fs_handle *h = NULL;
+	struct fs_node *n = NULL;
+	bool created = false;
+	int rc = check_new_entry(parent, name);
+
+	memset(&e, 0, sizeof(e));
+	pthread_mutex_lock(&fs->lock);
+	if (rc == 0)
+		rc = session_get(fs, name, (fi->flags & O_EXCL) != 0, &n, &created);
+	if (rc == 0) {
+		h = fs_handle_new_session(n, fi->flags, created);
+		rc = h ? 0 : -ENOMEM;
+		if (h && h->trunc)
+			fs_session_reset(fs, n);
+	}
+	if (rc == 0) {
+		n->nlookup++;
+		e.ino = n->ino;
+		fs_node_attr(fs, n->ino, &e.attr);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		pthread_mutex_lock(&fs->lock);
+		fs_node_unref(fs, n);
+		fs_node_forget(fs, n->ino, 1);
+		pthread_mutex_unlock(&fs->lock);
+		free(h);
+	}
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_node *n = NULL;
+	bool created;
+	int rc = S_ISREG(mode) ? check_new_entry(parent, name) : -EPERM;
+
+	pthread_mutex_lock(&fs->lock);
+	if (rc == 0)
+		rc = session_get(fs, name, true, &n, &created);
+	if (rc == 0)
+		n->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+	reply_entry_for(req, fs, n ? n->ino : 0, rc);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	LOG_ERR("mkdir '%s': sessions are files; there are no directories to make", name);
+	fuse_reply_err(req, EPERM);
+}
+
+static int root_file_error(fuse_ino_t parent, const char *name)
+{
+	if (parent == FS_INO_HISTORY)
+		return -EACCES;
+	if (parent != FS_INO_ROOT)
+		return -ENOTDIR;
+	return fs_name_reserved(name) ? -EACCES : 0;
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct eng_session *s = NULL;
+	struct fs_parked *parked = NULL;
+	struct fs_node *n;
+	int rc = root_file_error(parent, name);
+
+	pthread_mutex_lock(&fs->lock);
+	n = rc ? NULL : fs_node_by_name(fs, name);
+	if (!rc && !n)
+		rc = -ENOENT;
+	if (n) {
+		uint64_t ino = n->ino;
+
+		fs_journal_post(fs, FS_JOURNAL_DELETE, ino, n->jid);
+		parked = fs_parked_take(fs, n);
+		s = fs_node_unlink(fs, n); /* n may be gone from here on */
+		fs_notify_ino(fs, ino);    /* wakes poll()ers */
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fs_parked_reply_eof(parked);
+	if (s)
+		eng_session_free(s); /* cancels its turn; may wait for the engine step */
+	fuse_reply_err(req, -rc);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, parent == FS_INO_ROOT && !strcmp(name, "history") ? EACCES : ENOTDIR);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct eng_session *old = NULL;
+	struct fs_parked *parked = NULL;
+	struct fs_node *n, *dst;
+	char *copy = NULL;
+	int rc = root_file_error(parent, name);
+
+	if (!rc)
+		rc = check_new_entry(newparent, newname);
+	if (!rc && (flags & RENAME_EXCHANGE))
+		rc = -EINVAL;
+	pthread_mutex_lock(&fs->lock);
+	n = rc ? NULL : fs_node_by_name(fs, name);
+	if (!rc && !n)
+		rc = -ENOENT;
+	dst = rc ? NULL : fs_node_by_name(fs, newname);
+	if (dst == n)
+		goto out_unlock; /* same name: nothing to do */
+	if (dst && (flags & RENAME_NOREPLACE))
+		rc = -EEXIST;
+	copy = rc ? NULL : strdup(newname);
+	if (!rc && !copy)
+		rc = -ENOMEM;
+	if (!rc) {
+		if (dst) { /* rename over another session: that one is removed */
+			fs_journal_post(fs, FS_JOURNAL_DELETE, dst->ino, dst->jid);
+			parked = fs_parked_take(fs, dst);
+			fs_notify_ino(fs, dst->ino);
+			old = fs_node_unlink(fs, dst);
+		}
+		free(n->name);
+		n->name = copy;
+		fs_timespec_now(&n->ctime);
+		fs_journal_post(fs, FS_JOURNAL_NAME, n->ino, 0);
+	}
+out_unlock:
+	pthread_mutex_unlock(&fs->lock);
+	fs_parked_reply_eof(parked);
+	if (old)
+		eng_session_free(old);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct statvfs sv;
+	int max = fs->opts->max_sessions > 0 ? fs->opts->max_sessions : 256;
+
+	memset(&sv, 0, sizeof(sv));
+	pthread_mutex_lock(&fs->lock);
+	sv.f_bsize = sv.f_frsize = 4096;
+	sv.f_files = (fsfilcnt_t)max;
+	sv.f_ffree = sv.f_favail = (fsfilcnt_t)(max > fs->n_linked ? max - fs->n_linked : 0);
+	sv.f_namemax = FS_NAME_MAX;
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_statfs(req, &sv);
+}
+
+// ---- the table
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = op_init,
+	.destroy = op_destroy,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = fs_op_open,
+	.read = fs_op_read,
+	.write = fs_op_write,
+	.flush = fs_op_flush,
+	.release = fs_op_release,
+	.fsync = fs_op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.setxattr = fs_op_setxattr,
+	.getxattr = fs_op_getxattr,
+	.listxattr = fs_op_listxattr,
+	.removexattr = fs_op_removexattr,
+	.create = op_create,
+	.poll = fs_op_poll,
+};
+
+const struct fuse_lowlevel_ops *fs_ops_table(void)
+{
+	return &fs_ops;
+}

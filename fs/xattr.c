@@ -1,0 +1,255 @@
+/*
+ * xattr.c — settings and status as extended attributes.
+ *
+ * On a session: user.<key> for every settings key (temperature top_k top_p
+ * min_p repeat_penalty repeat_last_n seed max_tokens mode system stop).
+ * Reading gives the value the next turn uses (the session's own, else the
+ * default); setting validates (EINVAL on a bad value, nothing changed) and
+ * applies at once (sampling keys also to the running turn); removing
+ * (setfattr -x) falls back to `defaults`.  Overrides survive `>` and go
+ * with `rm`.  Read-only (EPERM to change): user.status, user.state,
+ * user.error, user.tokens (n_past), user.prompt_tokens, user.prefill_tokens,
+ * user.generated_tokens, user.cached_tokens, user.turns, user.context,
+ * user.prefill_tps, user.decode_tps.
+ * On the root directory: user.<key> reads and writes `defaults`.
+ * Other names: ENODATA to read, ENOTSUP to set.  Never ENOSYS (the kernel
+ * would turn xattrs off for the whole mount).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_internal.h"
+
+static const char *const ro_names[] = {
+	"status", "state", "error", "tokens", "prompt_tokens", "prefill_tokens",
+	"generated_tokens", "cached_tokens", "turns", "context", "prefill_tps", "decode_tps",
+};
+#define N_RO ((int)(sizeof(ro_names) / sizeof(ro_names[0])))
+#define VAL_CAP (ENG_MAX_SYSTEM + 1024)
+
+static int ro_index(const char *key)
+{
+	for (int i = 0; i < N_RO; i++)
+		if (!strcmp(key, ro_names[i]))
+			return i;
+	return -1;
+}
+
+static int ro_value(struct eng_session *s, int i, char *buf, size_t cap)
+{
+	struct eng_session_info info;
+
+	eng_session_info(s, &info);
+	switch (i) {
+	case 0: return snprintf(buf, cap, "%s", info.status);
+	case 1: return snprintf(buf, cap, "%s", fs_state_name(info.state));
+	case 2: return snprintf(buf, cap, "%s", fs_errno_name(info.error));
+	case 3: return snprintf(buf, cap, "%d", info.n_past);
+	case 4: return snprintf(buf, cap, "%d", info.last_prompt_tokens);
+	case 5: return snprintf(buf, cap, "%d", info.last_prefill_tokens);
+	case 6: return snprintf(buf, cap, "%d", info.last_gen_tokens);
+	case 7: return snprintf(buf, cap, "%d", info.n_cached);
+	case 8: return snprintf(buf, cap, "%d", info.n_turns);
+	case 9: return snprintf(buf, cap, "%d", info.n_ctx);
+	case 10: return snprintf(buf, cap, "%.1f", info.last_prefill_tps);
+	case 11: return snprintf(buf, cap, "%.1f", info.last_decode_tps);
+	}
+	return -ENODATA;
+}
+
+/* The value of attribute name on ino into buf (lock held): length or -errno. */
+static int get_value(struct fs *fs, uint64_t ino, const char *name, char *buf, size_t cap)
+{
+	enum fs_kind kind = fs_ino_kind(fs, ino);
+	const char *key = name + 5;
+	struct eng_settings st;
+	struct fs_node *n;
+	int i, len;
+
+	if (strncmp(name, "user.", 5) != 0)
+		return -ENODATA;
+	if (kind == FS_KIND_ROOT) {
+		if (fs_setting_index(key) < 0)
+			return -ENODATA;
+		len = eng_settings_get(&fs->defaults, key, buf, cap);
+		return len < 0 ? -ENODATA : len;
+	}
+	if (kind != FS_KIND_SESSION)
+		return -ENODATA;
+	n = fs_node_find(fs, ino);
+	if (!n->sess)
+		return -ENOENT;
+	if ((i = ro_index(key)) >= 0)
+		return ro_value(n->sess, i, buf, cap);
+	if (fs_setting_index(key) < 0)
+		return -ENODATA;
+	if (fs_settings_effective(fs, n, &st) < 0)
+		return -ENOMEM;
+	len = eng_settings_get(&st, key, buf, cap);
+	eng_settings_free(&st);
+	return len < 0 ? -ENODATA : len;
+}
+
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	char *buf = malloc(VAL_CAP);
+	int len;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	len = get_value(fs, ino, name, buf, VAL_CAP);
+	pthread_mutex_unlock(&fs->lock);
+	if (len >= VAL_CAP)
+		len = VAL_CAP - 1;
+	if (len < 0)
+		fuse_reply_err(req, -len);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)len);
+	else if ((size_t)len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, (size_t)len);
+	free(buf);
+}
+
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	char list[1024];
+	size_t len = 0;
+	enum fs_kind kind;
+
+	pthread_mutex_lock(&fs->lock);
+	kind = fs_ino_kind(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	if (kind == FS_KIND_SESSION || kind == FS_KIND_ROOT) {
+		for (int i = 0; i < FS_N_KEYS; i++)
+			len += (size_t)snprintf(list + len, sizeof(list) - len, "user.%s", fs_setting_keys[i]) + 1;
+		for (int i = 0; kind == FS_KIND_SESSION && i < N_RO; i++)
+			len += (size_t)snprintf(list + len, sizeof(list) - len, "user.%s", ro_names[i]) + 1;
+	}
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, list, len);
+}
+
+/* Sets (value != NULL) or removes one setting of a session (lock held). */
+static int session_set(struct fs *fs, struct fs_node *n, int idx, const char *value, size_t size)
+{
+	struct eng_settings st;
+	int rc;
+
+	if (!value) {
+		if (!n->over[idx])
+			return -ENODATA;
+		free(n->over[idx]);
+		n->over[idx] = NULL;
+		n->over_len[idx] = 0;
+		goto out_push;
+	}
+	rc = fs_settings_effective(fs, n, &st);
+	if (rc < 0)
+		return rc;
+	rc = eng_settings_set(&st, fs_setting_keys[idx], value, size);
+	eng_settings_free(&st);
+	if (rc < 0) {
+		LOG_ERR("session '%s': bad value '%.*s' for %s", n->name, (int)(size > 80 ? 80 : size),
+			value, fs_setting_keys[idx]);
+		return -EINVAL;
+	}
+	char *copy = malloc(size + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, value, size);
+	copy[size] = 0;
+	free(n->over[idx]);
+	n->over[idx] = copy;
+	n->over_len[idx] = size;
+out_push:
+	fs_journal_post(fs, FS_JOURNAL_SETTINGS, n->ino, 0);
+	return fs_settings_push(fs, n);
+}
+
+/* Sets or resets (value NULL: back to the built-in default) one default. */
+static int default_set(struct fs *fs, int idx, const char *value, size_t size)
+{
+	const char *key = fs_setting_keys[idx];
+	struct eng_settings builtin;
+	char *buf;
+	int rc, len;
+
+	if (value) {
+		rc = eng_settings_set(&fs->defaults, key, value, size);
+		if (rc < 0)
+			LOG_ERR("defaults: bad value '%.*s' for %s", (int)(size > 80 ? 80 : size), value, key);
+		return rc < 0 ? -EINVAL : 0;
+	}
+	buf = malloc(VAL_CAP);
+	if (!buf)
+		return -ENOMEM;
+	eng_settings_default(fs->model, &builtin);
+	len = eng_settings_get(&builtin, key, buf, VAL_CAP);
+	rc = len < 0 ? -EINVAL : eng_settings_set(&fs->defaults, key, buf, (size_t)len);
+	eng_settings_free(&builtin);
+	free(buf);
+	return rc;
+}
+
+static int set_or_remove(struct fs *fs, uint64_t ino, const char *name, const char *value, size_t size)
+{
+	enum fs_kind kind = fs_ino_kind(fs, ino);
+	const char *key = name + 5;
+	int idx;
+
+	if (strncmp(name, "user.", 5) != 0)
+		return value ? -ENOTSUP : -ENODATA;
+	idx = fs_setting_index(key);
+	if (kind == FS_KIND_SESSION) {
+		struct fs_node *n = fs_node_find(fs, ino);
+
+		if (!n->sess)
+			return -ENOENT;
+		if (ro_index(key) >= 0) {
+			LOG_ERR("user.%s is read-only", key);
+			return -EPERM;
+		}
+		if (idx < 0)
+			return value ? -ENOTSUP : -ENODATA;
+		return session_set(fs, n, idx, value, size);
+	}
+	if (kind == FS_KIND_ROOT && idx >= 0)
+		return default_set(fs, idx, value, size);
+	return value ? -ENOTSUP : -ENODATA;
+}
+
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                    size_t size, int flags)
+{
+	struct fs *fs = fs_of(req);
+	int rc;
+
+	pthread_mutex_lock(&fs->lock);
+	rc = set_or_remove(fs, ino, name, value ? value : "", size);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_err(req, -rc);
+}
+
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	int rc;
+
+	pthread_mutex_lock(&fs->lock);
+	rc = set_or_remove(fs, ino, name, NULL, 0);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_err(req, -rc);
+}

@@ -1,0 +1,402 @@
+/*
+ * attn.c — gpu_attn: the CUDA backend's RoPE + KV store, attention
+ * (prefill tiles, split decode + combine, grouped heads, contexts past 4k,
+ * shuffled page tables) and device sampling, each against a float64
+ * reference and against the CPU backend's op (engine/cpu/ops.h,
+ * engine/sampler.c).  Outputs are poisoned (NaN) before each run.
+ *
+ *   build/gpu/gpu_attn [-v] [seed]
+ *
+ * Exit status 0 when every check passes; summary table last.
+ */
+#include "gpu_util.h"
+
+#include "cuda/cuda_ops.h"
+#include "engine/cpu/ops.h"
+#include "engine/sampler.h"
+#include "gguf/gguf.h"
+
+#define P ENG_KV_PAGE
+
+struct seqspec {
+	int pos0, n;
+};
+
+/* Per-token metadata of a batch, host and device. */
+struct batch {
+	int S, T, n_pages, stride;
+	int32_t *pos, *tseq, *pages; /* host: [T], [T], [S][stride] */
+	int32_t *dpos, *dtseq, *dpages;
+};
+
+static void batch_make(struct batch *b, const struct seqspec *ss, int S, int n_pages)
+{
+	int maxp = 0, *perm = xmalloc(sizeof(int) * n_pages);
+	b->S = S;
+	b->T = 0;
+	for (int s = 0; s < S; s++) {
+		b->T += ss[s].n;
+		maxp = ss[s].pos0 + ss[s].n > maxp ? ss[s].pos0 + ss[s].n : maxp;
+	}
+	b->stride = (maxp + P - 1) / P;
+	b->n_pages = n_pages;
+	if (b->stride * S > n_pages) {
+		fprintf(stderr, "test batch needs more pages\n");
+		exit(2);
+	}
+	for (int i = 0; i < n_pages; i++)
+		perm[i] = i;
+	for (int i = n_pages - 1; i > 0; i--) {
+		int j = rng_int(i + 1), t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	b->pos = xmalloc(4 * (size_t)b->T);
+	b->tseq = xmalloc(4 * (size_t)b->T);
+	b->pages = xmalloc(4 * (size_t)S * b->stride);
+	for (int s = 0, t = 0; s < S; s++) {
+		for (int i = 0; i < ss[s].n; i++, t++) {
+			b->pos[t] = ss[s].pos0 + i;
+			b->tseq[t] = s;
+		}
+		for (int i = 0; i < b->stride; i++)
+			b->pages[s * b->stride + i] = perm[s * b->stride + i];
+	}
+	b->dpos = dup_dev(b->pos, 4 * (size_t)b->T);
+	b->dtseq = dup_dev(b->tseq, 4 * (size_t)b->T);
+	b->dpages = dup_dev(b->pages, 4 * (size_t)S * b->stride);
+	free(perm);
+}
+
+static void batch_free(struct batch *b)
+{
+	cudaFree(b->dpos); cudaFree(b->dtseq); cudaFree(b->dpages);
+	free(b->pos); free(b->tseq); free(b->pages);
+}
+
+/* element index (halves) of (page, g, slot, d) in the backend's pool layout */
+static size_t kv_at(int page, int g, int slot, int d, int G, int D)
+{
+	return cuda_kv_offset(page, g, slot, G, D) / 2 + d;
+}
+
+// ---- RoPE + KV store
+
+struct rope_cfg {
+	int H, G, D, n_rot, neox;
+	float base;
+	bool bias, qknorm;
+};
+
+static void test_rope(const struct rope_cfg *c)
+{
+	const struct seqspec ss[] = {{0, 5}, {4990, 9}, {63, 2}};
+	struct batch b;
+	batch_make(&b, ss, 3, 200);
+	const int H = c->H, G = c->G, D = c->D, T = b.T, ld = (H + 2 * G) * D + 3;
+	float *qkv = xmalloc(4 * (size_t)T * ld);
+	for (size_t i = 0; i < (size_t)T * ld; i++)
+		qkv[i] = rng_gauss();
+	float *bq = NULL, *bk = NULL, *bv = NULL, *qn = NULL, *kn = NULL;
+	float *dbq = NULL, *dbk = NULL, *dbv = NULL, *dqn = NULL, *dkn = NULL;
+	if (c->bias) {
+		bq = xmalloc(4 * H * D); bk = xmalloc(4 * G * D); bv = xmalloc(4 * G * D);
+		for (int i = 0; i < H * D; i++) bq[i] = rng_gauss();
+		for (int i = 0; i < G * D; i++) { bk[i] = rng_gauss(); bv[i] = rng_gauss(); }
+		dbq = dup_dev(bq, 4 * H * D); dbk = dup_dev(bk, 4 * G * D); dbv = dup_dev(bv, 4 * G * D);
+	}
+	if (c->qknorm) {
+		qn = xmalloc(4 * D); kn = xmalloc(4 * D);
+		for (int i = 0; i < D; i++) { qn[i] = 1.0f + 0.3f * rng_gauss(); kn[i] = 1.0f + 0.3f * rng_gauss(); }
+		dqn = dup_dev(qn, 4 * D); dkn = dup_dev(kn, 4 * D);
+	}
+	size_t pool_n = (size_t)b.n_pages * G * P * D;
+	float *dqkv = dup_dev(qkv, 4 * (size_t)T * ld);
+	gguf_half *dk = dalloc(2 * pool_n), *dv = dalloc(2 * pool_n);
+	struct cuda_rope_args a = {dqkv, ld, T, H, G, D, c->n_rot, c->neox, c->base, dbq, dbk, dbv,
+	                           dqn, dkn, 1e-6f, b.dpos, b.dtseq, b.dpages, b.stride, dk, dv};
+	int rc = cuda_rope_store(&a, 0);
+	float *oq = xmalloc(4 * (size_t)T * ld);
+	gguf_half *hk = xmalloc(2 * pool_n), *hv = xmalloc(2 * pool_n);
+	to_host(oq, dqkv, 4 * (size_t)T * ld);
+	to_host(hk, dk, 2 * pool_n);
+	to_host(hv, dv, 2 * pool_n);
+
+	const int nh = H + 2 * G;
+	float *gq = xmalloc(4 * (size_t)T * H * D), *gkv = xmalloc(4 * (size_t)T * 2 * G * D);
+	float *cq = xmalloc(4 * (size_t)T * H * D);
+	double *rq = xmalloc(8 * (size_t)T * H * D), *rkv = xmalloc(8 * (size_t)T * 2 * G * D);
+	float *cs = xmalloc(4 * (size_t)c->n_rot), *tmp = xmalloc(4 * (size_t)D);
+	for (int t = 0; t < T; t++) {
+		const int pos = b.pos[t], s = b.tseq[t];
+		const int page = b.pages[s * b.stride + pos / P];
+		cpu_rope_cache(cs, pos, c->n_rot, c->base);
+		for (int hh = 0; hh < nh; hh++) {
+			const bool isq = hh < H, isk = !isq && hh < H + G;
+			const int bh = isq ? hh : isk ? hh - H : hh - H - G;
+			const float *bias = isq ? bq : isk ? bk : bv, *nw = isq ? qn : isk ? kn : NULL;
+			double v[CUDA_ATTN_MAX_D];
+			for (int d = 0; d < D; d++) {
+				v[d] = qkv[(size_t)t * ld + hh * D + d] + (bias ? bias[bh * D + d] : 0.0f);
+				tmp[d] = (float)v[d];
+			}
+			if (nw) {
+				double sq = 0.0;
+				for (int d = 0; d < D; d++)
+					sq += v[d] * v[d];
+				double sc = 1.0 / sqrt(sq / D + 1e-6);
+				for (int d = 0; d < D; d++)
+					v[d] *= sc * nw[d];
+				cpu_rmsnorm(tmp, tmp, nw, D, 1e-6f);
+			}
+			if (isq || isk) {
+				for (int i = 0; i < c->n_rot / 2; i++) {
+					int i0 = c->neox ? i : 2 * i, i1 = c->neox ? i + c->n_rot / 2 : 2 * i + 1;
+					double th = pos * pow(c->base, -2.0 * i / c->n_rot);
+					double x0 = v[i0], x1 = v[i1];
+					v[i0] = x0 * cos(th) - x1 * sin(th);
+					v[i1] = x0 * sin(th) + x1 * cos(th);
+				}
+				cpu_rope(tmp, 1, D, c->n_rot, cs, c->neox ? ENG_ROPE_TYPE_NEOX : ENG_ROPE_TYPE_NORM);
+			}
+			for (int d = 0; d < D; d++) {
+				if (isq) {
+					rq[((size_t)t * H + bh) * D + d] = v[d];
+					gq[((size_t)t * H + bh) * D + d] = oq[(size_t)t * ld + hh * D + d];
+					cq[((size_t)t * H + bh) * D + d] = tmp[d];
+				} else {
+					size_t i = ((size_t)t * 2 * G + (isk ? 0 : G) + bh) * D + d;
+					rkv[i] = v[d];
+					gkv[i] = gguf_half_to_f32((isk ? hk : hv)[kv_at(page, bh, pos % P, d, G, D)]);
+				}
+			}
+		}
+	}
+	char name[96];
+	snprintf(name, sizeof(name), "H=%d G=%d D=%d rot=%d %s base=%g%s%s", H, G, D, c->n_rot,
+	         c->neox ? "neox" : "norm", c->base, c->bias ? " bias" : "", c->qknorm ? " qknorm" : "");
+	gpu_record("rope_q", rc ? INFINITY : nmse_fd(gq, rq, (size_t)T * H * D), 1e-11, "%s", name);
+	gpu_record("rope_q/cpu", rc ? INFINITY : nmse_f(gq, cq, (size_t)T * H * D), 1e-7, "%s", name);
+	gpu_record("rope_kv_store", rc ? INFINITY : nmse_fd(gkv, rkv, (size_t)T * 2 * G * D), 1e-6, "%s", name);
+	cudaFree(dqkv); cudaFree(dk); cudaFree(dv);
+	cudaFree(dbq); cudaFree(dbk); cudaFree(dbv); cudaFree(dqn); cudaFree(dkn);
+	free(qkv); free(bq); free(bk); free(bv); free(qn); free(kn); free(oq); free(hk); free(hv);
+	free(gq); free(gkv); free(cq); free(rq); free(rkv); free(cs); free(tmp);
+	batch_free(&b);
+}
+
+// ---- attention
+
+static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int n_split, bool q8,
+                      const char *what)
+{
+	struct batch b;
+	batch_make(&b, ss, S, 420);
+	const int T = b.T, ldq = (H + 2 * G) * D + 5, hpg = H / G, HD = H * D;
+	const size_t pool_n = (size_t)b.n_pages * G * P * D;
+	gguf_half *k = xmalloc(2 * pool_n), *v = xmalloc(2 * pool_n);
+	gguf_half *ck = xmalloc(2 * pool_n), *cv = xmalloc(2 * pool_n); /* CPU layout [page][P][G][D] */
+	for (int pg = 0; pg < b.n_pages; pg++)
+		for (int g = 0; g < G; g++)
+			for (int sl = 0; sl < P; sl++)
+				for (int d = 0; d < D; d++) {
+					gguf_half hk = gguf_f32_to_half(rng_gauss()), hv = gguf_f32_to_half(rng_gauss());
+					k[kv_at(pg, g, sl, d, G, D)] = hk;
+					v[kv_at(pg, g, sl, d, G, D)] = hv;
+					ck[(((size_t)pg * P + sl) * G + g) * D + d] = hk;
+					cv[(((size_t)pg * P + sl) * G + g) * D + d] = hv;
+				}
+	float *q = xmalloc(4 * (size_t)T * ldq);
+	for (size_t i = 0; i < (size_t)T * ldq; i++)
+		q[i] = 2.0f * rng_gauss();
+	/* tiles */
+	const int qt = cuda_attn_tile_tokens(H, G, D);
+	int nt = 0, *ts = xmalloc(4 * (size_t)T), *t0 = xmalloc(4 * (size_t)T), *tn = xmalloc(4 * (size_t)T);
+	for (int s = 0, t = 0; s < S; t += ss[s].n, s++)
+		for (int i = 0; i < ss[s].n; i += qt) {
+			ts[nt] = s;
+			t0[nt] = t + i;
+			tn[nt++] = ss[s].n - i < qt ? ss[s].n - i : qt;
+		}
+	float *dq = dup_dev(q, 4 * (size_t)T * ldq), *dout = dalloc(4 * (size_t)T * HD);
+	void *dk = dup_dev(k, 2 * pool_n), *dv = dup_dev(v, 2 * pool_n);
+	int32_t *dts = dup_dev(ts, 4 * nt), *dt0 = dup_dev(t0, 4 * nt), *dtn = dup_dev(tn, 4 * nt);
+	float *po = dalloc(4 * (size_t)T * H * n_split * D);
+	void *pml = dalloc(8 * (size_t)T * H * n_split);
+	int8_t *qs = dalloc((size_t)T * HD);
+	float *ds = dalloc(8 * (size_t)T * (HD / 32 + 1));
+	struct cuda_attn_args a = {dq, ldq, dk, dv, H, G, D, 1.0f / sqrtf((float)D), nt, dts, dt0, dtn,
+	                           b.dpos, b.dpages, b.stride, qt, n_split, dout, HD, po, pml, T};
+	int rc = cuda_attn(&a, 0);
+	if (!rc && n_split > 1)
+		rc = cuda_attn_combine(&a, q8 ? qs : NULL, ds, 0);
+	float *out = xmalloc(4 * (size_t)T * HD), *cout = xmalloc(4 * (size_t)T * HD);
+	double *ref = xmalloc(8 * (size_t)T * HD);
+	to_host(out, dout, 4 * (size_t)T * HD);
+
+	const int maxkv = b.stride * P;
+	double *sc = xmalloc(8 * (size_t)maxkv);
+	float *scr = xmalloc(4 * (size_t)maxkv), *q16 = xmalloc(4 * (size_t)D);
+	struct cpu_kv_layer kvl = {ck, cv, G, D};
+	for (int t = 0; t < T; t++) {
+		const int pos = b.pos[t], s = b.tseq[t], nkv = pos + 1;
+		const int32_t *pt = b.pages + (size_t)s * b.stride;
+		for (int h = 0; h < H; h++) {
+			const int g = h / hpg;
+			const float *qh = q + (size_t)t * ldq + h * D;
+			double m = -INFINITY, l = 0.0;
+			for (int j = 0; j < nkv; j++) {
+				double acc = 0.0;
+				for (int d = 0; d < D; d++)
+					acc += (double)qh[d] * gguf_half_to_f32(k[kv_at(pt[j / P], g, j % P, d, G, D)]);
+				sc[j] = acc / sqrt((double)D);
+				m = sc[j] > m ? sc[j] : m;
+			}
+			for (int j = 0; j < nkv; j++) {
+				sc[j] = exp(sc[j] - m);
+				l += sc[j];
+			}
+			for (int d = 0; d < D; d++) {
+				double o = 0.0;
+				for (int j = 0; j < nkv; j++)
+					o += sc[j] * gguf_half_to_f32(v[kv_at(pt[j / P], g, j % P, d, G, D)]);
+				ref[(size_t)t * HD + h * D + d] = o / l;
+			}
+			cpu_attn_head(cout + (size_t)t * HD + h * D, qh, &kvl, pt, nkv, g,
+			              1.0f / sqrtf((float)D), scr, q16);
+		}
+	}
+	char name[112];
+	int n = snprintf(name, sizeof(name), "%s H=%d G=%d D=%d T=%d splits=%d kv<=%d", what, H, G, D, T,
+	                 n_split, maxkv);
+	(void)n;
+	gpu_record("attention", rc ? INFINITY : nmse_fd(out, ref, (size_t)T * HD), 1e-6, "%s", name);
+	gpu_record("attention/cpu", rc ? INFINITY : nmse_f(out, cout, (size_t)T * HD), 2e-5, "%s", name);
+	if (q8 && n_split > 1) {
+		int8_t *hq = xmalloc((size_t)T * HD);
+		float *hd = xmalloc(8 * (size_t)T * (HD / 32));
+		to_host(hq, qs, (size_t)T * HD);
+		to_host(hd, ds, 8 * (size_t)T * (HD / 32));
+		double worst = 0.0;
+		for (int g = 0; g < T * HD / 32; g++)
+			for (int i = 0; i < 32; i++) {
+				double e = fabs(out[g * 32 + i] - hd[2 * g] * hq[g * 32 + i]) / (0.5 * hd[2 * g] + 1e-30);
+				worst = e > worst ? e : worst;
+			}
+		gpu_record("attn_combine+q8", rc ? INFINITY : worst, 1.0001, "%s", name);
+		free(hq); free(hd);
+	}
+	cudaFree(dq); cudaFree(dout); cudaFree(dk); cudaFree(dv); cudaFree(dts); cudaFree(dt0);
+	cudaFree(dtn); cudaFree(po); cudaFree(pml); cudaFree(qs); cudaFree(ds);
+	free(k); free(v); free(ck); free(cv); free(q); free(ts); free(t0); free(tn);
+	free(out); free(cout); free(ref); free(sc); free(scr); free(q16);
+	batch_free(&b);
+}
+
+// ---- sampling
+
+struct samp_case {
+	const char *name;
+	struct eng_sample_params p;
+	int n_recent;
+};
+
+static void test_sample(int V, const struct samp_case *sc, int trials, bool ties)
+{
+	const int S = 3;
+	float *l = xmalloc(4 * (size_t)S * V), *row = xmalloc(4 * (size_t)V);
+	float *dl = dalloc(4 * (size_t)S * V);
+	struct cuda_samp sp[3];
+	int32_t recent[3 * 200], tok[3];
+	int32_t *drec = dalloc(sizeof(recent)), *dtok = dalloc(sizeof(tok));
+	struct cuda_samp *dsp = dalloc(sizeof(sp));
+	void *scratch = dalloc(cuda_sample_scratch_bytes(S, V));
+	struct eng_sampler *hs = eng_sampler_init(V);
+	int mismatch = 0, rc = 0;
+	for (int tr = 0; tr < trials; tr++) {
+		for (size_t i = 0; i < (size_t)S * V; i++)
+			l[i] = ties ? (float)(i % 3 == 0) : 3.0f * rng_gauss();
+		for (int s = 0; s < S; s++) {
+			for (int i = 0; i < sc->n_recent; i++) /* duplicates and the row's top token */
+				recent[s * 200 + i] = i % 4 == 3 ? recent[s * 200 + i - 1] : rng_int(V);
+			if (sc->n_recent > 2) {
+				int best = 0;
+				for (int e = 1; e < V; e++)
+					best = l[(size_t)s * V + e] > l[(size_t)s * V + best] ? e : best;
+				recent[s * 200 + 1] = best;
+				recent[s * 200 + 2] = best;
+			}
+			sp[s] = (struct cuda_samp){sc->p.temperature, sc->p.top_p, sc->p.min_p,
+			                           sc->p.repeat_penalty, sc->p.top_k, sc->n_recent, s * 200, 0,
+			                           rng_u64(), (uint64_t)tr};
+		}
+		CK(cudaMemcpy(dl, l, 4 * (size_t)S * V, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(drec, recent, sizeof(recent), cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(dsp, sp, sizeof(sp), cudaMemcpyHostToDevice));
+		rc |= cuda_sample(dl, V, S, V, dsp, drec, scratch, dtok, 0);
+		to_host(tok, dtok, sizeof(tok));
+		for (int s = 0; s < S; s++) {
+			struct eng_sample_req rq = {sc->p, sp[s].seed, sp[s].draw, recent + s * 200, sc->n_recent};
+			memcpy(row, l + (size_t)s * V, 4 * (size_t)V);
+			int32_t want = eng_sample(hs, row, &rq);
+			if (want != tok[s]) {
+				mismatch++;
+				if (mismatch <= 3)
+					printf("  sample %s V=%d trial %d row %d: device %d, host %d\n", sc->name, V,
+					       tr, s, tok[s], want);
+			}
+		}
+	}
+	gpu_record("sample", rc ? INFINITY : (double)mismatch, 0.0, "%s V=%d %d draws%s", sc->name, V,
+	           trials * S, ties ? " ties" : "");
+	cudaFree(dl); cudaFree(drec); cudaFree(dtok); cudaFree(dsp); cudaFree(scratch);
+	eng_sampler_free(hs);
+	free(l); free(row);
+}
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-v"))
+			gpu_verbose = true;
+		else
+			rng_state = strtoull(argv[i], NULL, 0);
+	}
+	const struct rope_cfg rc[] = {
+		{14, 2, 64, 64, 1, 1e6f, true, false},  /* qwen2.5-0.5b */
+		{8, 4, 8, 8, 0, 1e4f, false, false},    /* stories260K */
+		{4, 2, 128, 64, 0, 1e4f, false, true},  /* partial rotation, qk-norm */
+		{6, 3, 16, 16, 1, 5e5f, true, true},
+	};
+	for (size_t i = 0; i < sizeof(rc) / sizeof(rc[0]); i++)
+		test_rope(&rc[i]);
+
+	const struct seqspec prefill[] = {{0, 1}, {0, 7}, {0, 100}, {0, 333}, {900, 40}};
+	const struct seqspec decode[] = {{0, 1}, {63, 1}, {64, 1}, {700, 1}, {4500, 1}};
+	const struct seqspec mixed[] = {{10, 3}, {129, 1}, {4000, 4}};
+	const int hgd[][3] = {{14, 2, 64}, {8, 4, 8}, {32, 8, 128}, {16, 16, 32}, {8, 1, 256}};
+	for (int c = 0; c < 5; c++) {
+		const int H = hgd[c][0], G = hgd[c][1], D = hgd[c][2];
+		test_attn(H, G, D, prefill, 5, 1, false, "prefill");
+		test_attn(H, G, D, decode, 5, 1, false, "decode");
+		test_attn(H, G, D, decode, 5, 7, true, "decode");
+		test_attn(H, G, D, decode, 5, 64, true, "decode");
+		test_attn(H, G, D, mixed, 3, 16, true, "mixed");
+	}
+
+	const struct samp_case cases[] = {
+		{"greedy", {0.0f, 0, 1.0f, 0.0f, 1.0f}, 0},
+		{"greedy+penalty", {0.0f, 0, 1.0f, 0.0f, 1.5f}, 64},
+		{"defaults", {0.8f, 40, 0.95f, 0.05f, 1.0f}, 0},
+		{"k64", {1.0f, 64, 1.0f, 0.0f, 1.0f}, 0},
+		{"k1", {0.3f, 1, 1.0f, 0.0f, 1.0f}, 0},
+		{"k10 p.5 min.2 pen", {2.0f, 10, 0.5f, 0.2f, 1.1f}, 100},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		test_sample(151936, &cases[i], 20, false);
+		test_sample(1000, &cases[i], 40, false);
+	}
+	test_sample(5000, &cases[0], 2, true);
+	test_sample(5000, &cases[2], 10, true);
+	return gpu_summary("gpu_attn") ? 1 : 0;
+}

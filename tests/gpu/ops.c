@@ -1,0 +1,432 @@
+/*
+ * ops.c — gpu_ops: every op of the CUDA backend against a float64 reference
+ * and against the CPU backend's op, on random seeded inputs (every weight
+ * type, odd sizes, contexts past 4k), in the manner of llama.cpp's
+ * test-backend-ops (NMSE, a tolerance per op).  Outputs are poisoned (NaN)
+ * before each run so an unwritten element fails.
+ *
+ *   build/gpu/gpu_ops [-v] [seed]      (on a machine with a CUDA device)
+ *
+ * Exit status: 0 when every check passes, 1 otherwise; a summary table is
+ * printed last.  RoPE, attention and sampling are checked by gpu_attn
+ * (attn.c).
+ */
+#include "gpu_util.h"
+
+#include "cuda/cuda_ops.h"
+#include "engine/cpu/cpu.h"
+#include "engine/cpu/ops.h"
+#include "gguf/gguf.h"
+
+#include <cublas_v2.h>
+
+static struct cpu_pool *pool;
+
+static const int all_types[] = {
+	GGUF_DTYPE_F32, GGUF_DTYPE_F16, GGUF_DTYPE_BF16, GGUF_DTYPE_Q4_0, GGUF_DTYPE_Q4_1,
+	GGUF_DTYPE_Q5_0, GGUF_DTYPE_Q5_1, GGUF_DTYPE_Q8_0, GGUF_DTYPE_Q2_K, GGUF_DTYPE_Q3_K,
+	GGUF_DTYPE_Q4_K, GGUF_DTYPE_Q5_K, GGUF_DTYPE_Q6_K,
+};
+#define N_TYPES (int)(sizeof(all_types) / sizeof(all_types[0]))
+
+static bool is_quant(int t)
+{
+	return t != GGUF_DTYPE_F32 && t != GGUF_DTYPE_F16 && t != GGUF_DTYPE_BF16;
+}
+
+static int blck(int t)
+{
+	return (int)gguf_type_traits(t)->blck_size;
+}
+
+/* Random rows of a type: random bytes with every scale field set to a sane
+ * half (all bit patterns of quants and sub-scales occur), or random floats. */
+static void *rand_rows(int type, int K, int N)
+{
+	size_t rb = gguf_row_size(type, K), n = rb * N;
+	uint8_t *p = xmalloc(n);
+	if (type == GGUF_DTYPE_F32 || type == GGUF_DTYPE_F16 || type == GGUF_DTYPE_BF16) {
+		for (size_t i = 0; i < (size_t)K * N; i++) {
+			float v = 0.05f * rng_gauss();
+			if (type == GGUF_DTYPE_F32)
+				((float *)p)[i] = v;
+			else if (type == GGUF_DTYPE_F16)
+				((gguf_half *)p)[i] = gguf_f32_to_half(v);
+			else
+				((gguf_bf16 *)p)[i] = gguf_f32_to_bf16(v);
+		}
+		return p;
+	}
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)rng_u64();
+	int h[2] = {-1, -1};
+	switch (type) {
+	case GGUF_DTYPE_Q4_0: case GGUF_DTYPE_Q5_0: case GGUF_DTYPE_Q8_0: h[0] = 0; break;
+	case GGUF_DTYPE_Q4_1: case GGUF_DTYPE_Q5_1: case GGUF_DTYPE_Q4_K: case GGUF_DTYPE_Q5_K:
+		h[0] = 0; h[1] = 2; break;
+	case GGUF_DTYPE_Q2_K: h[0] = 80; h[1] = 82; break;
+	case GGUF_DTYPE_Q3_K: h[0] = 108; break;
+	case GGUF_DTYPE_Q6_K: h[0] = 208; break;
+	}
+	size_t bs = gguf_type_traits(type)->type_size;
+	for (size_t b = 0; b < n / bs; b++)
+		for (int k = 0; k < 2; k++)
+			if (h[k] >= 0) {
+				float v = (0.002f + 0.01f * (float)rng_unif()) * (rng_unif() < 0.5 ? -1 : 1);
+				gguf_half hv = gguf_f32_to_half(v);
+				memcpy(p + b * bs + h[k], &hv, 2);
+			}
+	return p;
+}
+
+static float *deq_rows(int type, const void *w, int K, int N)
+{
+	float *y = xmalloc(sizeof(float) * (size_t)K * N);
+	size_t rb = gguf_row_size(type, K);
+	for (int r = 0; r < N; r++)
+		if (gguf_dequantize_row(type, (const uint8_t *)w + rb * r, y + (size_t)r * K, K)) {
+			fprintf(stderr, "gguf_dequantize_row(%s) failed\n", gguf_dtype_name(type));
+			exit(2);
+		}
+	return y;
+}
+
+static float *rand_vec(size_t n, float scale)
+{
+	float *x = xmalloc(sizeof(float) * n);
+	for (size_t i = 0; i < n; i++)
+		x[i] = scale * rng_gauss();
+	return x;
+}
+
+static struct cuda_mat dev_mat(int type, const void *w, int K, int N)
+{
+	struct cuda_mat m = {type, K, N, NULL, gguf_row_size(type, K)};
+	m.d = dup_dev(w, m.row_bytes * N);
+	return m;
+}
+
+// ---- embedding rows and dequantisation
+
+static void test_rows(int type)
+{
+	const int K = 512, N = 37, T = 9;
+	void *w = rand_rows(type, K, N);
+	float *ref = deq_rows(type, w, K, N);
+	struct cuda_mat m = dev_mat(type, w, K, N);
+	int32_t ids[9];
+	for (int t = 0; t < T; t++)
+		ids[t] = t == 0 ? N - 1 : rng_int(N);
+	int32_t *dids = dup_dev(ids, sizeof(ids));
+	float *dy = dalloc(sizeof(float) * T * (K + 3)), *y = xmalloc(sizeof(float) * T * (K + 3));
+	float *r = xmalloc(sizeof(float) * T * K), *yc = xmalloc(sizeof(float) * T * K);
+	int rc = cuda_get_rows(&m, dids, T, dy, K + 3, 0);
+	to_host(y, dy, sizeof(float) * T * (K + 3));
+	for (int t = 0; t < T; t++) {
+		memcpy(r + (size_t)t * K, ref + (size_t)ids[t] * K, sizeof(float) * K);
+		memmove(y + (size_t)t * K, y + (size_t)t * (K + 3), sizeof(float) * K);
+		struct eng_tensor et = {"w", type, {K, N}, w, gguf_row_size(type, K) * N};
+		cpu_embed(yc + (size_t)t * K, &et, ids[t]);
+	}
+	gpu_record("get_rows", rc ? INFINITY : nmse_f(y, r, (size_t)T * K), 1e-12, "%s K=%d T=%d",
+	           gguf_dtype_name(type), K, T);
+	gpu_record("get_rows/cpu", rc ? INFINITY : nmse_f(y, yc, (size_t)T * K), 1e-12, "%s",
+	           gguf_dtype_name(type));
+
+	/* dequantise rows [5, 5 + 20) to F16 */
+	const int r0 = 5, nr = 20;
+	gguf_half *dh = dalloc(2 * (size_t)nr * K), *h = xmalloc(2 * (size_t)nr * K);
+	float *hf = xmalloc(sizeof(float) * nr * K);
+	rc = cuda_dequant_f16(&m, r0, nr, dh, 0);
+	to_host(h, dh, 2 * (size_t)nr * K);
+	for (int i = 0; i < nr * K; i++)
+		hf[i] = gguf_half_to_f32(h[i]);
+	gpu_record("dequant_f16", rc ? INFINITY : nmse_f(hf, ref + (size_t)r0 * K, (size_t)nr * K), 1e-6,
+	           "%s rows %d..%d", gguf_dtype_name(type), r0, r0 + nr);
+	cudaFree(dh); cudaFree(dy); cudaFree(dids); cudaFree((void *)m.d);
+	free(w); free(ref); free(y); free(r); free(yc); free(h); free(hf);
+}
+
+// ---- mat-vec (decode path) and GEMM (prefill path)
+
+/* ref[c][r] = y0 + dot(W row r, x[c]) in double */
+static double *ref_matmul(const float *wf, const float *x, int K, int N, int T)
+{
+	double *ref = xmalloc(sizeof(double) * (size_t)N * T);
+	for (int c = 0; c < T; c++)
+		for (int r = 0; r < N; r++) {
+			double s = 0.0;
+			const float *wr = wf + (size_t)r * K, *xc = x + (size_t)c * K;
+			for (int k = 0; k < K; k++)
+				s += (double)wr[k] * xc[k];
+			ref[(size_t)c * N + r] = s;
+		}
+	return ref;
+}
+
+static float *cpu_mm(int type, const void *w, const float *x, int K, int N, int T)
+{
+	struct eng_tensor et = {"w", type, {K, N}, w, gguf_row_size(type, K) * N};
+	float *y = xmalloc(sizeof(float) * (size_t)N * T);
+	void *scr = xmalloc(cpu_matmul_scratch_size(type, K, T) + 64);
+	cpu_matmul(pool, &et, x, T, y, N, scr);
+	free(scr);
+	return y;
+}
+
+static double silu_d(double g)
+{
+	return g / (1.0 + exp(-g));
+}
+
+static void test_matvec(int type, int K, int N, int nc, int mode /* 0 plain, 1 add, 2 glu */)
+{
+	void *w = rand_rows(type, K, N), *w2 = mode == 2 ? rand_rows(type, K, N) : NULL;
+	float *wf = deq_rows(type, w, K, N), *wf2 = w2 ? deq_rows(type, w2, K, N) : NULL;
+	float *x = rand_vec((size_t)nc * K, 1.0f), *y0 = rand_vec((size_t)nc * N, 1.0f);
+	double *ref = ref_matmul(wf, x, K, N, nc), *ref2 = w2 ? ref_matmul(wf2, x, K, N, nc) : NULL;
+	float *cpu = cpu_mm(type, w, x, K, N, nc), *cpu2 = w2 ? cpu_mm(type, w2, x, K, N, nc) : NULL;
+	struct cuda_mat m = dev_mat(type, w, K, N), m2 = {0};
+	if (w2)
+		m2 = dev_mat(type, w2, K, N);
+	const int ldy = N + 5;
+	float *dx = dup_dev(x, sizeof(float) * nc * K), *dy = dalloc(sizeof(float) * nc * ldy);
+	int8_t *qs = dalloc((size_t)nc * K);
+	void *ds = dalloc((size_t)nc * (K / 32 + 1) * 8);
+	float *y = xmalloc(sizeof(float) * nc * ldy), *yy = xmalloc(sizeof(float) * nc * N);
+	for (int c = 0; mode == 1 && c < nc; c++)
+		CK(cudaMemcpy(dy + (size_t)c * ldy, y0 + (size_t)c * N, sizeof(float) * N,
+		              cudaMemcpyHostToDevice));
+	int rc = 0;
+	if (is_quant(type))
+		rc = cuda_quantize_q8(dx, K, K, nc, qs, ds, 0);
+	struct cuda_act a = {dx, K, qs, ds};
+	if (!rc)
+		rc = mode == 2 ? cuda_matvec_glu(&m, &m2, &a, nc, dy, ldy, 0)
+		               : cuda_matvec(&m, &a, nc, dy, ldy, mode == 1, 0);
+	to_host(y, dy, sizeof(float) * nc * ldy);
+	for (int c = 0; c < nc; c++)
+		for (int r = 0; r < N; r++) {
+			size_t i = (size_t)c * N + r;
+			yy[i] = y[(size_t)c * ldy + r];
+			if (mode == 1) {
+				ref[i] += y0[i];
+				cpu[i] += y0[i];
+			} else if (mode == 2) {
+				ref[i] = silu_d(ref[i]) * ref2[i];
+				cpu[i] = (float)(silu_d(cpu[i]) * cpu2[i]);
+			}
+		}
+	const char *mn[] = {"", " +res", " glu"};
+	double tol = is_quant(type) ? 5e-4 : 1e-9;
+	gpu_record("matvec", rc ? INFINITY : nmse_fd(yy, ref, (size_t)nc * N), tol, "%s K=%d N=%d cols=%d%s",
+	           gguf_dtype_name(type), K, N, nc, mn[mode]);
+	gpu_record("matvec/cpu", rc ? INFINITY : nmse_f(yy, cpu, (size_t)nc * N), is_quant(type) ? 1e-3 : 1e-5,
+	           "%s K=%d N=%d cols=%d%s", gguf_dtype_name(type), K, N, nc, mn[mode]);
+	cudaFree(dx); cudaFree(dy); cudaFree(qs); cudaFree(ds); cudaFree((void *)m.d);
+	if (w2)
+		cudaFree((void *)m2.d);
+	free(w); free(w2); free(wf); free(wf2); free(x); free(y0); free(ref); free(ref2);
+	free(cpu); free(cpu2); free(y); free(yy);
+}
+
+static void test_gemm(cublasHandle_t h, int type, int K, int N, int T, bool add)
+{
+	void *w = rand_rows(type, K, N);
+	float *wf = deq_rows(type, w, K, N), *x = rand_vec((size_t)T * K, 1.0f);
+	float *y0 = rand_vec((size_t)T * N, 1.0f);
+	double *ref = ref_matmul(wf, x, K, N, T);
+	float *cpu = cpu_mm(type, w, x, K, N, T);
+	struct cuda_mat m = dev_mat(type, w, K, N);
+	const int ldx = K + 8, ldy = N + 3;
+	float *dx = dalloc(sizeof(float) * T * ldx), *dy = dalloc(sizeof(float) * T * ldy);
+	for (int t = 0; t < T; t++) {
+		CK(cudaMemcpy(dx + (size_t)t * ldx, x + (size_t)t * K, 4 * K, cudaMemcpyHostToDevice));
+		if (add)
+			CK(cudaMemcpy(dy + (size_t)t * ldy, y0 + (size_t)t * N, 4 * N, cudaMemcpyHostToDevice));
+	}
+	/* a small weight scratch so that the row chunking is exercised */
+	struct cuda_gemm_ws ws = {h, NULL, (size_t)K * 2 * (N / 3 + 1), NULL, (size_t)T * K * 2};
+	ws.w16 = dalloc(ws.w16_bytes);
+	ws.x16 = dalloc(ws.x16_bytes);
+	enum cuda_x16_state xs = CUDA_X16_NONE;
+	int rc = cuda_gemm(&ws, &m, dx, ldx, T, dy, ldy, add, &xs, 0);
+	float *y = xmalloc(sizeof(float) * T * ldy), *yy = xmalloc(sizeof(float) * T * N);
+	to_host(y, dy, sizeof(float) * T * ldy);
+	for (int t = 0; t < T; t++)
+		for (int r = 0; r < N; r++) {
+			size_t i = (size_t)t * N + r;
+			yy[i] = y[(size_t)t * ldy + r];
+			if (add) {
+				ref[i] += y0[i];
+				cpu[i] += y0[i];
+			}
+		}
+	double tol = type == GGUF_DTYPE_F32 ? 1e-9 : type == GGUF_DTYPE_BF16 ? 1e-4 : 1e-5;
+	gpu_record("gemm", rc ? INFINITY : nmse_fd(yy, ref, (size_t)T * N), tol, "%s K=%d N=%d T=%d%s",
+	           gguf_dtype_name(type), K, N, T, add ? " +res" : "");
+	gpu_record("gemm/cpu", rc ? INFINITY : nmse_f(yy, cpu, (size_t)T * N), is_quant(type) ? 1e-3 : 1e-4,
+	           "%s K=%d N=%d T=%d", gguf_dtype_name(type), K, N, T);
+	cudaFree(dx); cudaFree(dy); cudaFree(ws.w16); cudaFree(ws.x16); cudaFree((void *)m.d);
+	free(w); free(wf); free(x); free(y0); free(ref); free(cpu); free(y); free(yy);
+}
+
+// ---- q8 quantisation, RMSNorm (+q8), SwiGLU
+
+/* max |x - d q| / (d / 2) over a q8 row: <= 1 (+ rounding) when correct */
+static double q8_err(const float *x, const int8_t *qs, const float *ds, int K)
+{
+	double worst = 0.0;
+	for (int g = 0; g < K / 32; g++) {
+		float d = ds[2 * g], s = ds[2 * g + 1];
+		int sum = 0;
+		for (int i = 0; i < 32; i++) {
+			double e = fabs(x[g * 32 + i] - d * qs[g * 32 + i]);
+			double rel = d > 0 ? e / (0.5 * d) : e;
+			worst = rel > worst ? rel : worst;
+			sum += qs[g * 32 + i];
+		}
+		double se = fabs(s - d * sum) / (fabs(d * sum) + 1e-30);
+		worst = se > 1e-5 && se > worst ? se : worst;
+	}
+	return worst;
+}
+
+static void test_norm(int C, int n, bool gather, bool q8)
+{
+	float *x = rand_vec((size_t)n * C * 2, 3.0f), *w = rand_vec(C, 1.0f);
+	int32_t rows[16];
+	for (int r = 0; r < n; r++)
+		rows[r] = gather ? rng_int(2 * n) : r;
+	float *dx = dup_dev(x, sizeof(float) * n * C * 2), *dw = dup_dev(w, sizeof(float) * C);
+	int32_t *drows = dup_dev(rows, sizeof(rows));
+	const int ldy = C + 1;
+	float *dy = dalloc(sizeof(float) * n * ldy);
+	int8_t *qs = dalloc((size_t)n * C);
+	float *ds = dalloc((size_t)n * (C / 32 + 1) * 8);
+	int rc = cuda_rmsnorm(dx, C, gather ? drows : NULL, n, C, dw, 1e-6f, dy, ldy, q8 ? qs : NULL,
+	                      ds, 0);
+	float *y = xmalloc(sizeof(float) * n * ldy), *yy = xmalloc(sizeof(float) * n * C);
+	float *yc = xmalloc(sizeof(float) * n * C);
+	double *ref = xmalloc(sizeof(double) * n * C);
+	to_host(y, dy, sizeof(float) * n * ldy);
+	for (int r = 0; r < n; r++) {
+		const float *in = x + (size_t)rows[r] * C;
+		double ss = 0.0;
+		for (int e = 0; e < C; e++)
+			ss += (double)in[e] * in[e];
+		double sc = 1.0 / sqrt(ss / C + 1e-6);
+		for (int e = 0; e < C; e++) {
+			ref[(size_t)r * C + e] = in[e] * sc * w[e];
+			yy[(size_t)r * C + e] = y[(size_t)r * ldy + e];
+		}
+		cpu_rmsnorm(yc + (size_t)r * C, in, w, C, 1e-6f);
+	}
+	gpu_record("rmsnorm", rc ? INFINITY : nmse_fd(yy, ref, (size_t)n * C), 1e-11, "C=%d rows=%d%s%s",
+	           C, n, gather ? " gather" : "", q8 ? " +q8" : "");
+	gpu_record("rmsnorm/cpu", rc ? INFINITY : nmse_f(yy, yc, (size_t)n * C), 1e-11, "C=%d rows=%d", C, n);
+	if (q8) {
+		int8_t *hq = xmalloc((size_t)n * C);
+		float *hd = xmalloc((size_t)n * (C / 32) * 8);
+		to_host(hq, qs, (size_t)n * C);
+		to_host(hd, ds, (size_t)n * (C / 32) * 8);
+		double worst = 0.0;
+		for (int r = 0; r < n; r++) {
+			double e = q8_err(yy + (size_t)r * C, hq + (size_t)r * C, hd + (size_t)r * (C / 32) * 2, C);
+			worst = e > worst ? e : worst;
+		}
+		gpu_record("rmsnorm+q8", rc ? INFINITY : worst, 1.0001, "C=%d rows=%d (|x-dq|/(d/2))", C, n);
+		free(hq); free(hd);
+	}
+	cudaFree(dx); cudaFree(dw); cudaFree(drows); cudaFree(dy); cudaFree(qs); cudaFree(ds);
+	free(x); free(w); free(y); free(yy); free(yc); free(ref);
+}
+
+static void test_quantize(int K, int nc)
+{
+	float *x = rand_vec((size_t)nc * K, 2.0f);
+	x[5] = 0.0f;
+	for (int i = 0; i < 32 && K >= 64; i++)
+		x[32 + i] = 0.0f; /* an all-zero group */
+	float *dx = dup_dev(x, sizeof(float) * nc * K);
+	int8_t *qs = dalloc((size_t)nc * K), *hq = xmalloc((size_t)nc * K);
+	float *ds = dalloc((size_t)nc * K / 32 * 8), *hd = xmalloc((size_t)nc * K / 32 * 8);
+	int rc = cuda_quantize_q8(dx, K, K, nc, qs, ds, 0);
+	to_host(hq, qs, (size_t)nc * K);
+	to_host(hd, ds, (size_t)nc * K / 32 * 8);
+	double worst = 0.0;
+	for (int c = 0; c < nc; c++) {
+		double e = q8_err(x + (size_t)c * K, hq + (size_t)c * K, hd + (size_t)c * (K / 32) * 2, K);
+		worst = e > worst ? e : worst;
+	}
+	gpu_record("quantize_q8", rc ? INFINITY : worst, 1.0001, "K=%d cols=%d (|x-dq|/(d/2))", K, nc);
+	cudaFree(dx); cudaFree(qs); cudaFree(ds);
+	free(x); free(hq); free(hd);
+}
+
+static void test_swiglu(int T, int F)
+{
+	float *g = rand_vec((size_t)T * F, 3.0f), *u = rand_vec((size_t)T * F, 1.0f);
+	float *dg = dup_dev(g, 4 * (size_t)T * F), *du = dup_dev(u, 4 * (size_t)T * F);
+	float *dy = dalloc(4 * (size_t)T * F), *y = xmalloc(4 * (size_t)T * F);
+	float *yc = xmalloc(4 * (size_t)T * F);
+	double *ref = xmalloc(8 * (size_t)T * F);
+	int rc = cuda_swiglu(dg, du, F, T, F, dy, F, 0);
+	to_host(y, dy, 4 * (size_t)T * F);
+	for (size_t i = 0; i < (size_t)T * F; i++)
+		ref[i] = silu_d(g[i]) * u[i];
+	cpu_swiglu(yc, g, u, T * F);
+	gpu_record("swiglu", rc ? INFINITY : nmse_fd(y, ref, (size_t)T * F), 1e-10, "T=%d F=%d", T, F);
+	gpu_record("swiglu/cpu", rc ? INFINITY : nmse_f(y, yc, (size_t)T * F), 1e-10, "T=%d F=%d", T, F);
+	cudaFree(dg); cudaFree(du); cudaFree(dy);
+	free(g); free(u); free(y); free(yc); free(ref);
+}
+
+int main(int argc, char **argv)
+{
+	cublasHandle_t h;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-v"))
+			gpu_verbose = true;
+		else
+			rng_state = strtoull(argv[i], NULL, 0);
+	}
+	if (cpu_pool_init(0, &pool) || cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
+		fprintf(stderr, "cannot create the CPU pool or the cuBLAS handle\n");
+		return 2;
+	}
+	for (int i = 0; i < N_TYPES; i++) {
+		const int t = all_types[i], b = blck(t) < 32 ? 32 : blck(t);
+		test_rows(t);
+		/* K: one block row, a long row (4864 = Qwen's F), an odd-block row */
+		const int Ks[] = {b, 4864 / b * b, b * 7};
+		for (int k = 0; k < 3; k++)
+			for (int c = 0; c < 4; c++)
+				test_matvec(t, Ks[k], k == 1 ? 131 : 37 + 64 * k, (int[]){1, 2, 3, 8}[c], 0);
+		test_matvec(t, b * 3, 45, 1, 1);
+		test_matvec(t, b * 3, 45, 4, 2);
+		test_matvec(t, b * 2, 29, 1, 2);
+		test_gemm(h, t, b * 3, 301, 9, false);
+		test_gemm(h, t, b * 2, 77, 133, true);
+	}
+	/* float types: row lengths that are not multiples of 4 or 32 (stories260K: F = 172) */
+	const int odd[] = {GGUF_DTYPE_F32, GGUF_DTYPE_F16, GGUF_DTYPE_BF16};
+	for (int i = 0; i < 3; i++) {
+		test_matvec(odd[i], 172, 64, 1, 0);
+		test_matvec(odd[i], 173, 33, 3, 1);
+		test_matvec(odd[i], 66, 172, 2, 2);
+		test_gemm(h, odd[i], 172, 64, 17, true);
+	}
+	test_quantize(896, 1);
+	test_quantize(4864, 8);
+	test_norm(896, 1, false, true);
+	test_norm(896, 8, true, true);
+	test_norm(64, 5, false, true);
+	test_norm(173, 16, true, false);
+	test_norm(4096, 3, false, true);
+	test_swiglu(1, 4864);
+	test_swiglu(37, 173);
+	cublasDestroy(h);
+	cpu_pool_free(pool);
+	return gpu_summary("gpu_ops") ? 1 : 0;
+}

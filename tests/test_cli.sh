@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# test_cli.sh — `promptfs info`, `run` and `bench` from the shell, checked
+# against independent references:
+#   info: every hyper-parameter it prints equals the value the gguf Python
+#         package reads from the same file (stories260K and the real model);
+#   run:  --temp 0 gives the same text twice, and equals llama.cpp's greedy
+#         continuation (llama-cpp-python) on stories260K (raw) and on the real
+#         model in chat mode (prompt rendered by jinja2 from the GGUF's own
+#         template, tokenised by llama.cpp with special tokens);
+#   errors: a missing file, a corrupt file and a truncated file exit non-zero
+#         with a clear message and no crash; bad option values exit 2;
+#   bench: runs on stories260K and prints its table.
+# Run: ctest -R cli
+set -u
+BIN=${PROMPTFS_BIN:?}
+PY=${PROMPTFS_PYTHON:-python3}
+SHARED=${PROMPTFS_SHARED:?}
+MODEL=${PROMPTFS_MODEL:?}
+STORIES="$SHARED/models/stories260K.gguf"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+
+[ -f "$MODEL" ] || { echo "FAIL: real model missing at $MODEL (scripts/fetch-model.sh)"; echo "0 passed, 1 failed"; exit 1; }
+
+# ---- info vs the gguf package
+info_check() {
+	local f=$1
+	"$BIN" info "$f" > "$TMP/info.txt" 2> "$TMP/info.err"
+	check "[ $? -eq 0 ]" "info $f exited non-zero: $(cat "$TMP/info.err")"
+	"$PY" - "$f" "$TMP/info.txt" <<'EOF' > "$TMP/info.cmp" 2>&1
+import sys, gguf
+path, out = sys.argv[1], sys.argv[2]
+r = gguf.GGUFReader(path)
+def val(k):
+    f = r.fields.get(k)
+    if f is None: return None
+    v = f.contents()
+    return v
+arch = val("general.architecture")
+n_head = val(f"{arch}.attention.head_count")
+n_embd = val(f"{arch}.embedding_length")
+want = {
+    "architecture": arch,
+    "layers": val(f"{arch}.block_count"),
+    "embedding": n_embd,
+    "heads": n_head,
+    "kv_heads": val(f"{arch}.attention.head_count_kv") or n_head,
+    "head_dim": val(f"{arch}.attention.key_length") or n_embd // n_head,
+    "feed_forward": val(f"{arch}.feed_forward_length"),
+    "context_train": val(f"{arch}.context_length"),
+    "vocabulary": len(r.fields["tokenizer.ggml.tokens"].data),
+    "tensors": len(r.tensors),
+    "file_size": __import__("os").path.getsize(path),
+    "parameters": sum(int(t.n_elements) for t in r.tensors),
+}
+got = {}
+for line in open(out):
+    k, _, v = line.partition(":")
+    got.setdefault(k.strip(), v.strip().split(" ")[0])
+# tensor types: counts per type name
+types = {}
+for t in r.tensors:
+    types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+got_types = {}
+for line in open(out):
+    if line.startswith("tensor_type:"):
+        parts = line.split()
+        got_types[parts[1]] = int(parts[2])
+bad = [f"{k}: promptfs {got.get(k)!r}, gguf {v!r}" for k, v in want.items() if str(got.get(k)) != str(v)]
+if got_types != types:
+    bad.append(f"tensor types: promptfs {got_types}, gguf {types}")
+print("\n".join(bad) if bad else "OK")
+EOF
+	check "head -1 '$TMP/info.cmp' | grep -q '^OK'" "info $f differs from the gguf package: $(cat "$TMP/info.cmp")"
+}
+info_check "$STORIES"
+info_check "$MODEL"
+check "grep -q '^chat_template: *chatml' '$TMP/info.txt'" "real model template family is not chatml"
+"$BIN" info --all "$STORIES" > "$TMP/all.txt" 2>&1
+check "[ \$? -eq 0 ] && grep -q 'blk.0.attn_q.weight' '$TMP/all.txt' && grep -q 'general.architecture' '$TMP/all.txt'" \
+	"info --all does not list tensors and keys"
+
+# ---- run: determinism and llama.cpp's greedy text
+PROMPT="Once upon a time"
+"$BIN" run "$STORIES" "$PROMPT" -n 64 --temp 0 > "$TMP/r1.txt" 2> "$TMP/r1.err"
+check "[ $? -eq 0 ]" "run failed: $(cat "$TMP/r1.err")"
+"$BIN" run "$STORIES" "$PROMPT" -n 64 --temp 0 -t 1 > "$TMP/r2.txt" 2>/dev/null
+check "cmp -s '$TMP/r1.txt' '$TMP/r2.txt'" "run --temp 0 twice differs"
+"$BIN" run "$STORIES" "$PROMPT" -n 40 --temp 0.8 --seed 7 > "$TMP/s1.txt" 2>/dev/null
+"$BIN" run "$STORIES" "$PROMPT" -n 40 --temp 0.8 --seed 7 > "$TMP/s2.txt" 2>/dev/null
+check "cmp -s '$TMP/s1.txt' '$TMP/s2.txt'" "same seed twice differs"
+
+"$PY" - "$STORIES" "$PROMPT" 64 > "$TMP/ref.txt" 2> "$TMP/ref.err" <<'EOF'
+import sys
+from llama_cpp import Llama
+path, prompt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+llm = Llama(model_path=path, n_ctx=2048, n_threads=2, verbose=False)
+out = llm.create_completion(prompt, max_tokens=n, temperature=0.0, top_k=1, repeat_penalty=1.0)
+sys.stdout.write(out["choices"][0]["text"] + "\n")
+EOF
+check "[ -s '$TMP/ref.txt' ] && cmp -s '$TMP/r1.txt' '$TMP/ref.txt'" \
+	"stories260K greedy differs from llama.cpp:
+  promptfs: $(head -c 300 "$TMP/r1.txt")
+  llama.cpp: $(head -c 300 "$TMP/ref.txt") $(tail -3 "$TMP/ref.err")"
+
+CHAT="Write a haiku about autumn"
+"$BIN" run "$MODEL" "$CHAT" -n 48 --temp 0 -t 2 > "$TMP/c1.txt" 2> "$TMP/c1.err"
+check "[ $? -eq 0 ]" "chat run failed: $(cat "$TMP/c1.err")"
+"$PY" - "$MODEL" "$CHAT" 48 > "$TMP/cref.txt" 2> "$TMP/cref.err" <<'EOF'
+import sys
+import gguf
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from llama_cpp import Llama
+path, prompt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+r = gguf.GGUFReader(path)
+f = r.fields["tokenizer.chat_template"]
+tmpl = bytes(f.parts[f.data[0]]).decode()
+env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+text = env.from_string(tmpl).render(messages=[{"role": "user", "content": prompt}], add_generation_prompt=True)
+llm = Llama(model_path=path, n_ctx=2048, n_threads=2, verbose=False)
+toks = llm.tokenize(text.encode(), add_bos=False, special=True)
+out = llm.create_completion(toks, max_tokens=n, temperature=0.0, top_k=1, repeat_penalty=1.0)
+sys.stdout.write(out["choices"][0]["text"] + "\n")
+EOF
+check "[ -s '$TMP/cref.txt' ] && cmp -s '$TMP/c1.txt' '$TMP/cref.txt'" \
+	"real model chat greedy differs from llama.cpp:
+  promptfs: $(head -c 300 "$TMP/c1.txt")
+  llama.cpp: $(head -c 300 "$TMP/cref.txt") $(tail -3 "$TMP/cref.err")"
+
+# ---- errors: clear message, non-zero exit, no crash (exit >= 128 is a signal)
+err_check() {
+	local what=$1; shift
+	"$@" > "$TMP/e.out" 2> "$TMP/e.err"
+	local rc=$?
+	check "[ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -qi 'promptfs' '$TMP/e.err'" \
+		"$what: exit $rc, stderr: $(head -c 300 "$TMP/e.err")"
+}
+err_check "missing model (info)" "$BIN" info "$TMP/nope.gguf"
+err_check "missing model (run)" "$BIN" run "$TMP/nope.gguf" "hi"
+head -c 100000 /dev/urandom > "$TMP/junk.gguf"
+err_check "random bytes (info)" "$BIN" info "$TMP/junk.gguf"
+err_check "random bytes (run)" "$BIN" run "$TMP/junk.gguf" "hi"
+head -c 600000 "$STORIES" > "$TMP/trunc.gguf"
+err_check "truncated model (info)" "$BIN" info "$TMP/trunc.gguf"
+err_check "truncated model (run)" "$BIN" run "$TMP/trunc.gguf" "hi"
+"$PY" - "$STORIES" "$TMP/flip.gguf" <<'EOF'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[8:16] = (10**12).to_bytes(8, "little")  # absurd tensor count
+open(sys.argv[2], "wb").write(b)
+EOF
+err_check "corrupt header (run)" "$BIN" run "$TMP/flip.gguf" "hi"
+grep -qi "cannot\|invalid\|not a valid" "$TMP/e.err" && ok || bad "corrupt header: message unclear: $(cat "$TMP/e.err")"
+"$BIN" run "$STORIES" "hi" --temp nan > /dev/null 2> "$TMP/e.err"
+check "[ $? -eq 2 ]" "--temp nan should be a usage error (2)"
+"$BIN" run "$STORIES" "hi" --top-p 1.5 > /dev/null 2>&1
+check "[ $? -eq 2 ]" "--top-p 1.5 should be a usage error (2)"
+"$BIN" run "$STORIES" > /dev/null 2>&1
+check "[ $? -eq 2 ]" "run without a prompt should be a usage error (2)"
+"$BIN" run "$STORIES" "hi" --backend warp > /dev/null 2> "$TMP/e.err"
+check "[ $? -eq 1 ] && grep -q 'warp' '$TMP/e.err'" "unknown backend: $(cat "$TMP/e.err")"
+
+# ---- bench smoke test
+"$BIN" bench "$STORIES" -p 64,128 -n 16 --ctx 0,256 --reps 2 -t 1 > "$TMP/bench.txt" 2>&1
+check "[ $? -eq 0 ] && grep -q '^prefill 128' '$TMP/bench.txt' && grep -q '^decode @256' '$TMP/bench.txt'" \
+	"bench output: $(cat "$TMP/bench.txt")"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
