@@ -11,13 +11,19 @@
  * pages); lane j scores keys j and j+32.
  *
  * Decode (few rows, long contexts): the key range is split over n_split
- * blocks (grid z); each writes its unnormalised (o, m, l) and
- * cuda_attn_combine merges them — flash-decoding.  The number of splits is
- * fixed per batch shape and the ranges are computed on the device from the
- * positions, so a captured graph stays valid as the context grows.
+ * blocks (grid z; only as many as the context has pages do work); each
+ * writes its unnormalised (o, m, l); the last block of a (tile, g) to
+ * finish (atomic ticket) merges them — flash-decoding without a second
+ * launch — and quantises the result to q8 for the wo mat-vec.  With fuse_rope it also applies bias / QK norm / RoPE to q and
+ * to the new token's k, v, which the block owning that position stores in
+ * the cache before reading it.  The number of splits is fixed per batch
+ * shape and every range is computed on the device from the positions, so a
+ * captured graph stays valid as the context grows.
  */
 #include "cuda_ops.h"
 #include "common.cuh"
+#include "internal.h"
+#include "rope.cuh"
 
 static_assert(CUDA_ATTN_KT == 64, "attention assumes 64-key pages (2 keys per lane)");
 
@@ -37,29 +43,154 @@ static size_t attn_smem(int D, int R)
 	                        2 * (size_t)R * D + 2 * (size_t)R);
 }
 
+/* Q rows into Qs (scaled); with fuse_rope also the new k, v into the cache
+ * when this block owns their position. */
+static __device__ void load_q(const struct cuda_attn_args &a, float *Qs, int R, int hpg, int g,
+                              int t0, int kbeg, int kend, int kv_end)
+{
+	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, D = a.D;
+	if (!a.fuse_rope) {
+		for (int i = threadIdx.x; i < R * D; i += blockDim.x) {
+			int r = i / D, d = i % D, h = g * hpg + r % hpg;
+			Qs[i] = a.q[(size_t)(t0 + r / hpg) * a.ldq + h * D + d] * a.scale;
+		}
+		return;
+	}
+	/* one token (t0): R == hpg rows */
+	const int pos = a.pos[t0];
+	for (int r = warp; r < R; r += ATTN_WARPS) {
+		const int h = g * hpg + r;
+		float *s = Qs + (size_t)r * D;
+		head_prep(s, a.q + (size_t)t0 * a.ldq + h * D, a.bq ? a.bq + h * D : nullptr, a.q_norm,
+		          a.eps, D, true, pos, a.n_rot, a.neox, a.base);
+		for (int d = lane; d < D; d += WARP)
+			s[d] *= a.scale;
+	}
+	if (pos >= kbeg && pos < kend && warp >= ATTN_WARPS - 2) {
+		/* the two last warps (fewest Q rows): k and v of the new token */
+		const bool isk = warp == ATTN_WARPS - 2;
+		float *s = Qs + (size_t)(R + (isk ? 0 : 1)) * D; /* scratch rows past Q: see smem sizing */
+		const float *raw = (isk ? a.k_new : a.v_new) + (size_t)t0 * a.ldq + g * D;
+		const float *b = isk ? a.bk : a.bv;
+		head_prep(s, raw, b ? b + g * D : nullptr, isk ? a.k_norm : nullptr, a.eps, D, isk, pos,
+		          a.n_rot, a.neox, a.base);
+		const int page = a.pages[(size_t)a.tile_seq[blockIdx.x] * a.page_stride + pos / CUDA_ATTN_KT];
+		__half *dst = (__half *)(isk ? a.k_pool : a.v_pool) +
+		              cuda_kv_offset(page, g, pos % CUDA_ATTN_KT, a.G, D) / 2;
+		for (int d = lane; d < D; d += WARP)
+			dst[d] = __float2half_rn(s[d]);
+	}
+	(void)kv_end;
+}
+
+/* One page of keys/values [kt, kt + nk) into Ks (padded rows) and Vs. */
+static __device__ __forceinline__ void load_kv(const struct cuda_attn_args &a, float *Ks, float *Vs,
+                                               const int32_t *ptab, int g, int kt, int nk)
+{
+	const int D = a.D, D1 = D + 1;
+	const size_t off = cuda_kv_offset(ptab[kt / CUDA_ATTN_KT], g, 0, a.G, D) / 2;
+	const __half2 *Kp = (const __half2 *)((const __half *)a.k_pool + off);
+	const __half2 *Vp = (const __half2 *)((const __half *)a.v_pool + off);
+	for (int i = threadIdx.x; i < CUDA_ATTN_KT * D / 2; i += blockDim.x) {
+		int j = (2 * i) / D, d = (2 * i) % D; /* D is even */
+		float2 k = make_float2(0.0f, 0.0f), v = k;
+		if (j < nk) {
+			k = __half22float2(Kp[i]);
+			v = __half22float2(Vp[i]);
+		}
+		Ks[j * D1 + d] = k.x;
+		Ks[j * D1 + d + 1] = k.y;
+		Vs[2 * i] = v.x;
+		Vs[2 * i + 1] = v.y;
+	}
+}
+
+/* Merges the eff partial rows of this block into Fo [R][D] (final). */
+static __device__ void combine_rows(const struct cuda_attn_args &a, float *Fo, int R, int hpg, int g,
+                                    int t0, int eff)
+{
+	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, D = a.D, ns = a.n_split;
+	const float2 *ml = (const float2 *)a.part_ml;
+	for (int r = warp; r < R; r += ATTN_WARPS) {
+		const size_t row = (size_t)(t0 + r / hpg) * a.H + g * hpg + r % hpg;
+		const float2 m0 = lane < eff ? __ldcg(ml + row * ns + lane) : make_float2(-INFINITY, 0.0f);
+		const float2 m1 = lane + 32 < eff ? __ldcg(ml + row * ns + lane + 32) : make_float2(-INFINITY, 0.0f);
+		const float M = warp_max(fmaxf(m0.x, m1.x));
+		const float e0 = __expf(m0.x - M), e1 = __expf(m1.x - M);
+		const float L = warp_sum(m0.y * e0 + m1.y * e1);
+		const float w0 = e0 / L, w1 = e1 / L; /* L > 0: every split saw a key */
+		float o[CUDA_ATTN_MAX_D / WARP];
+#pragma unroll
+		for (int i = 0; i < CUDA_ATTN_MAX_D / WARP; i++)
+			o[i] = 0.0f;
+		const float *po = a.part_o + row * ns * D;
+#pragma unroll 4
+		for (int j = 0; j < eff; j++) {
+			const float wj = __shfl_sync(0xffffffffu, j < 32 ? w0 : w1, j & 31);
+#pragma unroll
+			for (int i = 0; i < CUDA_ATTN_MAX_D / WARP; i++) {
+				const int d = lane + WARP * i;
+				if (d < D)
+					o[i] += wj * __ldcg(po + (size_t)j * D + d);
+			}
+		}
+#pragma unroll
+		for (int i = 0; i < CUDA_ATTN_MAX_D / WARP; i++) {
+			const int d = lane + WARP * i;
+			if (d < D)
+				Fo[(size_t)r * D + d] = o[i];
+		}
+	}
+}
+
+/* Final rows Fo [R][D] → out (and their q8 form, when asked and aligned). */
+static __device__ void write_out(const struct cuda_attn_args &a, const float *Fo, int nt, int hpg,
+                                 int g, int t0)
+{
+	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, D = a.D;
+	const int seg = hpg * D, HD = a.H * D; /* a token's elements in this block */
+	if (a.qs && seg % WARP == 0) {
+		const int ng = seg / WARP;
+		for (int i = warp; i < nt * ng; i += ATTN_WARPS) {
+			const int tl = i / ng, gi = i % ng, t = t0 + tl;
+			const float v = Fo[(size_t)tl * seg + gi * WARP + lane];
+			const size_t e = (size_t)t * HD + (size_t)g * seg + gi * WARP;
+			a.out[(size_t)t * a.ldo + g * seg + gi * WARP + lane] = v;
+			quant_group_warp(v, a.qs + e, (float2 *)a.ds + e / WARP);
+		}
+		return;
+	}
+	for (int i = threadIdx.x; i < nt * seg; i += blockDim.x) {
+		const int tl = i / seg, e = i % seg;
+		a.out[(size_t)(t0 + tl) * a.ldo + g * seg + e] = Fo[i];
+	}
+}
+
 /* ND = dims per lane (ceil(D / 32) rounded to a power of two). */
 template <int ND>
 static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_attn_args a)
 {
 	extern __shared__ float sm[];
+	__shared__ int last;
 	const int tile = blockIdx.x, g = blockIdx.y, split = blockIdx.z;
 	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
 	const int D = a.D, D1 = D + 1, hpg = a.H / a.G;
 	const int seq = a.tile_seq[tile], t0 = a.tile_tok0[tile], nt = a.tile_ntok[tile];
-	const int R = nt * hpg, Rmax = a.qt * hpg;
+	const int R = nt * hpg, Rmax = a.qt * hpg + 2; /* + 2 scratch rows for the new k, v */
 	float *Ks = sm, *Vs = Ks + CUDA_ATTN_KT * D1, *Qs = Vs + CUDA_ATTN_KT * D;
 	float *Os = Qs + (size_t)Rmax * D, *Ms = Os + (size_t)Rmax * D, *Ls = Ms + Rmax;
 
-	const int kv_end = a.pos[t0 + nt - 1] + 1;
-	int chunk = cdiv(kv_end, a.n_split);
-	chunk = (chunk + CUDA_ATTN_KT - 1) / CUDA_ATTN_KT * CUDA_ATTN_KT;
-	const int kbeg = split * chunk, kend = min(kbeg + chunk, kv_end);
+	/* the key range [0, kv_end) in pages, over at most n_split blocks, none
+	 * empty: blocks past `eff` have nothing to do */
+	const int kv_end = a.pos[t0 + nt - 1] + 1, n_kt = cdiv(kv_end, CUDA_ATTN_KT);
+	const int per = cdiv(n_kt, min(a.n_split, n_kt)), eff = cdiv(n_kt, per);
+	if (split >= eff)
+		return;
+	const int kbeg = split * per * CUDA_ATTN_KT, kend = min(kbeg + per * CUDA_ATTN_KT, kv_end);
 
-	for (int i = threadIdx.x; i < R * D; i += blockDim.x) {
-		int r = i / D, d = i % D, h = g * hpg + r % hpg;
-		Qs[i] = a.q[(size_t)(t0 + r / hpg) * a.ldq + h * D + d] * a.scale;
+	load_q(a, Qs, R, hpg, g, t0, kbeg, kend, kv_end);
+	for (int i = threadIdx.x; i < R * D; i += blockDim.x)
 		Os[i] = 0.0f;
-	}
 	for (int r = threadIdx.x; r < R; r += blockDim.x) {
 		Ms[r] = -INFINITY;
 		Ls[r] = 0.0f;
@@ -68,21 +199,7 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 
 	const int32_t *ptab = a.pages + (size_t)seq * a.page_stride;
 	for (int kt = kbeg; kt < kend; kt += CUDA_ATTN_KT) {
-		const int nk = min(CUDA_ATTN_KT, kend - kt);
-		const size_t off = cuda_kv_offset(ptab[kt / CUDA_ATTN_KT], g, 0, a.G, D) / 2;
-		const __half *Kp = (const __half *)a.k_pool + off, *Vp = (const __half *)a.v_pool + off;
-		for (int i = threadIdx.x; i < CUDA_ATTN_KT * D / 2; i += blockDim.x) {
-			int j = (2 * i) / D, d = (2 * i) % D; /* D is even */
-			float2 k = make_float2(0.0f, 0.0f), v = k;
-			if (j < nk) {
-				k = __half22float2(((const __half2 *)Kp)[i]);
-				v = __half22float2(((const __half2 *)Vp)[i]);
-			}
-			Ks[j * D1 + d] = k.x;
-			Ks[j * D1 + d + 1] = k.y;
-			Vs[2 * i] = v.x;
-			Vs[2 * i + 1] = v.y;
-		}
+		load_kv(a, Ks, Vs, ptab, g, kt, min(CUDA_ATTN_KT, kend - kt));
 		__syncthreads();
 		for (int r = warp; r < R; r += ATTN_WARPS) {
 			const int lim = min(kend, a.pos[t0 + r / hpg] + 1) - kt; /* causal */
@@ -131,34 +248,68 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 		__syncthreads();
 	}
 
-	for (int r = warp; r < R; r += ATTN_WARPS) {
-		const int t = t0 + r / hpg, h = g * hpg + r % hpg;
-		if (a.n_split == 1) {
-			const float inv = Ls[r] > 0.0f ? 1.0f / Ls[r] : 0.0f;
-			for (int d = lane; d < D; d += WARP)
-				a.out[(size_t)t * a.ldo + h * D + d] = Os[(size_t)r * D + d] * inv;
-		} else {
-			const size_t row = (size_t)t * a.H + h;
-			float *po = a.part_o + (row * a.n_split + split) * D;
-			for (int d = lane; d < D; d += WARP)
-				po[d] = Os[(size_t)r * D + d];
-			if (lane == 0)
-				((float2 *)a.part_ml)[row * a.n_split + split] = make_float2(Ms[r], Ls[r]);
+	if (eff == 1) {
+		for (int i = threadIdx.x; i < R * D; i += blockDim.x) {
+			const float l = Ls[i / D];
+			Os[i] = l > 0.0f ? Os[i] / l : 0.0f;
 		}
+		__syncthreads();
+		write_out(a, Os, nt, hpg, g, t0);
+		return;
 	}
+	for (int r = warp; r < R; r += ATTN_WARPS) {
+		const size_t row = (size_t)(t0 + r / hpg) * a.H + g * hpg + r % hpg;
+		float *po = a.part_o + (row * a.n_split + split) * D;
+		for (int d = lane; d < D; d += WARP)
+			po[d] = Os[(size_t)r * D + d];
+		if (lane == 0)
+			((float2 *)a.part_ml)[row * a.n_split + split] = make_float2(Ms[r], Ls[r]);
+	}
+	__threadfence();
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		int *c = a.counters + tile * a.G + g;
+		last = atomicAdd(c, 1) == eff - 1;
+		if (last)
+			*c = 0; /* every split has arrived: ready for the next launch */
+	}
+	__syncthreads();
+	if (!last)
+		return;
+	__threadfence();
+	combine_rows(a, Os, R, hpg, g, t0, eff);
+	__syncthreads();
+	write_out(a, Os, nt, hpg, g, t0);
+}
+
+#define ATTN_MAX_SMEM (200 * 1024)
+
+template <int ND>
+static int attn_attr(void)
+{
+	static bool done;
+	if (!done) {
+		CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<ND>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                                ATTN_MAX_SMEM));
+		done = true;
+	}
+	return 0;
+}
+
+extern "C" int cuda_attn_setup(void)
+{
+	TRY(attn_attr<1>());
+	TRY(attn_attr<2>());
+	TRY(attn_attr<4>());
+	return attn_attr<8>();
 }
 
 template <int ND>
 static int launch_attn(const struct cuda_attn_args *a, cudaStream_t st)
 {
-	static bool attr_set;
-	size_t smem = attn_smem(a->D, a->qt * (a->H / a->G));
-	if (!attr_set) {
-		CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<ND>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-		                                200 * 1024));
-		attr_set = true;
-	}
-	if (smem > 200 * 1024) {
+	size_t smem = attn_smem(a->D, a->qt * (a->H / a->G) + 2);
+	TRY(attn_attr<ND>());
+	if (smem > ATTN_MAX_SMEM) {
 		LOG_ERR("attention tile needs %zu bytes of shared memory (D=%d, H/G=%d)", smem, a->D,
 		        a->H / a->G);
 		return -EINVAL;
@@ -173,7 +324,8 @@ extern "C" int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st)
 {
 	if (a->n_tiles <= 0)
 		return 0;
-	if (a->D > CUDA_ATTN_MAX_D || a->D % 2 || a->H % a->G || a->n_split < 1) {
+	if (a->D > CUDA_ATTN_MAX_D || a->D % 2 || a->H % a->G || a->n_split < 1 || a->n_split > 64 ||
+	    (a->n_split > 1 && !a->counters)) {
 		LOG_ERR("unsupported attention shape D=%d H=%d G=%d n_split=%d", a->D, a->H, a->G,
 		        a->n_split);
 		return -EINVAL;
@@ -187,63 +339,3 @@ extern "C" int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st)
 	return launch_attn<8>(a, st);
 }
 
-// ---- combine the splits
-
-static __global__ void __launch_bounds__(ATTN_THREADS)
-attn_combine_kernel(struct cuda_attn_args a, int8_t *qs, float2 *ds)
-{
-	extern __shared__ float wt[]; /* [H][n_split] weights exp(m_j - M) / L */
-	const int t = blockIdx.x, warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-	const int ns = a.n_split, H = a.H, D = a.D;
-	const float2 *ml = (const float2 *)a.part_ml;
-	for (int h = warp; h < H; h += ATTN_WARPS) {
-		const float2 *mh = ml + ((size_t)t * H + h) * ns;
-		float M = -INFINITY;
-		for (int j = lane; j < ns; j += WARP)
-			M = fmaxf(M, mh[j].x);
-		M = warp_max(M);
-		float L = 0.0f;
-		for (int j = lane; j < ns; j += WARP)
-			L += mh[j].y * __expf(mh[j].x - M);
-		L = warp_sum(L);
-		for (int j = lane; j < ns; j += WARP)
-			wt[h * ns + j] = L > 0.0f ? __expf(mh[j].x - M) / L : 0.0f;
-	}
-	__syncthreads();
-	const int n = H * D, ng = (n + WARP - 1) / WARP;
-	for (int gi = warp; gi < ng; gi += ATTN_WARPS) {
-		const int e = gi * WARP + lane;
-		float v = 0.0f;
-		if (e < n) {
-			const int h = e / D, d = e % D;
-			const float *po = a.part_o + ((size_t)t * H + h) * ns * D + d;
-			for (int j = 0; j < ns; j++) {
-				float w = wt[h * ns + j];
-				if (w != 0.0f)
-					v += w * po[(size_t)j * D];
-			}
-			a.out[(size_t)t * a.ldo + e] = v;
-		}
-		if (qs)
-			quant_group_warp(v, qs + (size_t)t * n + gi * WARP, ds + (size_t)t * (n / WARP) + gi);
-	}
-}
-
-extern "C" int cuda_attn_combine(const struct cuda_attn_args *a, int8_t *qs, void *ds,
-                                 cudaStream_t st)
-{
-	if (a->T <= 0)
-		return 0;
-	if (qs && (a->H * a->D) % Q8_BLOCK) {
-		LOG_ERR("q8 output needs H*D %% 32 == 0 (H*D=%d)", a->H * a->D);
-		return -EINVAL;
-	}
-	size_t smem = sizeof(float) * (size_t)a->H * a->n_split;
-	if (smem > 48 * 1024) {
-		LOG_ERR("too many heads x splits (%d x %d)", a->H, a->n_split);
-		return -EINVAL;
-	}
-	attn_combine_kernel<<<a->T, ATTN_THREADS, smem, st>>>(*a, qs, (float2 *)ds);
-	CUDA_CHECK_LAUNCH();
-	return 0;
-}

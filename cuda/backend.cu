@@ -5,6 +5,8 @@
  * forward pass is in forward.cu.
  *
  * Environment: PROMPTFS_NO_CUDA_GRAPHS=1 runs decode without CUDA graphs;
+ * PROMPTFS_CUDA_NO_FUSE=1 runs decode with the unfused kernels (one op per
+ * launch: a reference for the fused ones);
  * PROMPTFS_CUDA_PROFILE=1 times every op with CUDA events (no graphs) and
  * logs a per-op table when the backend is freed.
  */
@@ -188,7 +190,7 @@ static int alloc_scratch(struct eng_backend *be)
 		(size_t)M * be->max_k, (size_t)M * (be->max_k / 32 + 1) * 8,
 		(size_t)Mt * HD * be->max_split * 4, (size_t)Mt * c->n_head * be->max_split * 8,
 		cuda_sample_scratch_bytes(be->p.max_seqs, V), w16, (size_t)T * be->max_k * 2,
-		CUBLAS_WS_BYTES,
+		CUBLAS_WS_BYTES, (size_t)M * c->n_head_kv * 4,
 	};
 	size_t total = 0;
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
@@ -222,6 +224,8 @@ static int alloc_scratch(struct eng_backend *be)
 	be->gemm.x16 = carve(&p, sizes[i]);
 	be->gemm.x16_bytes = sizes[i++];
 	void *ws = carve(&p, sizes[i++]);
+	be->attn_counters = (int32_t *)carve(&p, sizes[i]);
+	CUDA_CHECK(cudaMemset(be->attn_counters, 0, sizes[i++]));
 	if (cublasSetWorkspace((cublasHandle_t)be->cublas, ws, CUBLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS) {
 		LOG_ERR("cublasSetWorkspace failed");
 		return -EIO;
@@ -234,8 +238,10 @@ static int alloc_meta(struct eng_backend *be)
 	const size_t T = be->p.max_batch_tokens, S = be->p.max_seqs;
 	size_t recent = S * (size_t)(be->p.max_ctx > CUDA_GRAPH_RECENT_CAP ? be->p.max_ctx
 	                                                                    : CUDA_GRAPH_RECENT_CAP);
+	be->recent_cap = (int)recent;
+	/* tok, pos, tok_seq, out_rows, 3 x tiles (<= T each); last_rows; pages */
 	be->meta_cap = S * sizeof(struct cuda_samp) +
-	               4 * (6 * T + 3 * S + S * (size_t)be->page_stride + recent) + 64 * 16;
+	               4 * (8 * T + 2 * S + S * (size_t)be->page_stride + recent) + 1024;
 	CUDA_CHECK(cudaMallocHost(&be->meta_h, be->meta_cap));
 	CUDA_CHECK(cudaMalloc(&be->meta_d, be->meta_cap));
 	CUDA_CHECK(cudaMallocHost((void **)&be->tok_h, S * 4));
@@ -356,9 +362,11 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 	if (be->max_split > be->page_stride)
 		be->max_split = be->page_stride;
 	if ((rc = upload_weights(be, w)) || (rc = alloc_kv(be)) || (rc = alloc_scratch(be)) ||
-	    (rc = alloc_meta(be)))
+	    (rc = alloc_meta(be)) || (rc = cuda_attn_setup()) || (rc = cuda_sample_setup()) ||
+	    (rc = cuda_fused_setup()))
 		goto fail;
 	be->use_graphs = !(getenv("PROMPTFS_NO_CUDA_GRAPHS") && !strcmp(getenv("PROMPTFS_NO_CUDA_GRAPHS"), "1"));
+	be->fuse = !(getenv("PROMPTFS_CUDA_NO_FUSE") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE"), "1"));
 	if (getenv("PROMPTFS_CUDA_PROFILE") && !strcmp(getenv("PROMPTFS_CUDA_PROFILE"), "1"))
 		cuda_backend_set_profile(be, true);
 	LOG_INFO("%s: weights %zu MiB, KV %zu MiB (%d pages), scratch %zu MiB, graphs %s", be->name,

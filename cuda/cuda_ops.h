@@ -103,6 +103,38 @@ int cuda_matvec_glu(const struct cuda_mat *gate, const struct cuda_mat *up,
 /* True when cuda_matvec handles this type. */
 bool cuda_matvec_supported(int type);
 
+// ---- mmvq_fused.cu: decode's fused mat-vec (norm prologue, several matrices, q8 epilogue)
+
+struct cuda_mmv_seg {
+	struct cuda_mat w;   /* rows of this segment */
+	const void *w2;      /* GLU: the up matrix (same type and shape as w), else NULL */
+	float *y;            /* [ncols][ldy] */
+	int ldy;
+};
+
+/* y_s = W_s norm(x) for up to three matrices sharing the input x (Q, K, V),
+ * or y = silu(W norm(x)) * (W2 norm(x)) (GLU), in one launch.  Every block
+ * first computes the RMSNorm of x (norm_w; NULL: x as is) and quantises it
+ * to q8 in shared memory, so no separate norm / quantise kernel runs.  With
+ * oqs, segment 0's output is also written in q8 form (oqs [ncols][N],
+ * ods float2 [ncols][N/32]; needs N % 32 == 0 and rows_per_warp == 2).
+ * K % 32 == 0; ncols <= CUDA_MMV_MAX_COLS. */
+struct cuda_mmv_fused {
+	int n_seg;
+	struct cuda_mmv_seg seg[3];
+	int K, ncols;
+	const float *x;      /* [ncols][ldx] */
+	int ldx;
+	const float *norm_w; /* [K] or NULL */
+	float eps;
+	int rows_per_warp;   /* 1 or 2 (16 warps per block) */
+	int8_t *oqs;
+	void *ods;
+};
+/* Whether the fused kernel takes this shape (shared memory, alignment). */
+bool cuda_matvec_fused_ok(const struct cuda_mmv_fused *a);
+int cuda_matvec_fused(const struct cuda_mmv_fused *a, cudaStream_t st);
+
 // ---- norm.cu
 
 /* y[r] = x[rows ? rows[r] : r] / rms * w, for r < n (C columns); when qs is
@@ -152,22 +184,31 @@ struct cuda_attn_args {
 	const int32_t *pages;  /* device [S][page_stride] */
 	int page_stride;
 	int qt;                /* tokens per tile (cuda_attn_tile_tokens) */
-	/* n_split == 1: out[t][h*D + d] written directly.  n_split > 1: partial
-	 * results go to part_o [T*H][n_split][D], part_ml float2 [T*H][n_split]
-	 * and cuda_attn_combine() finishes. */
+	/* Up to n_split blocks (<= 64) share a tile's keys; with more than one,
+	 * each writes partial results to part_o [T*H][n_split][D] and part_ml
+	 * float2 [T*H][n_split], and the last to finish merges them (counters). */
 	int n_split;
 	float *out;
 	int ldo;
 	float *part_o;
 	void *part_ml;
 	int T;
+	/* decode fusions (all zero = off) */
+	int fuse_rope;          /* one new token per sequence: q is raw; bias, QK norm and RoPE
+	                         * are applied here to q and to the new k, v, which the block
+	                         * owning their position stores (no rope pass) */
+	const float *k_new, *v_new; /* raw k, v rows [T][ldq], KV head g at g*D */
+	const float *bq, *bk, *bv, *q_norm, *k_norm;
+	float eps, base;
+	int n_rot, neox;
+	int32_t *counters;      /* [n_tiles * G] zeros (needed when n_split > 1): the last
+	                         * split block of each (tile, g) combines; left zero again */
+	int8_t *qs;             /* q8 of out as well (qs [T][H*D], ds [T][H*D/32]) when */
+	void *ds;               /* (H/G * D) % 32 == 0; else the caller quantises */
 };
 /* Tokens per tile for H/G heads per group and head dim D. */
 int cuda_attn_tile_tokens(int H, int G, int D);
 int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st);
-/* Merges the splits into out [T][ldo] (and its q8 form when qs != NULL). */
-int cuda_attn_combine(const struct cuda_attn_args *a, int8_t *qs, void *ds, cudaStream_t st);
-
 // ---- sample.cu
 
 /* Per-sequence sampling settings as the kernels read them (device). */

@@ -92,7 +92,7 @@ static void prof_stop(struct eng_backend *be, int op)
 }
 
 static const char *const prof_names[CUDA_PROF_COUNT] = {
-	"embed", "rmsnorm", "qkv", "rope+kv", "attention", "attn-combine", "wo+res",
+	"embed", "rmsnorm", "qkv", "rope+kv", "attention", "(unused)", "wo+res",
 	"gate/up(+glu)", "quantize", "down+res", "lm-head", "sample", "copies",
 };
 
@@ -120,63 +120,95 @@ extern "C" void cuda_backend_profile_report(struct eng_backend *be, FILE *f)
 
 // ---- the layer loop
 
-static int layer(struct eng_backend *be, const struct shape *sh, int il)
+static struct cuda_attn_args attn_args(struct eng_backend *be, const struct shape *sh, int il)
+{
+	const struct eng_config *c = &be->cfg;
+	const int H = c->n_head, G = c->n_head_kv, D = c->head_dim;
+	uint8_t *kpool = (uint8_t *)be->kv + (size_t)(2 * il) * be->kv_pool_bytes;
+	struct cuda_attn_args aa = {
+		be->qkv, be->ld_qkv, kpool, kpool + be->kv_pool_bytes, H, G, D, 1.0f / sqrtf((float)D),
+		sh->n_tiles, M32(be, sh->ml.tile_seq), M32(be, sh->ml.tile_tok0), M32(be, sh->ml.tile_ntok),
+		M32(be, sh->ml.pos), M32(be, sh->ml.pages), be->page_stride, sh->qt, sh->n_split,
+		be->attn, H * D, be->part_o, be->part_ml, sh->T,
+	};
+	return aa;
+}
+
+static int rope_pass(struct eng_backend *be, const struct shape *sh, int il)
+{
+	const struct eng_config *c = &be->cfg;
+	const struct cuda_layer_w *L = &be->layers[il];
+	const struct cuda_attn_args aa = attn_args(be, sh, il);
+	struct cuda_rope_args ra = {
+		be->qkv, be->ld_qkv, sh->T, c->n_head, c->n_head_kv, c->head_dim, c->n_rot,
+		c->rope_type == ENG_ROPE_TYPE_NEOX, c->rope_base, L->bq, L->bk, L->bv, L->q_norm,
+		L->k_norm, c->rms_eps, M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq),
+		M32(be, sh->ml.pages), be->page_stride, (void *)aa.k_pool, (void *)aa.v_pool,
+	};
+	OP(be, CUDA_PROF_ROPE, cuda_rope_store(&ra, be->st));
+	return 0;
+}
+
+/* Decode (T <= CUDA_MMV_MAX_COLS): five launches per layer where the shapes
+ * allow — QKV (norm prologue), attention (RoPE, KV store, split combine, q8),
+ * wo + residual, gate/up/SwiGLU (norm prologue, q8 epilogue), down +
+ * residual — else the unfused kernels. */
+static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 {
 	const struct eng_config *c = &be->cfg;
 	const struct cuda_layer_w *L = &be->layers[il];
 	const int T = sh->T, C = c->n_embd, H = c->n_head, G = c->n_head_kv, D = c->head_dim;
 	const int HD = H * D, F = c->n_ff;
 	cudaStream_t st = be->st;
-	enum cuda_x16_state x16 = CUDA_X16_NONE;
 	struct cuda_act a;
 
-	/* attention block */
-	OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->attn_norm, c->rms_eps, be->xn, C,
-	                                    sh->mmv && L->q8_qkv ? be->q8s : NULL, be->q8d, st));
-	float *q = be->qkv, *k = be->qkv + HD, *v = be->qkv + HD + G * D;
-	if (sh->mmv) {
+	struct cuda_mmv_fused fq = {3, {{L->wq, NULL, be->qkv, be->ld_qkv},
+	                                {L->wk, NULL, be->qkv + HD, be->ld_qkv},
+	                                {L->wv, NULL, be->qkv + HD + G * D, be->ld_qkv}},
+	                            C, T, be->x, C, L->attn_norm, c->rms_eps, 1, NULL, NULL};
+	if (be->fuse && cuda_matvec_fused_ok(&fq)) {
+		OP(be, CUDA_PROF_QKV, cuda_matvec_fused(&fq, st));
+	} else {
+		OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->attn_norm, c->rms_eps, be->xn, C,
+		                                    L->q8_qkv ? be->q8s : NULL, be->q8d, st));
 		a = (struct cuda_act){be->xn, C, be->q8s, be->q8d};
-		OP(be, CUDA_PROF_QKV, cuda_matvec(&L->wq, &a, T, q, be->ld_qkv, false, st));
-		OP(be, CUDA_PROF_QKV, cuda_matvec(&L->wk, &a, T, k, be->ld_qkv, false, st));
-		OP(be, CUDA_PROF_QKV, cuda_matvec(&L->wv, &a, T, v, be->ld_qkv, false, st));
-	} else {
-		OP(be, CUDA_PROF_QKV, cuda_gemm(&be->gemm, &L->wq, be->xn, C, T, q, be->ld_qkv, false, &x16, st));
-		OP(be, CUDA_PROF_QKV, cuda_gemm(&be->gemm, &L->wk, be->xn, C, T, k, be->ld_qkv, false, &x16, st));
-		OP(be, CUDA_PROF_QKV, cuda_gemm(&be->gemm, &L->wv, be->xn, C, T, v, be->ld_qkv, false, &x16, st));
-	}
-	uint8_t *kpool = (uint8_t *)be->kv + (size_t)(2 * il) * be->kv_pool_bytes;
-	uint8_t *vpool = kpool + be->kv_pool_bytes;
-	struct cuda_rope_args ra = {
-		be->qkv, be->ld_qkv, T, H, G, D, c->n_rot, c->rope_type == ENG_ROPE_TYPE_NEOX,
-		c->rope_base, L->bq, L->bk, L->bv, L->q_norm, L->k_norm, c->rms_eps,
-		M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq), M32(be, sh->ml.pages), be->page_stride,
-		kpool, vpool,
-	};
-	OP(be, CUDA_PROF_ROPE, cuda_rope_store(&ra, st));
-	struct cuda_attn_args aa = {
-		be->qkv, be->ld_qkv, kpool, vpool, H, G, D, 1.0f / sqrtf((float)D), sh->n_tiles,
-		M32(be, sh->ml.tile_seq), M32(be, sh->ml.tile_tok0), M32(be, sh->ml.tile_ntok),
-		M32(be, sh->ml.pos), M32(be, sh->ml.pages), be->page_stride, sh->qt, sh->n_split,
-		be->attn, HD, be->part_o, be->part_ml, T,
-	};
-	OP(be, CUDA_PROF_ATTN, cuda_attn(&aa, st));
-	const bool q8o = sh->mmv && L->q8_wo;
-	if (sh->n_split > 1)
-		OP(be, CUDA_PROF_COMBINE, cuda_attn_combine(&aa, q8o ? be->q8s : NULL, be->q8d, st));
-	else if (q8o)
-		OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->attn, HD, HD, T, be->q8s, be->q8d, st));
-	if (sh->mmv) {
-		a = (struct cuda_act){be->attn, HD, be->q8s, be->q8d};
-		OP(be, CUDA_PROF_WO, cuda_matvec(&L->wo, &a, T, be->x, C, true, st));
-	} else {
-		x16 = CUDA_X16_NONE;
-		OP(be, CUDA_PROF_WO, cuda_gemm(&be->gemm, &L->wo, be->attn, HD, T, be->x, C, true, &x16, st));
+		for (int i = 0; i < 3; i++)
+			OP(be, CUDA_PROF_QKV, cuda_matvec(&fq.seg[i].w, &a, T, fq.seg[i].y, be->ld_qkv, false, st));
 	}
 
+	struct cuda_attn_args aa = attn_args(be, sh, il);
+	const bool decode = T == sh->S; /* one new token per sequence */
+	if (be->fuse && decode) {
+		aa.fuse_rope = 1;
+		aa.k_new = be->qkv + HD;
+		aa.v_new = be->qkv + HD + G * D;
+		aa.bq = L->bq, aa.bk = L->bk, aa.bv = L->bv, aa.q_norm = L->q_norm, aa.k_norm = L->k_norm;
+		aa.eps = c->rms_eps, aa.base = c->rope_base, aa.n_rot = c->n_rot;
+		aa.neox = c->rope_type == ENG_ROPE_TYPE_NEOX;
+	} else {
+		TRY(rope_pass(be, sh, il));
+	}
+	const bool q8_in_attn = L->q8_wo && ((H / G) * D) % Q8_BLOCK == 0 && be->fuse;
+	aa.counters = be->attn_counters;
+	if (q8_in_attn)
+		aa.qs = be->q8s, aa.ds = be->q8d;
+	OP(be, CUDA_PROF_ATTN, cuda_attn(&aa, st));
+	if (L->q8_wo && !q8_in_attn)
+		OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->attn, HD, HD, T, be->q8s, be->q8d, st));
+	a = (struct cuda_act){be->attn, HD, be->q8s, be->q8d};
+	OP(be, CUDA_PROF_WO, cuda_matvec(&L->wo, &a, T, be->x, C, true, st));
+
 	/* feed-forward block */
-	OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->ffn_norm, c->rms_eps, be->xn, C,
-	                                    sh->mmv && L->q8_ffn ? be->q8s : NULL, be->q8d, st));
-	if (sh->mmv) {
+	const bool q8h = L->q8_down && F % Q8_BLOCK == 0;
+	struct cuda_mmv_fused fg = {1, {{L->gate, L->up.d, be->ffn_h, F}}, C, T, be->x, C, L->ffn_norm,
+	                            c->rms_eps, 2, q8h ? be->q8s : NULL, be->q8d};
+	bool h_q8 = false;
+	if (be->fuse && L->glu && cuda_matvec_fused_ok(&fg)) {
+		OP(be, CUDA_PROF_GATE_UP, cuda_matvec_fused(&fg, st));
+		h_q8 = q8h;
+	} else {
+		OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->ffn_norm, c->rms_eps, be->xn, C,
+		                                    L->q8_ffn ? be->q8s : NULL, be->q8d, st));
 		a = (struct cuda_act){be->xn, C, be->q8s, be->q8d};
 		if (L->glu) {
 			OP(be, CUDA_PROF_GATE_UP, cuda_matvec_glu(&L->gate, &L->up, &a, T, be->ffn_h, F, st));
@@ -185,19 +217,50 @@ static int layer(struct eng_backend *be, const struct shape *sh, int il)
 			OP(be, CUDA_PROF_GATE_UP, cuda_matvec(&L->up, &a, T, be->ffn_u, F, false, st));
 			OP(be, CUDA_PROF_GATE_UP, cuda_swiglu(be->ffn_g, be->ffn_u, F, T, F, be->ffn_h, F, st));
 		}
-		if (L->q8_down)
-			OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->ffn_h, F, F, T, be->q8s, be->q8d, st));
-		a = (struct cuda_act){be->ffn_h, F, be->q8s, be->q8d};
-		OP(be, CUDA_PROF_DOWN, cuda_matvec(&L->down, &a, T, be->x, C, true, st));
-	} else {
-		x16 = CUDA_X16_NONE;
-		OP(be, CUDA_PROF_GATE_UP, cuda_gemm(&be->gemm, &L->gate, be->xn, C, T, be->ffn_g, F, false, &x16, st));
-		OP(be, CUDA_PROF_GATE_UP, cuda_gemm(&be->gemm, &L->up, be->xn, C, T, be->ffn_u, F, false, &x16, st));
-		OP(be, CUDA_PROF_GATE_UP, cuda_swiglu(be->ffn_g, be->ffn_u, F, T, F, be->ffn_h, F, st));
-		x16 = CUDA_X16_NONE;
-		OP(be, CUDA_PROF_DOWN, cuda_gemm(&be->gemm, &L->down, be->ffn_h, F, T, be->x, C, true, &x16, st));
 	}
+	if (L->q8_down && !h_q8)
+		OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->ffn_h, F, F, T, be->q8s, be->q8d, st));
+	a = (struct cuda_act){be->ffn_h, F, be->q8s, be->q8d};
+	OP(be, CUDA_PROF_DOWN, cuda_matvec(&L->down, &a, T, be->x, C, true, st));
 	return 0;
+}
+
+/* Prefill (T > CUDA_MMV_MAX_COLS): dequantise + GEMM on the tensor cores. */
+static int layer_gemm(struct eng_backend *be, const struct shape *sh, int il)
+{
+	const struct eng_config *c = &be->cfg;
+	const struct cuda_layer_w *L = &be->layers[il];
+	const int T = sh->T, C = c->n_embd, H = c->n_head, G = c->n_head_kv, D = c->head_dim;
+	const int HD = H * D, F = c->n_ff;
+	cudaStream_t st = be->st;
+	enum cuda_x16_state x16 = CUDA_X16_NONE;
+
+	OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->attn_norm, c->rms_eps, be->xn, C,
+	                                    NULL, NULL, st));
+	float *q = be->qkv, *k = be->qkv + HD, *v = be->qkv + HD + G * D;
+	OP(be, CUDA_PROF_QKV, cuda_gemm(&be->gemm, &L->wq, be->xn, C, T, q, be->ld_qkv, false, &x16, st));
+	OP(be, CUDA_PROF_QKV, cuda_gemm(&be->gemm, &L->wk, be->xn, C, T, k, be->ld_qkv, false, &x16, st));
+	OP(be, CUDA_PROF_QKV, cuda_gemm(&be->gemm, &L->wv, be->xn, C, T, v, be->ld_qkv, false, &x16, st));
+	TRY(rope_pass(be, sh, il));
+	struct cuda_attn_args aa = attn_args(be, sh, il);
+	OP(be, CUDA_PROF_ATTN, cuda_attn(&aa, st));
+	x16 = CUDA_X16_NONE;
+	OP(be, CUDA_PROF_WO, cuda_gemm(&be->gemm, &L->wo, be->attn, HD, T, be->x, C, true, &x16, st));
+
+	OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->ffn_norm, c->rms_eps, be->xn, C,
+	                                    NULL, NULL, st));
+	x16 = CUDA_X16_NONE;
+	OP(be, CUDA_PROF_GATE_UP, cuda_gemm(&be->gemm, &L->gate, be->xn, C, T, be->ffn_g, F, false, &x16, st));
+	OP(be, CUDA_PROF_GATE_UP, cuda_gemm(&be->gemm, &L->up, be->xn, C, T, be->ffn_u, F, false, &x16, st));
+	OP(be, CUDA_PROF_GATE_UP, cuda_swiglu(be->ffn_g, be->ffn_u, F, T, F, be->ffn_h, F, st));
+	x16 = CUDA_X16_NONE;
+	OP(be, CUDA_PROF_DOWN, cuda_gemm(&be->gemm, &L->down, be->ffn_h, F, T, be->x, C, true, &x16, st));
+	return 0;
+}
+
+static int layer(struct eng_backend *be, const struct shape *sh, int il)
+{
+	return sh->mmv ? layer_mmv(be, sh, il) : layer_gemm(be, sh, il);
 }
 
 /* Final norm + LM head for n rows listed (token indices) at rows → logits. */
@@ -219,22 +282,28 @@ static int head(struct eng_backend *be, const int32_t *rows, int n)
 	return 0;
 }
 
+static int copy_async(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t st)
+{
+	CUDA_CHECK(cudaMemcpyAsync(dst, src, n, kind, st));
+	return 0;
+}
+
 static int sample_dev(struct eng_backend *be, const struct shape *sh)
 {
 	const int V = be->cfg.n_vocab;
 	const struct cuda_samp *sp = (const struct cuda_samp *)((uint8_t *)be->meta_d + sh->ml.samp);
 	OP(be, CUDA_PROF_SAMPLE, cuda_sample(be->logits, V, sh->S, V, sp, M32(be, sh->ml.recent),
 	                                     be->samp_scratch, be->tok_d, be->st));
-	OP(be, CUDA_PROF_COPY, cudaMemcpyAsync(be->tok_h, be->tok_d, 4 * (size_t)sh->S,
-	                                       cudaMemcpyDeviceToHost, be->st) == cudaSuccess ? 0 : -EIO);
+	OP(be, CUDA_PROF_COPY, copy_async(be->tok_h, be->tok_d, 4 * (size_t)sh->S,
+	                                  cudaMemcpyDeviceToHost, be->st));
 	return 0;
 }
 
 /* The metadata copy, the embedding and every layer. */
 static int body(struct eng_backend *be, const struct shape *sh)
 {
-	OP(be, CUDA_PROF_COPY, cudaMemcpyAsync(be->meta_d, be->meta_h, sh->ml.total,
-	                                       cudaMemcpyHostToDevice, be->st) == cudaSuccess ? 0 : -EIO);
+	OP(be, CUDA_PROF_COPY, copy_async(be->meta_d, be->meta_h, sh->ml.total,
+	                                  cudaMemcpyHostToDevice, be->st));
 	OP(be, CUDA_PROF_EMBED, cuda_get_rows(&be->tok_embd, M32(be, sh->ml.tok), sh->T, be->x,
 	                                      be->cfg.n_embd, be->st));
 	for (int il = 0; il < be->cfg.n_layer; il++)
@@ -287,7 +356,7 @@ static int validate(const struct eng_backend *be, const struct eng_batch *b,
 				LOG_ERR("sequence %d: page %d out of range (%d pages)", s, q->pages[i], be->p.n_pages);
 				return -EINVAL;
 			}
-		if (samp && samp[s].p.repeat_penalty != 1.0f) {
+		if (samp && samp[s].p.repeat_penalty != 1.0f && samp[s].recent && samp[s].n_recent > 0) {
 			for (int i = 0; i < samp[s].n_recent; i++)
 				if (samp[s].recent[i] < 0 || samp[s].recent[i] >= V) {
 					LOG_ERR("sequence %d: recent token %d out of range", s, samp[s].recent[i]);
@@ -441,7 +510,7 @@ static void plan(struct eng_backend *be, const struct eng_batch *b, const struct
 		int want = cdiv(2 * be->n_sm, sh->S * c->n_head_kv);
 		sh->n_split = want < 1 ? 1 : want > be->max_split ? be->max_split : want;
 	}
-	sh->sample = samp != NULL;
+	sh->sample = samp != NULL && nrec <= be->recent_cap;
 	for (int s = 0; samp && s < b->n_seqs; s++)
 		sh->sample = sh->sample && device_samplable(&samp[s]);
 	*graph = be->use_graphs && !be->prof && T == sh->S && !(want_logits && samp);

@@ -78,11 +78,14 @@ struct eng_backend {
 
 	void *meta_h, *meta_d; /* pinned host, device */
 	size_t meta_cap;
+	int recent_cap;         /* recent-token ints the metadata can carry */
 	int32_t *tok_h, *tok_d; /* sampled tokens [max_seqs] */
 	float *host_rows;       /* host fallback sampler staging, malloc'd on demand */
 	struct eng_sampler *host_sampler;
 
 	bool use_graphs;
+	bool fuse;              /* fused decode kernels (PROMPTFS_CUDA_NO_FUSE=1: off) */
+	int32_t *attn_counters; /* [CUDA_MMV_MAX_COLS * G] split tickets, zero between launches */
 	struct cuda_graph_slot *graphs; /* [(max_seqs + 1) * 2]: (S, sampled) */
 
 	bool prof;
@@ -90,6 +93,12 @@ struct eng_backend {
 	double prof_ms[CUDA_PROF_COUNT];
 	uint64_t prof_n[CUDA_PROF_COUNT];
 };
+
+/* attn.cu, sample.cu: kernel attributes, set once at init (never while a
+ * graph is being captured) */
+int cuda_attn_setup(void);
+int cuda_sample_setup(void);
+int cuda_fused_setup(void);
 
 /* forward.cu */
 int cuda_be_forward(struct eng_backend *be, const struct eng_batch *b, float *logits,

@@ -1,17 +1,14 @@
 /*
- * rope.cu — everything between the Q/K/V projections and attention, in one
- * pass over the qkv buffer: bias add (qwen2), per-head Q/K RMSNorm (qwen3),
- * rotary embedding (NORM: pairs (2i, 2i+1); NEOX: pairs (i, i + n_rot/2);
- * theta = pos * base^(-2i/n_rot), dims >= n_rot untouched), then K and V
- * rounded to F16 into their KV pages and Q written back in place (f32).
+ * rope.cu — the pass between the Q/K/V projections and attention in
+ * prefill: bias add (qwen2), per-head Q/K RMSNorm (qwen3) and the rotary
+ * embedding (rope.cuh) for every head of every token, then K and V rounded
+ * to F16 into their KV pages and Q written back in place (f32).  Decode
+ * does the same inside the attention kernel (attn.cu).
  *
- * One warp per head (Q heads, then K heads, then V heads), the head vector
- * staged in shared memory so any D and n_rot work.  The angle is computed in
- * double: fast-math sinf is inaccurate for the large arguments of long
- * contexts (pos * 1 rad at pos 4096).
+ * One warp per head (Q heads, then K heads, then V heads).
  */
 #include "cuda_ops.h"
-#include "common.cuh"
+#include "rope.cuh"
 #include "../engine/backend.h"
 
 #define ROPE_WARPS 4
@@ -25,38 +22,13 @@ static __global__ void __launch_bounds__(ROPE_WARPS *WARP) rope_store_kernel(str
 	if (hh >= H + 2 * G)
 		return;
 	const bool is_q = hh < H, is_k = !is_q && hh < H + G;
+	const int bh = is_q ? hh : is_k ? hh - H : hh - H - G; /* head within its kind */
+	const float *bias = is_q ? a.bq : is_k ? a.bk : a.bv;
 	float *v = a.qkv + (size_t)t * a.ld + (size_t)hh * D;
 	float *s = sh[w];
-	const float *bias = is_q ? a.bq : is_k ? a.bk : a.bv;
-	const int bh = is_q ? hh : is_k ? hh - H : hh - H - G; /* head within its kind */
-	for (int d = lane; d < D; d += WARP)
-		s[d] = v[d] + (bias ? bias[bh * D + d] : 0.0f);
-	__syncwarp();
-	const float *nw = is_q ? a.q_norm : is_k ? a.k_norm : nullptr;
-	if (nw) {
-		float ss = 0.0f;
-		for (int d = lane; d < D; d += WARP)
-			ss += s[d] * s[d];
-		ss = warp_sum(ss);
-		float sc = rsqrtf(ss / (float)D + a.eps);
-		for (int d = lane; d < D; d += WARP)
-			s[d] = s[d] * sc * nw[d];
-		__syncwarp();
-	}
 	const int pos = a.pos[t];
-	if (is_q || is_k) {
-		const int half = a.n_rot / 2;
-		for (int i = lane; i < half; i += WARP) {
-			int i0 = a.neox ? i : 2 * i, i1 = a.neox ? i + half : 2 * i + 1;
-			double th = (double)pos * pow((double)a.base, -2.0 * i / (double)a.n_rot);
-			double sn, cs;
-			sincos(th, &sn, &cs);
-			float x0 = s[i0], x1 = s[i1];
-			s[i0] = x0 * (float)cs - x1 * (float)sn;
-			s[i1] = x0 * (float)sn + x1 * (float)cs;
-		}
-		__syncwarp();
-	}
+	head_prep(s, v, bias ? bias + bh * D : nullptr, is_q ? a.q_norm : is_k ? a.k_norm : nullptr,
+	          a.eps, D, is_q || is_k, pos, a.n_rot, a.neox, a.base);
 	if (is_q) {
 		for (int d = lane; d < D; d += WARP)
 			v[d] = s[d];

@@ -19,6 +19,7 @@
  */
 #include "cuda_ops.h"
 #include "common.cuh"
+#include "internal.h"
 #include "../engine/sampler.h"
 
 #define SLICE 2048
@@ -246,10 +247,20 @@ extern "C" size_t cuda_sample_scratch_bytes(int S, int V)
 	return (size_t)S * n_slices(V) * CUDA_SAMPLE_KMAX * sizeof(uint64_t);
 }
 
+extern "C" int cuda_sample_setup(void)
+{
+	static bool done;
+	if (!done) {
+		CUDA_CHECK(cudaFuncSetAttribute(stage2_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                                200 * 1024));
+		done = true;
+	}
+	return 0;
+}
+
 extern "C" int cuda_sample(float *logits, int ld, int S, int V, const struct cuda_samp *sp,
                            const int32_t *recent, void *scratch, int32_t *tokens, cudaStream_t st)
 {
-	static bool attr_set;
 	const int NB = n_slices(V), n2 = pow2_at_least(NB * CUDA_SAMPLE_KMAX);
 	const size_t smem2 = (size_t)n2 * sizeof(uint64_t);
 	if (S <= 0)
@@ -258,11 +269,7 @@ extern "C" int cuda_sample(float *logits, int ld, int S, int V, const struct cud
 		LOG_ERR("vocabulary of %d too large for the device sampler", V);
 		return -EINVAL;
 	}
-	if (!attr_set) {
-		CUDA_CHECK(cudaFuncSetAttribute(stage2_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-		                                200 * 1024));
-		attr_set = true;
-	}
+	TRY(cuda_sample_setup());
 	penalty_kernel<<<S, 256, 0, st>>>(logits, ld, sp, recent);
 	CUDA_CHECK_LAUNCH();
 	stage1_kernel<<<dim3(NB, S), S1_THREADS, 0, st>>>(logits, ld, V, sp, (uint64_t *)scratch);

@@ -63,6 +63,10 @@ static void resolve_params(struct eng_model *m, const struct eng_model_params *p
 	m->p.n_ctx = m->n_ctx;
 	m->p.max_sessions = p->max_sessions > 0 ? p->max_sessions : 256;
 	m->p.max_batch_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : 512;
+	/* sequences per pass: the backend keeps a logits row for each */
+	m->max_seqs = m->p.max_sessions < m->p.max_batch_tokens ? m->p.max_sessions : m->p.max_batch_tokens;
+	if (m->max_seqs > 128)
+		m->max_seqs = 128;
 	m->page_bytes = eng_kv_page_bytes(&m->cfg);
 	m->max_pages_seq = (m->n_ctx + 1 + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
 	kv = p->kv_bytes;
@@ -142,7 +146,7 @@ int eng_model_load(const char *path, const struct eng_model_params *p, struct en
 	bp.n_threads = p->n_threads;
 	bp.n_pages = m->n_pages;
 	bp.max_batch_tokens = m->p.max_batch_tokens;
-	bp.max_seqs = m->p.max_sessions;
+	bp.max_seqs = m->max_seqs;
 	bp.max_ctx = m->n_ctx;
 	rc = m->ops->init(&m->cfg, &m->w, &bp, &m->be);
 	if (rc < 0) {
@@ -318,8 +322,11 @@ int eng_describe(const struct gguf_ctx *g, const struct eng_config *c, const str
 		          eng_tokenizer_kind(tok) == ENG_TOK_KIND_SPM ? "llama/SentencePiece" : "gpt2/byte-level BPE",
 		          eng_tokenizer_pre(tok) ? eng_tokenizer_pre(tok) : "default", eng_token_bos(tok),
 		          eng_token_eos(tok), eng_tokenizer_add_bos(tok) ? "yes" : "no");
-	sb_printf(&b, "rope:            %s, base %g, %d dims\n",
-	          c->rope_type == ENG_ROPE_TYPE_NEOX ? "neox" : "norm", c->rope_base, c->n_rot);
+	sb_printf(&b, "rope:            %s, base %g, %d dims", c->rope_type == ENG_ROPE_TYPE_NEOX ? "neox" : "norm",
+	          c->rope_base, c->n_rot);
+	if (c->rope_freq_scale > 0 && c->rope_freq_scale != 1.0f)
+		sb_printf(&b, ", linear scaling x%g", 1.0 / c->rope_freq_scale);
+	sb_printf(&b, "%s\n", w->rope_freqs.data ? ", frequency factors" : "");
 	sb_printf(&b, "rms_eps:         %g\n", c->rms_eps);
 	sb_printf(&b, "qkv_bias:        %s\n", c->has_qkv_bias ? "yes" : "no");
 	sb_printf(&b, "qk_norm:         %s\n", c->has_qk_norm ? "yes" : "no");

@@ -89,6 +89,7 @@ struct eng_model {
 	struct eng_model_params p;       /* resolved (no zeros) */
 	int n_ctx;
 	int max_pages_seq;               /* pages of one full context */
+	int max_seqs;                    /* most sequences in one forward pass */
 	size_t page_bytes;
 	int n_pages;                     /* pool size */
 	char path[4096];
@@ -137,6 +138,15 @@ int eng_turn_start_locked(struct eng_session *s);
 void eng_turn_finish_locked(struct eng_session *s, enum eng_stop_reason why, int err);
 bool eng_session_has_work_locked(const struct eng_session *s);
 bool eng_model_has_work_locked(const struct eng_model *m);
+/* turn.c: the tokens turn idx (not started) adds — new[n] replacing the
+ * history from *keep, the reply's tokens appended when reply != NULL
+ * (journal replay); -EFBIG if it does not fit.  Changes nothing. */
+int eng_turn_tokens(struct eng_session *s, int idx, const char *reply, size_t rlen,
+                    int32_t **out, int *n, int *keep);
+void eng_turn_apply_tokens(struct eng_session *s, const int32_t *v, int n, int keep);
+void eng_conv_set_system(struct eng_session *s, enum eng_mode mode);
+enum eng_mode eng_effective_mode(const struct eng_session *s);
+uint64_t eng_random_seed(void);
 /* Appends bytes to a turn's reply (lock held). 0 / -ENOMEM. */
 int eng_turn_append_reply(struct eng_turn *t, const char *s, size_t n);
 /* Describes a bound model without a backend (for `promptfs info`). */

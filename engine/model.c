@@ -123,6 +123,34 @@ static int64_t vocab_from_tokens(const struct gguf_ctx *g)
 	return (int64_t)gguf_get_arr_n(g, id);
 }
 
+/* RoPE scaling as llama.cpp reads it: a factor from rope.scaling.factor
+ * (or the older rope.scale_linear) divides positions.  Types other than
+ * linear (yarn, longrope) are not implemented: warned about and ignored,
+ * which changes results only where the model relies on them. */
+static int read_rope_scaling(const struct gguf_ctx *g, const char *a, struct eng_config *c)
+{
+	char key[128];
+	const char *type;
+	float factor = 0.0f;
+	int rc;
+
+	snprintf(key, sizeof(key), "%s.rope.scaling.type", a);
+	type = gguf_get_str_key(g, key);
+	c->rope_freq_scale = 1.0f;
+	if (type && strcmp(type, "linear") && strcmp(type, "none")) {
+		LOG_WARN("%s = '%s' is not supported: RoPE scaling ignored", key, type);
+		return 0;
+	}
+	rc = get_hparam_float(g, a, "rope.scaling.factor", 0.0, 0.0, 1e6, &factor);
+	if (!rc && factor == 0.0f)
+		rc = get_hparam_float(g, a, "rope.scale_linear", 0.0, 0.0, 1e6, &factor);
+	if (rc)
+		return rc;
+	if (factor != 0.0f && !(type && !strcmp(type, "none")))
+		c->rope_freq_scale = 1.0f / factor;
+	return 0;
+}
+
 static int read_config(const struct gguf_ctx *g, struct eng_config *c)
 {
 	const char *a;
@@ -162,6 +190,9 @@ static int read_config(const struct gguf_ctx *g, struct eng_config *c)
 		LOG_ERR("%s.rope.dimension_count %d is odd", a, c->n_rot);
 		return -EINVAL;
 	}
+	rc = read_rope_scaling(g, a, c);
+	if (rc)
+		return rc;
 	c->rope_type = c->arch == ENG_ARCH_LLAMA ? ENG_ROPE_TYPE_NORM : ENG_ROPE_TYPE_NEOX;
 	c->n_vocab = (int)vocab_from_tokens(g); /* 0: from the tensor, in bind_weights */
 	return 0;
@@ -275,7 +306,8 @@ int eng_model_bind(const struct gguf_ctx *g, struct eng_config *cfg, struct eng_
 	if (rc)
 		goto fail;
 	if ((rc = bind_tensor(g, "output_norm.weight", cfg->n_embd, 0, false, &w->output_norm)) ||
-	    (rc = bind_tensor(g, "output.weight", cfg->n_embd, cfg->n_vocab, true, &w->output)))
+	    (rc = bind_tensor(g, "output.weight", cfg->n_embd, cfg->n_vocab, true, &w->output)) ||
+	    (rc = bind_tensor(g, "rope_freqs.weight", cfg->n_rot / 2, 0, true, &w->rope_freqs)))
 		goto fail;
 	cfg->tied_output = w->output.data == NULL;
 	if (cfg->tied_output)
@@ -343,7 +375,8 @@ uint64_t eng_weights_n_params(const struct eng_config *cfg, const struct eng_wei
 {
 	uint64_t s = layers_sum(cfg, w, tensor_params);
 
-	s += tensor_params(&w->tok_embd) + tensor_params(&w->output_norm);
+	s += tensor_params(&w->tok_embd) + tensor_params(&w->output_norm) +
+	     tensor_params(&w->rope_freqs);
 	if (!cfg->tied_output)
 		s += tensor_params(&w->output);
 	return s;
@@ -353,7 +386,8 @@ uint64_t eng_weights_nbytes(const struct eng_config *cfg, const struct eng_weigh
 {
 	uint64_t s = layers_sum(cfg, w, tensor_bytes);
 
-	s += tensor_bytes(&w->tok_embd) + tensor_bytes(&w->output_norm);
+	s += tensor_bytes(&w->tok_embd) + tensor_bytes(&w->output_norm) +
+	     tensor_bytes(&w->rope_freqs);
 	if (!cfg->tied_output)
 		s += tensor_bytes(&w->output);
 	return s;

@@ -54,6 +54,10 @@ struct eng_config {
 	bool has_qkv_bias;
 	bool has_qk_norm;
 	bool tied_output; /* output.weight absent: the LM head is tok_embd */
+	/* Added by the CPU backend's author: RoPE scaling as llama.cpp applies it.
+	 * theta_i = rope_freq_scale * (pos * base^(-2i/n_rot) / rope_freqs[i]),
+	 * rope_freqs (weights) being 1 when absent. */
+	float rope_freq_scale; /* 1 / rope.scaling.factor (linear scaling); 1 when unscaled */
 };
 
 /* A non-owning view of one GGUF tensor (into the mmap).  data == NULL means
@@ -88,6 +92,7 @@ struct eng_weights {
 	struct eng_tensor output_norm; /* [C] F32 */
 	struct eng_tensor output;      /* rows V, row length C; a copy of tok_embd's view when tied */
 	struct eng_layer *layers;      /* [L], owned (freed by eng_weights_free) */
+	struct eng_tensor rope_freqs;  /* [n_rot/2] F32 frequency divisors (Llama 3.1+), or absent */
 };
 
 /* Reads the architecture and hyper-parameters from metadata and binds every

@@ -19,6 +19,7 @@
  *      and the context limit.
  *   4. (no lock) notify the sessions whose reply grew or whose turn ended.
  */
+#define _GNU_SOURCE /* memmem */
 #include "engine_internal.h"
 
 #include <errno.h>
@@ -73,7 +74,7 @@ static int commit_text(struct eng_session *s, const char *text, size_t n, bool f
 	len = s->n_hold + n;
 	s->hold[len] = 0;
 	for (int i = 0; i < st->n_stop; i++) {
-		const char *p = strstr(s->hold, st->stop[i]); /* text has no NUL bytes */
+		const char *p = memmem(s->hold, len, st->stop[i], strlen(st->stop[i]));
 
 		if (p && (size_t)(p - s->hold) < cut)
 			cut = (size_t)(p - s->hold);
@@ -242,7 +243,7 @@ static int plan(struct eng_model *m, int *n_notify)
 	if (arena_reserve(a, used) < 0)
 		return -ENOMEM;
 	used = 0;
-	for (int i = 0; i < n_cand && budget > 0; i++) {
+	for (int i = 0; i < n_cand && budget > 0 && n < m->max_seqs; i++) {
 		struct eng_session *s = cand[i];
 		struct step_entry *e = &a->ent[n];
 		struct eng_sample_req *r = &a->reqs[n];

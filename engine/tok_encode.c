@@ -154,6 +154,10 @@ int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, un
 
 	*out = NULL;
 	*n_out = 0;
+	if (len > ENG_TOK_MAX_TEXT) {
+		LOG_ERR("text of %zu bytes is longer than the %u the tokenizer takes", len, ENG_TOK_MAX_TEXT);
+		return -EFBIG;
+	}
 	if ((flags & ENG_TOK_ADD_BOS)) {
 		if (t->bos < 0) {
 			LOG_ERR("ENG_TOK_ADD_BOS, but the vocabulary has no BOS token");

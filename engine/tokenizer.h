@@ -6,9 +6,14 @@
  * tokenizer.ggml.model = "gpt2": byte-level BPE (merges ranks), with the
  *   pre-tokenizer regex named by tokenizer.ggml.pre (qwen2, llama-bpe/llama3,
  *   gpt-2/default, …), Unicode-aware.
- * Special/control tokens (token_type CONTROL or USER_DEFINED) are matched in
- * text only with ENG_TOK_PARSE_SPECIAL.  Behaviour is llama.cpp's
- * (llama-vocab.cpp): its test vectors in shared/models/vocab/ must pass.
+ * Special tokens: CONTROL (and UNKNOWN) token texts in the input become
+ * their token only with ENG_TOK_PARSE_SPECIAL; USER_DEFINED ones (e.g.
+ * Qwen's <tool_call>) always do, as in llama.cpp and Hugging Face.
+ * Behaviour is llama.cpp's (llama-vocab.cpp, unicode.cpp): its test
+ * vectors in shared/models/vocab/ pass, and tests/test_tokenizer_ref.py
+ * compares ids, pieces and the EOG set with llama.cpp on every vocabulary.
+ * Implementation: tokenizer.c (load), tok_encode.c (API), tok_merge.c,
+ * tok_pretok.c, detok.c, unicode.c.
  *
  * Thread-safety: a tokenizer is immutable after init; every function may be
  * called from any thread concurrently.
@@ -44,11 +49,15 @@ int eng_tokenizer_init(const struct gguf_ctx *g, struct eng_tokenizer **out);
 void eng_tokenizer_free(struct eng_tokenizer *t); /* accepts NULL */
 
 enum eng_tok_kind eng_tokenizer_kind(const struct eng_tokenizer *t);
-const char *eng_tokenizer_pre(const struct eng_tokenizer *t); /* "qwen2", "llama3", … */
+const char *eng_tokenizer_pre(const struct eng_tokenizer *t); /* tokenizer.ggml.pre: "qwen2", "llama-bpe", … */
 int eng_tokenizer_n_vocab(const struct eng_tokenizer *t);
 
+/* Longest text eng_tokenize takes (far beyond any context window). */
+#define ENG_TOK_MAX_TEXT (1u << 28)
+
 /* Tokenises len bytes (any bytes; invalid UTF-8 is handled as llama.cpp
- * does).  *out is malloc'd (free() it), *n_out its length.  0 / -errno. */
+ * does).  *out is malloc'd (free() it), *n_out its length.  0 / -errno
+ * (-EFBIG beyond ENG_TOK_MAX_TEXT, -ENOMEM). */
 int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, unsigned flags,
                  int32_t **out, size_t *n_out);
 

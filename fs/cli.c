@@ -265,6 +265,8 @@ int fs_cli_run(int argc, char **argv)
 		text = read_stdin(&len);
 		if (!text)
 			goto out_session;
+		if (len && text[len - 1] == '\n')
+			len--; /* the newline echo adds is not part of the prompt */
 	} else {
 		text = strdup(o.prompt);
 		len = strlen(text);
@@ -287,7 +289,7 @@ int fs_cli_run(int argc, char **argv)
 		fprintf(stderr, "\npromptfs run: %s; prompt %d tokens at %.1f tok/s, reply %d tokens at %.1f tok/s\n",
 		        info.status, info.last_prefill_tokens, info.last_prefill_tps, info.last_gen_tokens,
 		        info.last_decode_tps);
-	else if (info.reply_bytes && info.stop != ENG_STOP_STRING)
+	else if (info.reply_bytes)
 		fputc('\n', stdout);
 	status = 0;
 out_session:

@@ -118,10 +118,12 @@ struct fs_handle {
 	size_t tok_len;           /* buffer length at the last write-time token count */
 	bool submitted;           /* a prompt went out from this open */
 	int werr;                 /* sticky write error (-EFBIG), reported at flush */
-	char *buf;                /* writes, or the snapshot of a control file */
+	char *buf;                /* what this open wrote */
 	size_t len, cap;
+	char *snap;               /* control files, history: the content at open */
+	size_t snap_len;
 	uint64_t read_end;        /* offset after the last read: poll readiness */
-	struct fuse_pollhandle *ph; /* protected by lock */
+	struct fs_handle *next, *prev; /* protected by lock: fs->handles */
 };
 
 // ---- parked reads
@@ -161,6 +163,7 @@ struct fs {
 	int n_linked;                   /* protected by lock */
 	struct eng_settings defaults;   /* protected by lock */
 	struct fs_parked *parked;       /* protected by lock */
+	struct fs_handle *handles;      /* protected by lock: every open file, for the exit */
 	uint64_t next_park_id;          /* protected by lock */
 	uint64_t n_reads, n_parks, n_interrupts, bytes_read; /* protected by lock */
 
@@ -220,8 +223,12 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph);
-/* A handle for a session node just created (ops.c create); lock held. */
-struct fs_handle *fs_handle_new_session(struct fs_node *n, int flags, bool created);
+/* A handle for a session (open, create); lock held. */
+struct fs_handle *fs_handle_new_session(struct fs *fs, struct fs_node *n, int flags, bool created);
+/* Drops a handle the kernel will never release (interrupted open); lock held. */
+void fs_handle_drop(struct fs *fs, struct fs_handle *h);
+/* At exit: handles whose release never came (the connection ended first). */
+void fs_handles_free_all(struct fs *fs);
 /* Resets a session (truncate to 0, `: > s`): lock held. */
 void fs_session_reset(struct fs *fs, struct fs_node *n);
 

@@ -36,12 +36,52 @@ static struct fs_handle *fh_of(struct fuse_file_info *fi)
 	return (struct fs_handle *)(uintptr_t)fi->fh;
 }
 
-struct fs_handle *fs_handle_new_session(struct fs_node *n, int flags, bool created)
+static void handle_track(struct fs *fs, struct fs_handle *h)
+{
+	h->prev = NULL;
+	h->next = fs->handles;
+	if (fs->handles)
+		fs->handles->prev = h;
+	fs->handles = h;
+}
+
+static void handle_free(struct fs_handle *h)
+{
+	free(h->buf);
+	free(h->snap);
+	free(h);
+}
+
+void fs_handle_drop(struct fs *fs, struct fs_handle *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	if (h->node)
+		fs_node_unref(fs, h->node);
+	handle_free(h);
+}
+
+void fs_handles_free_all(struct fs *fs)
+{
+	while (fs->handles) {
+		struct fs_handle *h = fs->handles;
+
+		fs->handles = h->next;
+		handle_free(h); /* nodes go with fs_nodes_free_all */
+	}
+}
+
+struct fs_handle *fs_handle_new_session(struct fs *fs, struct fs_node *n, int flags, bool created)
 {
 	struct fs_handle *h = calloc(1, sizeof(*h));
 
 	if (!h)
 		return NULL;
+	handle_track(fs, h);
 	h->kind = FS_KIND_SESSION;
 	h->node = n;
 	n->refs++;
@@ -88,7 +128,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			rc = -ENOENT;
 			break;
 		}
-		h = fs_handle_new_session(n, fi->flags, false);
+		h = fs_handle_new_session(fs, n, fi->flags, false);
 		rc = h ? 0 : -ENOMEM;
 		if (h && h->trunc)
 			fs_session_reset(fs, n); /* O_TRUNC empties the file at open, as anywhere */
@@ -105,6 +145,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			rc = -ENOMEM;
 			break;
 		}
+		handle_track(fs, h);
 		h->kind = kind;
 		h->wr = wr;
 		h->trunc = wr && (fi->flags & O_TRUNC);
@@ -113,12 +154,10 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			h->node = fs_node_find(fs, ino);
 			h->node->refs++;
 		}
-		if (!wr)
-			rc = fs_ctl_content(fs, ino, &h->buf, &h->len);
+		if ((fi->flags & O_ACCMODE) != O_WRONLY)
+			rc = fs_ctl_content(fs, ino, &h->snap, &h->snap_len);
 		if (rc < 0) {
-			if (h->node)
-				fs_node_unref(fs, h->node);
-			free(h);
+			fs_handle_drop(fs, h);
 			h = NULL;
 		}
 	}
@@ -132,11 +171,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->keep_cache = 0;
 	if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted open: undo */
 		pthread_mutex_lock(&fs->lock);
-		if (h->node)
-			fs_node_unref(fs, h->node);
+		fs_handle_drop(fs, h);
 		pthread_mutex_unlock(&fs->lock);
-		free(h->buf);
-		free(h);
 	}
 }
 
@@ -150,10 +186,10 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	ssize_t r;
 
 	if (h->kind != FS_KIND_SESSION) {
-		size_t o = (uint64_t)off < h->len ? (size_t)off : h->len;
-		size_t n = h->len - o < size ? h->len - o : size;
+		size_t o = (uint64_t)off < h->snap_len ? (size_t)off : h->snap_len;
+		size_t n = h->snap_len - o < size ? h->snap_len - o : size;
 
-		fuse_reply_buf(req, h->buf ? h->buf + o : NULL, n);
+		fuse_reply_buf(req, h->snap ? h->snap + o : NULL, n);
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
@@ -334,11 +370,12 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (h->kind == FS_KIND_SESSION) {
 		rc = session_submit(fs, h);
 	} else if (h->kind == FS_KIND_DEFAULTS) {
+		/* like a session: a close with nothing written does nothing (the
+		 * shell's dup2 dance); `>` replaces the set, `>>` merges */
 		if (h->werr) {
 			rc = h->werr;
-		} else if (h->len || (h->trunc && !h->submitted)) {
-			rc = fs_ctl_defaults_apply(fs, h->buf ? h->buf : "", h->len,
-						   !h->append && !h->submitted);
+		} else if (h->len) {
+			rc = fs_ctl_defaults_apply(fs, h->buf, h->len, !h->append && !h->submitted);
 			h->len = 0;
 			h->submitted = true;
 		}
@@ -360,11 +397,10 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_lock(&fs->lock);
 	if (h->wr && h->len && !h->werr)
 		LOG_WARN("inode %llu: %zu bytes written but never flushed", (unsigned long long)ino, h->len);
-	if (h->node)
-		fs_node_unref(fs, h->node);
+	if (h->kind == FS_KIND_DEFAULTS && h->trunc && !h->submitted && !h->werr)
+		fs_ctl_defaults_apply(fs, "", 0, true); /* `: > defaults`: the built-in values */
+	fs_handle_drop(fs, h);
 	pthread_mutex_unlock(&fs->lock);
-	free(h->buf);
-	free(h);
 	fuse_reply_err(req, 0);
 }
 

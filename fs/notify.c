@@ -302,9 +302,11 @@ static void process(struct fs *fs, uint64_t ino)
 	pthread_mutex_lock(&fs->lock);
 	n = fs_node_find(fs, ino);
 	if (n) {
+		n->refs++; /* answering its readers drops their refs */
 		collect(fs, n, &ans, &n_ans, &turn_ended);
 		n_phs = fs_node_take_polls(fs, n, &phs);
 		known = n->nlookup > 0;
+		fs_node_unref(fs, n);
 	}
 	pthread_mutex_unlock(&fs->lock);
 

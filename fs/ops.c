@@ -407,7 +407,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (rc == 0)
 		rc = session_get(fs, name, (fi->flags & O_EXCL) != 0, &n, &created);
 	if (rc == 0) {
-		h = fs_handle_new_session(n, fi->flags, created);
+		h = fs_handle_new_session(fs, n, fi->flags, created);
 		rc = h ? 0 : -ENOMEM;
 		if (h && h->trunc)
 			fs_session_reset(fs, n);
@@ -424,12 +424,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
-	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) { /* interrupted: undo the open */
 		pthread_mutex_lock(&fs->lock);
-		fs_node_unref(fs, n);
-		fs_node_forget(fs, n->ino, 1);
+		fs_node_forget(fs, e.ino, 1);
+		fs_handle_drop(fs, h);
 		pthread_mutex_unlock(&fs->lock);
-		free(h);
 	}
 }
 

@@ -34,6 +34,10 @@ pf_cleanup() {
 		echo "---- daemon log (last 40 lines)" >&2
 		tail -n 40 "$PF_TMP/daemon.log" >&2
 	fi
+	if [ $rc -ne 0 ] && [ -s "$PF_TMP/daemon.out" ]; then
+		echo "---- daemon stderr (last 60 lines)" >&2
+		tail -n 60 "$PF_TMP/daemon.out" >&2
+	fi
 	rm -rf "$PF_TMP"
 	exit $rc
 }

@@ -186,7 +186,7 @@ static void test_embed(void)
 // ---- RoPE
 
 static void rope_ref(double *y, const float *x, int n_head, int D, int n_rot, int pos, double base,
-                     enum eng_rope_type type)
+                     enum eng_rope_type type, double scale, const float *ff)
 {
 	for (int h = 0; h < n_head; h++) {
 		const float *xh = x + h * D;
@@ -194,7 +194,7 @@ static void rope_ref(double *y, const float *x, int n_head, int D, int n_rot, in
 		for (int i = 0; i < D; i++)
 			yh[i] = xh[i];
 		for (int i = 0; i < n_rot / 2; i++) {
-			const double th = pos * pow(base, -2.0 * i / n_rot);
+			const double th = scale * pos * pow(base, -2.0 * i / n_rot) / (ff ? ff[i] : 1.0);
 			const int i0 = type == ENG_ROPE_TYPE_NEOX ? i : 2 * i;
 			const int i1 = type == ENG_ROPE_TYPE_NEOX ? i + n_rot / 2 : 2 * i + 1;
 			yh[i0] = xh[i0] * cos(th) - xh[i1] * sin(th);
@@ -221,7 +221,7 @@ static void test_rope(void)
 		for (int type = 0; type < 2; type++) {
 			fill(x, H * D, -1.0f, 1.0f);
 			memcpy(y, x, sizeof(float) * H * D);
-			rope_ref(ref, x, H, D, nr, pos, cases[k].base, type);
+			rope_ref(ref, x, H, D, nr, pos, cases[k].base, type, 1.0, NULL);
 			cpu_rope_cache(cs, pos, nr, cases[k].base);
 			cpu_rope(y, H, D, nr, cs, type);
 			snprintf(name, sizeof(name), "rope %s H=%d D=%d n_rot=%d pos=%d",
@@ -237,6 +237,22 @@ static void test_rope(void)
 						h = H;
 						break;
 					}
+		}
+	}
+	/* Llama 3.1 frequency factors and linear scaling (positions / 4) */
+	{
+		float ff[32];
+		for (int i = 0; i < 32; i++)
+			ff[i] = i < 10 ? 1.0f : i < 20 ? frand(1.0f, 8.0f) : 8.0f;
+		for (int type = 0; type < 2; type++) {
+			fill(x, 2 * 64, -1.0f, 1.0f);
+			memcpy(y, x, sizeof(float) * 2 * 64);
+			rope_ref(ref, x, 2, 64, 64, 300, 500000.0, type, 0.25, ff);
+			cpu_rope_cache_ext(cs, 300, 64, 500000.0f, 0.25f, ff);
+			cpu_rope(y, 2, 64, 64, cs, type);
+			snprintf(name, sizeof(name), "rope %s with freq factors, scale 1/4",
+			         type == ENG_ROPE_TYPE_NEOX ? "NEOX" : "NORM");
+			check(name, rel_err(y, ref, 2 * 64), 1e-6 + 5e-9 * 300 * 32);
 		}
 	}
 	/* NORM and NEOX must differ when n_rot > 2 (pairing really changes) */
@@ -353,6 +369,8 @@ static void test_attention(void)
 		{ 8, 4, 8, 4, 150 },    /* stories260K shape */
 		{ 14, 2, 64, 5, 300 },  /* qwen2.5-0.5b shape */
 		{ 6, 3, 40, 3, 130 },   /* D = 32 + 8: vector and scalar value paths */
+		{ 4, 2, 80, 3, 140 },   /* D = 32 + 32 + 16: vector and scalar value paths */
+		{ 4, 2, 96, 2, 100 },   /* D = 3 x 32 */
 		{ 4, 1, 128, 2, 65 },   /* one KV head for all */
 	};
 

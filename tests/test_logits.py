@@ -14,8 +14,11 @@ llama.cpp (llama-cpp-python), the independent reference.
       here with the gguf package (a real SentencePiece vocabulary from
       shared/models/vocab so llama.cpp loads them): qwen3 (per-head Q/K
       norms, key_length * heads != embedding width, tied output, F16
-      tensors) and qwen2 (Q/K/V biases, one KV head, tied output); logits
-      of 40 positions within 1e-3 of llama.cpp's.
+      tensors), qwen2 (Q/K/V biases, one KV head, tied output) and llama
+      with Llama-3.1 rope_freqs and linear RoPE scaling; logits of 40
+      positions within 1e-3 of llama.cpp's.  And malformed models (an
+      unsupported architecture, a missing tensor, wrong shapes) are refused
+      with a log line naming the architecture or tensor.
 
 llama.cpp's greedy: argmax of its logits (lowest id on ties, as np.argmax),
 evaluating one token at a time after the prompt.  Ours: tests/tool_logits,
@@ -210,10 +213,13 @@ def invariance(name, model, ids_a, ids_b, tmp, chunks):
           f"{name}: greedy decoding of two sequences in one batch equals each alone")
 
 
-def synth_model(path, arch, seed, C, H, G, D, F, L=2, f16=()):
+def synth_model(path, arch, seed, C, H, G, D, F, L=2, f16=(), skip=(), reshape=None,
+                rope_factor=None, rope_freqs=False):
     """A small model of `arch` with random weights and a real vocabulary;
     tensors whose name ends with one of `f16` are stored as F16.  No
-    output.weight: the LM head is the (tied) embedding."""
+    output.weight: the LM head is the (tied) embedding.  For the refusal
+    checks: tensors named in `skip` are left out, and reshape = (name,
+    shape) writes that tensor with a wrong shape."""
     rng = np.random.default_rng(seed)
     voc = gguf.GGUFReader(SPM_VOCAB)
     toks = voc.fields["tokenizer.ggml.tokens"].contents()
@@ -228,6 +234,9 @@ def synth_model(path, arch, seed, C, H, G, D, F, L=2, f16=()):
     w.add_value_length(D)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_freq_base(1e6)
+    if rope_factor:
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(rope_factor)
     w.add_tokenizer_model("llama")
     w.add_token_list(toks)
     w.add_token_scores(voc.fields["tokenizer.ggml.scores"].contents())
@@ -236,11 +245,17 @@ def synth_model(path, arch, seed, C, H, G, D, F, L=2, f16=()):
     w.add_eos_token_id(2)
 
     def t(name, shape, scale, center=0.0):
+        if name in skip:
+            return
+        if reshape and reshape[0] == name:
+            shape = reshape[1]
         a = (center + scale * rng.standard_normal(shape)).astype(np.float32)
         w.add_tensor(name, a.astype(np.float16) if name.endswith(f16) else a)
 
     t("token_embd.weight", (len(toks), C), 1.0)
     t("output_norm.weight", (C,), 0.1, 1.0)
+    if rope_freqs:  # Llama 3.1 style: low frequencies divided by up to 8
+        w.add_tensor("rope_freqs.weight", np.linspace(1.0, 8.0, D // 2).astype(np.float32))
     for il in range(L):
         p = f"blk.{il}."
         t(p + "attn_norm.weight", (C,), 0.1, 1.0)
@@ -266,11 +281,12 @@ def synth_model(path, arch, seed, C, H, G, D, F, L=2, f16=()):
 
 
 def other_archs(tmp):
-    """(d): qwen3 and qwen2 (tied) on random weights.  F32/F16 weights, so
+    """(d): qwen3, qwen2 and scaled-RoPE llama (all tied) on random weights.  F32/F16 weights, so
     the tolerance is stories260K's (observed 7e-5 qwen3, 5e-5 qwen2)."""
     cases = [
         ("qwen3", dict(seed=1, C=64, H=4, G=2, D=32, F=96, f16=("ffn_up.weight", "token_embd.weight"))),
         ("qwen2", dict(seed=2, C=64, H=4, G=1, D=16, F=96)),
+        ("llama", dict(seed=4, C=64, H=4, G=2, D=16, F=96, rope_factor=4.0, rope_freqs=True)),
     ]
     for arch, kw in cases:
         path = os.path.join(tmp, f"synth-{arch}.gguf")
@@ -284,6 +300,26 @@ def other_archs(tmp):
         check(err.max() <= STORIES_TOL,
               f"synthetic {arch}: logits of {len(ids)} positions, max rel err {err.max():.3g} "
               f"(tol {STORIES_TOL:g})")
+
+
+def refusals(tmp):
+    """Bad models are refused with a log line naming what is wrong."""
+    small = dict(seed=3, C=32, H=2, G=1, D=16, F=64)
+    cases = [
+        ("falcon", {}, "unsupported architecture 'falcon' (supported: llama, qwen2, qwen3)"),
+        ("qwen3", dict(skip=("blk.1.attn_k_norm.weight",)),
+         "tensor 'blk.1.attn_k_norm.weight' is missing"),
+        ("qwen2", dict(reshape=("blk.1.attn_k.weight", (24, 32))),
+         "tensor 'blk.1.attn_k.weight' has shape [32, 24, 1, 1], expected [32, 16]"),
+        ("qwen2", dict(reshape=("blk.0.ffn_down.weight", (32, 48))),
+         "tensor 'blk.0.ffn_down.weight' has shape [48, 32, 1, 1], expected [64, 32]"),
+    ]
+    for arch, kw, want in cases:
+        path = os.path.join(tmp, "bad.gguf")
+        synth_model(path, arch, **small, **kw)
+        r = subprocess.run([TOOL, path, "1", "2"], capture_output=True, text=True)
+        check(r.returncode != 0 and want in r.stderr,
+              f"refused: {want}" + ("" if want in r.stderr else f" (stderr: {r.stderr.strip()!r})"))
 
 
 def main():
@@ -301,8 +337,9 @@ def main():
         # (c) on stories260K: 150 tokens = three pages, chunks straddle 64 and 128
         invariance("stories260K", STORIES, long_a, long_b, tmp, [17, 64, 1])
 
-        # (d) qwen3 and qwen2 on random weights
+        # (d) qwen3 and qwen2 on random weights; malformed models
         other_archs(tmp)
+        refusals(tmp)
 
         # (b) the real model
         llm = load(REAL)

@@ -35,6 +35,13 @@ grep -q "^temperature = " <<<"$before" || fail "defaults lacks temperature: $bef
 expect_err "Invalid argument" sh -c 'printf "top_k = 7\ntemperature = hot\n" | tee "$1" >/dev/null' _ "$MNT/defaults"
 expect_err "Invalid argument" sh -c 'printf "no_such_key = 1\n" | tee -a "$1" >/dev/null' _ "$MNT/defaults"
 [ "$(cat "$MNT/defaults")" = "$before" ] || fail "a rejected defaults write changed something"
+echo "top_k = 5" >"$MNT/defaults"
+grep -q "^top_k = 5$" "$MNT/defaults" || fail "'>' to defaults"
+echo "temperature = hot" >"$MNT/defaults" # bash does not report the close error...
+grep -q "^top_k = 5$" "$MNT/defaults" || fail "a bad '>' to defaults changed it" # ...but nothing applied
+: >"$MNT/defaults"
+for _ in $(seq 20); do grep -q "^top_k = 40$" "$MNT/defaults" && break; sleep 0.1; done
+[ "$(cat "$MNT/defaults")" = "$before" ] || fail "': > defaults' did not restore the built-in values"
 echo "temperature = 0" >>"$MNT/defaults"
 grep -q "^temperature = 0$" "$MNT/defaults" || fail "temperature not set: $(cat "$MNT/defaults")"
 grep -q "^top_k = 40$" "$MNT/defaults" || fail ">> changed other keys"
@@ -194,5 +201,20 @@ expect_err "File too large" dd if="$PF_TMP/p60" of="$MNT/s4" status=none
 echo "$P" >"$MNT/s4"
 [ -n "$(timeout 60 cat "$MNT/s4")" ] || fail "session unusable after EFBIG at close"
 ok "ENOSPC at create; EFBIG for a prompt over a 64-token context"
+pf_umount
+
+# ---- a failed turn: EIO at the end of what was generated, the reason in user.status
+pf_mount "$STORIES" --kv-mem 100K -s temperature=0 -s max_tokens=400
+echo "$P" >"$MNT/e"
+rc=0
+timeout 60 cat "$MNT/e" >"$PF_TMP/e.out" 2>"$PF_TMP/e.err" || rc=$?
+[ "$(xattr state "$MNT/e")" = error ] || fail "the turn should fail in a 2-page KV pool: $(xattr status "$MNT/e")"
+[ $rc -ne 0 ] && grep -q "Input/output error" "$PF_TMP/e.err" || fail "cat of a failed turn: rc $rc, $(cat "$PF_TMP/e.err")"
+xattr status "$MNT/e" | grep -q "ENOSPC" || fail "user.status does not say why: $(xattr status "$MNT/e")"
+[ "$(xattr error "$MNT/e")" = ENOSPC ] || fail "user.error $(xattr error "$MNT/e")"
+[ "$(wc -c <"$PF_TMP/e.out")" -gt "$(wc -c <"$PF_TMP/want")" ] || fail "the failed turn produced too little"
+head -c "$(wc -c <"$PF_TMP/want")" "$PF_TMP/e.out" | cmp -s - "$PF_TMP/want" || fail "the text before the failure is not the model's"
+grep -qi "error\|ENOSPC" "$PF_TMP/e.out" && fail "error text passed off as model output"
+ok "failed turn: EIO, user.status '$(xattr status "$MNT/e")'"
 pf_umount
 ok "all"

@@ -82,8 +82,17 @@ PHI3_SYS = ("{% for message in messages %}{% if message['role'] == 'system' %}{{
             "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}")
 
 
+_readers = {}
+
+
+def reader(path):
+    if path not in _readers:
+        _readers[path] = gguf.GGUFReader(path)
+    return _readers[path]
+
+
 def gguf_str(path, key):
-    r = gguf.GGUFReader(path)
+    r = reader(path)
     f = r.fields.get(key)
     if f is None:
         return None
@@ -91,7 +100,7 @@ def gguf_str(path, key):
 
 
 def gguf_token_text(path, key):
-    r = gguf.GGUFReader(path)
+    r = reader(path)
     f = r.fields.get(key)
     if f is None:
         return ""

@@ -2,10 +2,12 @@
  * tool_matmul_bench.c — times cpu_matmul on the shapes of the default real
  * model (Qwen2.5-0.5B Q4_K_M) and prints GB/s of weights and GFLOP/s.
  *
- *   tool_matmul_bench [-t THREADS] [-T 1,64,512] [-r SECONDS] [-c] [-i ISA]
+ *   tool_matmul_bench [-t THREADS] [-T 1,64,512] [-r SECONDS] [-c] [-C] [-i ISA]
  *     -t  threads (default 2)       -T  activation rows to time
  *     -r  seconds per case (0.3)    -c  report CPU time, not wall time
  *     -i  kernel level: scalar, avx2 or avx512 (default: the best available)
+ *     -C  cold weights: cycle through 256 MiB of copies of each matrix, so
+ *         they stream from memory as in a real forward pass
  *
  * Weights are random (timing does not depend on their values): 64 rows
  * quantised by gguf_quantize_row, repeated over the matrix.  The "per
@@ -58,6 +60,7 @@ static double cpu_now(void)
 }
 
 static int use_cpu_time;
+static size_t cold_bytes; /* -C: weights cycled through per case */
 
 static uint64_t rng = 88172645463325252ull;
 
@@ -89,17 +92,22 @@ static void *make_matrix(enum gguf_dtype type, int64_t K, int64_t N)
 	return w;
 }
 
-/* Seconds per cpu_matmul call (best of the batches in `budget` seconds). */
-static double time_case(struct cpu_pool *pool, const struct eng_tensor *w, const float *x, int T,
-                        float *y, void *scratch, double budget)
+/* Seconds per cpu_matmul call (best of the batches in `budget` seconds).
+ * w[0..nw) are copies of one matrix used in turn: with -C their total
+ * exceeds the caches, so the weights come from memory as in a real
+ * decode step (a model is 10x the L3). */
+static double time_case(struct cpu_pool *pool, const struct eng_tensor *w, int nw, const float *x,
+                        int T, float *y, void *scratch, double budget)
 {
 	double best = 1e30, t_end = now() + budget;
-	cpu_matmul(pool, w, x, T, y, (int)w->ne[1], scratch); /* warm up */
+	int k = 0;
+	cpu_matmul(pool, &w[0], x, T, y, (int)w->ne[1], scratch); /* warm up */
 	do {
 		int reps = 0;
 		double t0 = now(), t1, c0 = cpu_now();
 		do {
-			cpu_matmul(pool, w, x, T, y, (int)w->ne[1], scratch);
+			cpu_matmul(pool, &w[k], x, T, y, (int)w->ne[1], scratch);
+			k = (k + 1) % nw;
 			reps++;
 			t1 = now();
 		} while (t1 - t0 < 0.02);
@@ -122,6 +130,8 @@ int main(int argc, char **argv)
 			n_threads = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "-r") && i + 1 < argc) {
 			budget = atof(argv[++i]);
+		} else if (!strcmp(argv[i], "-C")) {
+			cold_bytes = (size_t)256 << 20;
 		} else if (!strcmp(argv[i], "-c")) {
 			use_cpu_time = 1;
 		} else if (!strcmp(argv[i], "-i") && i + 1 < argc) {
@@ -135,7 +145,7 @@ int main(int argc, char **argv)
 					p++;
 			}
 		} else {
-			fprintf(stderr, "usage: %s [-t THREADS] [-T 1,64,512] [-r SECONDS] [-c] [-i scalar|avx2|avx512]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-t THREADS] [-T 1,64,512] [-r SECONDS] [-c] [-C] [-i scalar|avx2|avx512]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -150,23 +160,32 @@ int main(int argc, char **argv)
 		double token_s = 0;
 		for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
 			const struct shape *sh = &shapes[si];
-			struct eng_tensor w = {.name = sh->what, .type = sh->type, .ne = {sh->K, sh->N}};
-			w.data = make_matrix(sh->type, sh->K, sh->N);
-			w.nbytes = gguf_row_size(sh->type, sh->K) * (size_t)sh->N;
+			struct eng_tensor w[64];
+			const size_t bytes = gguf_row_size(sh->type, sh->K) * (size_t)sh->N;
+			int nw = cold_bytes ? (int)(cold_bytes / bytes) + 1 : 1;
+			nw = nw > 64 ? 64 : nw;
+			for (int c = 0; c < nw; c++) {
+				w[c] = (struct eng_tensor){.name = sh->what, .type = sh->type, .ne = {sh->K, sh->N},
+				                           .nbytes = bytes};
+				w[c].data = c == 0 ? make_matrix(sh->type, sh->K, sh->N) : malloc(bytes);
+				if (c > 0)
+					memcpy((void *)w[c].data, w[0].data, bytes);
+			}
 			float *x = malloc(sizeof(float) * (size_t)(sh->K * T));
 			float *y = malloc(sizeof(float) * (size_t)(sh->N * T));
 			void *scratch = malloc(cpu_matmul_scratch_size(sh->type, sh->K, T) + 1);
 			for (int64_t i = 0; i < sh->K * T; i++)
 				x[i] = frand();
-			const double s = time_case(pool, &w, x, T, y, scratch, budget);
+			const double s = time_case(pool, w, nw, x, T, y, scratch, budget);
 			token_s += s * sh->per_token;
 			printf("%-22s %-5s %4d %10.1f %8.2f %9.1f\n", sh->what, gguf_dtype_name(sh->type), T,
-			       s * 1e6, (double)w.nbytes / s * 1e-9, 2.0 * (double)(sh->K * sh->N) * T / s * 1e-9);
+			       s * 1e6, (double)bytes / s * 1e-9, 2.0 * (double)(sh->K * sh->N) * T / s * 1e-9);
 			fflush(stdout);
 			free(scratch);
 			free(y);
 			free(x);
-			free((void *)w.data);
+			for (int c = 0; c < nw; c++)
+				free((void *)w[c].data);
 		}
 		printf("T=%d: all matrix products of one forward pass: %.2f ms (%.2f ms/token, %.1f tokens/s)\n\n",
 		       T, token_s * 1e3, token_s * 1e3 / T, T / token_s);

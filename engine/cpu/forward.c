@@ -38,6 +38,7 @@
 #include "../backend.h"
 #include "cpu.h"
 #include "ops.h"
+#include "vecdot_impl.h"
 
 struct eng_backend {
 	struct eng_config cfg;
@@ -280,8 +281,8 @@ static int batch_prepare(struct eng_backend *be, const struct eng_batch *b, int 
 			if (rc)
 				return rc;
 			if (c->n_rot)
-				cpu_rope_cache(be->rope + (size_t)T * c->n_rot, sq->pos0 + i, c->n_rot,
-				               c->rope_base);
+				cpu_rope_cache_ext(be->rope + (size_t)T * c->n_rot, sq->pos0 + i, c->n_rot,
+				                   c->rope_base, c->rope_freq_scale, be->w.rope_freqs.data);
 		}
 	}
 	*n_tok = T;
@@ -417,16 +418,17 @@ static int check_params(const struct eng_backend_params *p)
 	return 0;
 }
 
-static const char *isa_name(void)
+/* The instruction set the matrix products run with (the FFN's type). */
+static const char *isa_name(const struct eng_weights *w)
 {
-#if defined(__x86_64__)
-	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx512f"))
-		return "AVX-512";
-	if (__builtin_cpu_supports("avx2"))
+	switch (cpu_kernel_get(w->layers[0].w_gate.type, cpu_get_isa()).isa) {
+	case CPU_ISA_AVX512:
+		return "AVX-512 VNNI";
+	case CPU_ISA_AVX2:
 		return "AVX2";
-#endif
-	return "scalar";
+	default:
+		return "scalar";
+	}
 }
 
 static void cpu_free(struct eng_backend *be)
@@ -483,7 +485,7 @@ static int cpu_init(const struct eng_config *cfg, const struct eng_weights *w,
 		goto fail;
 	}
 	snprintf(be->name, sizeof(be->name), "CPU (%d thread%s, %s)", be->nth,
-	         be->nth == 1 ? "" : "s", isa_name());
+	         be->nth == 1 ? "" : "s", isa_name(&be->w));
 	*out = be;
 	return 0;
 fail:

@@ -9,12 +9,13 @@
  *  1. The T activation rows are converted once to the weight type's
  *     vec_dot type (Q8_0, Q8_1, Q8_K, F16, BF16; F32 is used in place) into
  *     the caller's scratch, split over the threads when T is large.
- *  2. Threads take chunks of CHUNK_ROWS weight rows from a shared counter
- *     (dynamic: a preempted thread on a busy machine does not stall the
- *     others).  Inside a chunk, every activation row is multiplied with
- *     the chunk's rows while they sit in L1/L2; the tile kernels decode
- *     each weight block once for CPU_TILE_A activation rows.  Decode (T=1)
- *     is bound by memory bandwidth, prefill by integer multiply-adds.
+ *  2. Threads take work items from a shared counter (dynamic: a preempted
+ *     thread on a busy machine does not stall the others): a chunk of
+ *     weight rows times a block of up to T_BLOCK activation rows.  Inside
+ *     an item, the tile kernels decode each weight block once for up to
+ *     16 activation rows while the item's weight rows sit in L1/L2.
+ *     Decode (T=1) is bound by memory bandwidth, prefill by integer
+ *     multiply-adds.
  */
 #include <stdatomic.h>
 #include <string.h>
@@ -87,21 +88,27 @@ static void quant_task(void *arg, int ith, int nth)
 	}
 }
 
+/* Work items are (block of T_BLOCK activation rows, chunk of weight rows)
+ * pairs in activation-block-major order: all threads work on the same
+ * activation rows at a time (they stay in L2) while the weights stream
+ * through once per activation block. */
 static void mm_task(void *arg, int ith, int nth)
 {
 	struct mm_ctx *c = arg;
+	const int64_t n_chunks = (c->N + c->chunk - 1) / c->chunk;
+	const int64_t n_items = n_chunks * ((c->T + T_BLOCK - 1) / T_BLOCK);
 	(void)ith;
 	(void)nth;
 	for (;;) {
-		const int64_t r0 = atomic_fetch_add(&c->next, c->chunk);
-		if (r0 >= c->N)
+		const int64_t item = atomic_fetch_add(&c->next, 1);
+		if (item >= n_items)
 			break;
+		const int64_t r0 = (item % n_chunks) * c->chunk;
+		const int t0 = (int)(item / n_chunks) * T_BLOCK;
 		const int nr = (int)(r0 + c->chunk <= c->N ? c->chunk : c->N - r0);
-		for (int t0 = 0; t0 < c->T; t0 += T_BLOCK) {
-			const int nt = c->T - t0 < T_BLOCK ? c->T - t0 : T_BLOCK;
-			c->kern.tile(c->K, c->w + (size_t)r0 * c->bw, c->bw, nr, c->act + (size_t)t0 * c->bx,
-			        c->bx, nt, c->y + (int64_t)t0 * c->ldy + r0, c->ldy);
-		}
+		const int nt = c->T - t0 < T_BLOCK ? c->T - t0 : T_BLOCK;
+		c->kern.tile(c->K, c->w + (size_t)r0 * c->bw, c->bw, nr, c->act + (size_t)t0 * c->bx, c->bx,
+		             nt, c->y + (int64_t)t0 * c->ldy + r0, c->ldy);
 	}
 }
 
@@ -150,7 +157,7 @@ void cpu_matmul(struct cpu_pool *pool, const struct eng_tensor *w, const float *
 	}
 	c.chunk = pick_chunk(c.N, T, nth);
 	atomic_store(&c.next, 0);
-	if (nth > 1 && c.N > c.chunk)
+	if (nth > 1 && (c.N > c.chunk || T > T_BLOCK))
 		cpu_pool_run(pool, mm_task, &c);
 	else
 		mm_task(&c, 0, 1);

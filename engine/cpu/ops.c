@@ -183,19 +183,27 @@ int cpu_embed(float *y, const struct eng_tensor *emb, int32_t tok)
 
 // ---- rotary position embedding
 
-void cpu_rope_cache(float *cs, int pos, int n_rot, float base)
+void cpu_rope_cache_ext(float *cs, int pos, int n_rot, float base, float freq_scale,
+                        const float *freq_factors)
 {
 	/* ggml's order of operations: theta_0 = pos, theta_{i+1} = theta_i * s
 	 * with s = base^(-2/n_rot) in f32, so positions far out accumulate the
-	 * same rounding as llama.cpp. */
+	 * same rounding as llama.cpp; the factors divide, then the scale. */
 	const float theta_scale = powf(base, -2.0f / (float)n_rot);
 	float theta = (float)pos;
 
 	for (int i0 = 0; i0 < n_rot; i0 += 2) {
-		cs[i0] = cosf(theta);
-		cs[i0 + 1] = sinf(theta);
+		const float ff = freq_factors ? freq_factors[i0 / 2] : 1.0f;
+		const float t = freq_scale * (theta / ff);
+		cs[i0] = cosf(t);
+		cs[i0 + 1] = sinf(t);
 		theta *= theta_scale;
 	}
+}
+
+void cpu_rope_cache(float *cs, int pos, int n_rot, float base)
+{
+	cpu_rope_cache_ext(cs, pos, n_rot, base, 1.0f, NULL);
 }
 
 void cpu_rope(float *x, int n_head, int D, int n_rot, const float *cs, enum eng_rope_type type)

@@ -38,8 +38,13 @@ int cpu_embed(float *y, const struct eng_tensor *emb, int32_t tok);
 
 // ---- rotary position embedding
 
-/* cs[n_rot]: (cos theta_i, sin theta_i) pairs for i < n_rot / 2 at `pos`. */
+/* cs[n_rot]: (cos theta_i, sin theta_i) pairs for i < n_rot / 2 at `pos`,
+ * theta_i = pos * base^(-2i/n_rot). */
 void cpu_rope_cache(float *cs, int pos, int n_rot, float base);
+/* The same with llama.cpp's scaling: theta_i = freq_scale * (pos *
+ * base^(-2i/n_rot) / freq_factors[i]); freq_factors may be NULL (all 1). */
+void cpu_rope_cache_ext(float *cs, int pos, int n_rot, float base, float freq_scale,
+                        const float *freq_factors);
 /* Rotates the first n_rot dims of each of n_head heads of x[n_head][D] in
  * place: NORM pairs (x[2i], x[2i+1]); NEOX pairs (x[i], x[i + n_rot/2]). */
 void cpu_rope(float *x, int n_head, int D, int n_rot, const float *cs, enum eng_rope_type type);

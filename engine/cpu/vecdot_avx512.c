@@ -7,15 +7,15 @@
  * The activation rows are first packed (prep functions below) into a
  * layout made for 512-bit loads:
  *   Q8_0 family (row of K):  int8 qs[K] | f32 d[K/4] | i32 off[K/4]
- *   Q8_K family (row of K):  int8 qs[K] | f32 d[K/256] | i16 bsums[K/16] |
- *                            i32 off[K/4]
+ *   Q8_K family (row of K):  int8 qs[K] | f32 d[K/256] | i16 bsums[K/16]
  * d[K/4] repeats each block's scale for each of its 8 lanes; off[] holds
  * -o * (sum of 4 consecutive quants) where o is the offset that makes the
- * weight type unsigned (Q4_0 8, Q5_0 16, Q8_0 128, Q6_K 32).  Weights are
+ * weight type unsigned (Q4_0 8, Q5_0 16, Q8_0 128).  Weights are
  * decoded to unsigned bytes w + o, and vpdpbusd accumulates
  *   off + Σ (w + o) a = Σ w a
  * exactly, four products per i32 lane, starting from the precomputed
- * offsets: no sign tricks and no per-pair correction.  Per block the
+ * offsets: no sign tricks and no per-pair correction.  The K types' per-16
+ * offsets and minima are taken out through the Q8_K block sums instead.  Per block the
  * integer sums are scaled in f32 lanes (d_w d_a) and summed at the end, so
  * results equal the scalar reference up to the order of f32 additions.
  *
@@ -54,7 +54,7 @@ int cpu_avx512_usable(void)
 #include <immintrin.h>
 
 #define INLINE static inline __attribute__((always_inline))
-#define GROUP 8 /* activation rows per pass over a weight row */
+#define GROUP 16 /* most activation rows per pass over a weight row */
 
 INLINE float h2f(gguf_half h)
 {
@@ -104,7 +104,6 @@ static int offset_of(enum gguf_dtype t)
 	case GGUF_DTYPE_Q4_0: return 8;
 	case GGUF_DTYPE_Q5_0: return 16;
 	case GGUF_DTYPE_Q8_0: return 128;
-	case GGUF_DTYPE_Q6_K: return 32;
 	default: return 0;
 	}
 }
@@ -131,10 +130,12 @@ static void pack32_prep(enum gguf_dtype wtype, const float *x, void *dst, int64_
 	offset_sums(qs, off, K, offset_of(wtype));
 }
 
+/* Q8_K family: no per-lane offsets (the K types take theirs out through
+ * the bsums, see sc_q6_K). */
 static size_t packK_size(enum gguf_dtype wtype, int64_t K)
 {
 	(void)wtype;
-	return round64((size_t)K + (size_t)K / 64 + (size_t)K / 8 + (size_t)K);
+	return round64((size_t)K + (size_t)K / 64 + (size_t)K / 8);
 }
 
 static void packK_prep(enum gguf_dtype wtype, const float *x, void *dst, int64_t K)
@@ -142,7 +143,7 @@ static void packK_prep(enum gguf_dtype wtype, const float *x, void *dst, int64_t
 	int8_t *qs = dst;
 	float *d = (float *)(qs + K);
 	int16_t *bs = (int16_t *)(qs + K + K / 64);
-	int32_t *off = (int32_t *)(qs + K + K / 64 + K / 8);
+	(void)wtype;
 	for (int64_t b = 0; b < K / QK_K; b++) {
 		struct block_q8_K blk;
 		cpu_quantize_act(GGUF_DTYPE_Q8_K, x + QK_K * b, &blk, QK_K);
@@ -150,7 +151,6 @@ static void packK_prep(enum gguf_dtype wtype, const float *x, void *dst, int64_t
 		memcpy(bs + 16 * b, blk.bsums, sizeof(blk.bsums));
 		d[b] = blk.d;
 	}
-	offset_sums(qs, off, K, offset_of(wtype));
 }
 
 // ---- 32-element blocks: decode to unsigned bytes (value + offset)
@@ -180,59 +180,49 @@ INLINE __m256i u_q8_0(const struct block_q8_0 *b)
 	return _mm256_xor_si256(load32(b->qs), _mm256_set1_epi8((char)0x80));
 }
 
-/* NR (1 or 2) weight rows against NA activation rows: the activation
- * quants are loaded once for both rows.  Each output's sequence of
- * operations is the same whatever NR and NA are. */
+/* One weight row against NA activation rows (up to 16: the decoded pair
+ * of blocks is reused NA times; 16 accumulators stay in registers). */
 #define ROW32(NAME, WT, DEC)                                                                  \
-	INLINE void NAME(int64_t n, const void *wrow, size_t bw, const int NR, const char *act, \
-	                 size_t bx, const int NA, float *out, int64_t lds)                      \
+	INLINE void NAME(int64_t n, const void *wrow, const char *act, size_t bx, const int NA, \
+	                 float *out, int64_t lds)                                               \
 	{                                                                                       \
+		const WT *w = wrow;                                                             \
 		const int64_t nb = n / 32;                                                      \
-		__m512 acc[2][GROUP];                                                           \
+		__m512 acc[GROUP];                                                              \
 		int64_t ib = 0;                                                                 \
-		for (int r = 0; r < NR; r++)                                                    \
-			for (int j = 0; j < NA; j++)                                            \
-				acc[r][j] = _mm512_setzero_ps();                                \
+		for (int j = 0; j < NA; j++)                                                    \
+			acc[j] = _mm512_setzero_ps();                                           \
 		for (; ib + 2 <= nb; ib += 2) {                                                 \
-			__m512i q[2];                                                           \
-			__m512 dw[2];                                                           \
-			for (int r = 0; r < NR; r++) {                                          \
-				const WT *w = (const WT *)((const char *)wrow + r * bw);        \
-				q[r] = cat_i(DEC(&w[ib]), DEC(&w[ib + 1]));                     \
-				dw[r] = cat_f(_mm256_set1_ps(h2f(w[ib].d)),                     \
-				              _mm256_set1_ps(h2f(w[ib + 1].d)));                \
-			}                                                                       \
+			const __m512i q = cat_i(DEC(&w[ib]), DEC(&w[ib + 1]));                  \
+			const __m512 dw = cat_f(_mm256_set1_ps(h2f(w[ib].d)),                   \
+			                        _mm256_set1_ps(h2f(w[ib + 1].d)));              \
 			for (int j = 0; j < NA; j++) {                                          \
 				const int8_t *qs = (const int8_t *)(act + j * bx);              \
 				const float *dl = (const float *)(qs + n);                      \
 				const int32_t *off = (const int32_t *)(qs + 2 * n);             \
-				const __m512i a = _mm512_loadu_si512(qs + 32 * ib);             \
-				const __m512i o = _mm512_loadu_si512(off + 8 * ib);             \
-				const __m512 d = _mm512_loadu_ps(dl + 8 * ib);                  \
-				for (int r = 0; r < NR; r++) {                                  \
-					const __m512i s = _mm512_dpbusd_epi32(o, q[r], a);      \
-					const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), d); \
-					acc[r][j] = _mm512_fmadd_ps(f, dw[r], acc[r][j]);       \
-				}                                                               \
+				__m512i s = _mm512_loadu_si512(off + 8 * ib);                   \
+				s = _mm512_dpbusd_epi32(s, q, _mm512_loadu_si512(qs + 32 * ib)); \
+				const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s),           \
+				                               _mm512_loadu_ps(dl + 8 * ib));   \
+				acc[j] = _mm512_fmadd_ps(f, dw, acc[j]);                        \
 			}                                                                       \
 		}                                                                               \
-		for (int r = 0; r < NR; r++) {                                                  \
-			const WT *w = (const WT *)((const char *)wrow + r * bw);                \
-			for (int j = 0; ib < nb && j < NA; j++) {                               \
-				const __m256i q1 = DEC(&w[ib]);                                 \
-				const __m256 dw1 = _mm256_set1_ps(h2f(w[ib].d));                \
+		if (ib < nb) { /* an odd last block: 256-bit */                                 \
+			const __m256i q = DEC(&w[ib]);                                          \
+			const __m256 dw = _mm256_set1_ps(h2f(w[ib].d));                         \
+			for (int j = 0; j < NA; j++) {                                          \
 				const int8_t *qs = (const int8_t *)(act + j * bx);              \
 				const float *dl = (const float *)(qs + n);                      \
 				const int32_t *off = (const int32_t *)(qs + 2 * n);             \
 				__m256i s = load32(off + 8 * ib);                               \
-				s = _mm256_dpbusd_epi32(s, q1, load32(qs + 32 * ib));           \
+				s = _mm256_dpbusd_epi32(s, q, load32(qs + 32 * ib));            \
 				const __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), \
-				                                             _mm256_loadu_ps(dl + 8 * ib)), dw1); \
-				acc[r][j] = _mm512_add_ps(acc[r][j], _mm512_insertf32x8(_mm512_setzero_ps(), f, 0)); \
+				                                             _mm256_loadu_ps(dl + 8 * ib)), dw); \
+				acc[j] = _mm512_add_ps(acc[j], _mm512_insertf32x8(_mm512_setzero_ps(), f, 0)); \
 			}                                                                       \
-			for (int j = 0; j < NA; j++)                                            \
-				out[j * lds + r] = _mm512_reduce_add_ps(acc[r][j]);             \
 		}                                                                               \
+		for (int j = 0; j < NA; j++)                                                    \
+			out[j * lds] = _mm512_reduce_add_ps(acc[j]);                            \
 	}
 
 ROW32(row_q4_0, struct block_q4_0, u_q4_0)
@@ -286,10 +276,14 @@ INLINE void sc_q5_K(const struct block_q5_K *b, __m512 S[4], __m256i *m16, float
 	*dmin = h2f(b->dmin);
 }
 
+/* Q6_K: the -32 offset is taken out per 16-sub-block through the
+ * activation's bsums, like the minima of Q4_K: Σ sc (q - 32) a =
+ * Σ sc q a - 32 Σ sc bsum, so m16 = sc and dmin = 32 d. */
 INLINE void sc_q6_K(const struct block_q6_K *b, __m512 S[4], __m256i *m16, float *dmin)
 {
-	const __m512i s32 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->scales));
-	const __m512 z = _mm512_mul_ps(_mm512_cvtepi32_ps(s32), _mm512_set1_ps(h2f(b->d)));
+	const __m128i s8 = _mm_loadu_si128((const __m128i *)b->scales);
+	const float d = h2f(b->d);
+	const __m512 z = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(s8)), _mm512_set1_ps(d));
 	for (int k = 0; k < 4; k++) {
 		/* lane l of vector k covers elements 64k + 4l.. → sub-block 4k + l/4 */
 		const __m512i idx = _mm512_set_epi32(4 * k + 3, 4 * k + 3, 4 * k + 3, 4 * k + 3,
@@ -298,8 +292,8 @@ INLINE void sc_q6_K(const struct block_q6_K *b, __m512 S[4], __m256i *m16, float
 		                                     4 * k, 4 * k, 4 * k, 4 * k);
 		S[k] = _mm512_permutexvar_ps(idx, z);
 	}
-	*m16 = _mm256_setzero_si256();
-	*dmin = 0.0f;
+	*m16 = _mm256_cvtepi8_epi16(s8);
+	*dmin = 32.0f * d;
 }
 
 INLINE __m512i dec_q4_K(const struct block_q4_K *b, int k)
@@ -329,13 +323,11 @@ INLINE __m512i dec_q6_K(const struct block_q6_K *b, int k)
 	return _mm512_or_si512(lo, h);
 }
 
-#define ROWK(NAME, WT, SC, DEC, HAS_OFF, HAS_MIN)                                             \
-	INLINE void NAME(int64_t n, const void *wrow, size_t bw, const int NR, const char *act, \
-	                 size_t bx, const int NA, float *out, int64_t lds)                      \
+#define ROWK(NAME, WT, SC, DEC, HAS_MIN)                                             \
+	INLINE void NAME(int64_t n, const void *wrow, const char *act, size_t bx, const int NA, \
+	                 float *out, int64_t lds)                                               \
 	{                                                                                       \
 		const WT *w = wrow;                                                             \
-		(void)bw;                                                                       \
-		(void)NR;                                                                       \
 		__m512 acc[GROUP];                                                              \
 		__m256 accm[GROUP];                                                             \
 		for (int j = 0; j < NA; j++) {                                                  \
@@ -354,11 +346,9 @@ INLINE __m512i dec_q6_K(const struct block_q6_K *b, int k)
 				const int8_t *qs = (const int8_t *)(act + j * bx);              \
 				const float *da = (const float *)(qs + n);                      \
 				const int16_t *bs = (const int16_t *)(qs + n + n / 64);         \
-				const int32_t *off = (const int32_t *)(qs + n + n / 64 + n / 8); \
 				__m512 t = _mm512_setzero_ps();                                 \
 				for (int k = 0; k < 4; k++) {                                   \
-					__m512i s = HAS_OFF ? _mm512_loadu_si512(off + 64 * ib + 16 * k) \
-					                    : _mm512_setzero_si512();           \
+					__m512i s = _mm512_setzero_si512();                     \
 					s = _mm512_dpbusd_epi32(s, q[k],                        \
 					                        _mm512_loadu_si512(qs + QK_K * ib + 64 * k)); \
 					t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), S[k], t);    \
@@ -375,58 +365,58 @@ INLINE __m512i dec_q6_K(const struct block_q6_K *b, int k)
 			out[j * lds] = _mm512_reduce_add_ps(acc[j]) - (HAS_MIN ? hsum8(accm[j]) : 0.0f); \
 	}
 
-ROWK(row_q4_K, struct block_q4_K, sc_q4_K, dec_q4_K, 0, 1)
-ROWK(row_q5_K, struct block_q5_K, sc_q5_K, dec_q5_K, 0, 1)
-ROWK(row_q6_K, struct block_q6_K, sc_q6_K, dec_q6_K, 1, 0)
+ROWK(row_q4_K, struct block_q4_K, sc_q4_K, dec_q4_K, 1)
+ROWK(row_q5_K, struct block_q5_K, sc_q5_K, dec_q5_K, 1)
+ROWK(row_q6_K, struct block_q6_K, sc_q6_K, dec_q6_K, 1)
 
-// ---- tiles: groups of GROUP activation rows, each against every weight
-// row (two at a time where the row function takes two and the group has
-// at least 4 rows: for decode, pairs of rows run several times slower)
+// ---- tiles: groups of G activation rows, each against every weight row
 
-#define CALL_NA(ROW, NR, K)                                                                   \
+#define CALL_NA(ROW, K)                                                                       \
 	case K:                                                                                 \
-		ROW(n, wr, bw, NR, xr, bx, K, sr, lds);                                         \
+		ROW(n, wr, xr, bx, K, sr, lds);                                                 \
 		break;
 
-#define CALL_G(ROW, NR)                                                                       \
-	switch (g) {                                                                            \
-		CALL_NA(ROW, NR, 1)                                                             \
-		CALL_NA(ROW, NR, 2)                                                             \
-		CALL_NA(ROW, NR, 3)                                                             \
-		CALL_NA(ROW, NR, 4)                                                             \
-		CALL_NA(ROW, NR, 5)                                                             \
-		CALL_NA(ROW, NR, 6)                                                             \
-		CALL_NA(ROW, NR, 7)                                                             \
-		CALL_NA(ROW, NR, 8)                                                             \
-	}
-
-#define TILE(NAME, ROW, RSTEP)                                                                \
+#define TILE(NAME, ROW, G)                                                                    \
 	static void NAME(int64_t n, const void *w, size_t bw, int nw, const void *x, size_t bx, \
 	                 int na, float *s, int64_t lds)                                         \
 	{                                                                                       \
 		const char *wc = w, *xc = x;                                                    \
-		for (int a = 0; a < na; a += GROUP) {                                           \
-			const int g = na - a < GROUP ? na - a : GROUP;                          \
-			int r = 0;                                                              \
-			for (; RSTEP == 2 && g >= 4 && r + 2 <= nw; r += 2) {                           \
+		for (int a = 0; a < na; a += G) {                                               \
+			const int g = na - a < G ? na - a : G;                                  \
+			for (int r = 0; r < nw; r++) {                                          \
 				const char *wr = wc + r * bw, *xr = xc + a * bx;                \
 				float *sr = s + a * lds + r;                                    \
-				CALL_G(ROW, 2)                                                  \
-			}                                                                       \
-			for (; r < nw; r++) {                                                   \
-				const char *wr = wc + r * bw, *xr = xc + a * bx;                \
-				float *sr = s + a * lds + r;                                    \
-				CALL_G(ROW, 1)                                                  \
+				switch (g) {                                                    \
+					CALL_NA(ROW, 1)                                         \
+					CALL_NA(ROW, 2)                                         \
+					CALL_NA(ROW, 3)                                         \
+					CALL_NA(ROW, 4)                                         \
+					CALL_NA(ROW, 5)                                         \
+					CALL_NA(ROW, 6)                                         \
+					CALL_NA(ROW, 7)                                         \
+					CALL_NA(ROW, 8)                                         \
+					CALL_NA(ROW, 9)                                         \
+					CALL_NA(ROW, 10)                                        \
+					CALL_NA(ROW, 11)                                        \
+					CALL_NA(ROW, 12)                                        \
+					CALL_NA(ROW, 13)                                        \
+					CALL_NA(ROW, 14)                                        \
+					CALL_NA(ROW, 15)                                        \
+					CALL_NA(ROW, 16)                                        \
+				}                                                               \
 			}                                                                       \
 		}                                                                               \
 	}
 
-TILE(tile_q4_0, row_q4_0, 2)
-TILE(tile_q5_0, row_q5_0, 2)
-TILE(tile_q8_0, row_q8_0, 2)
-TILE(tile_q4_K, row_q4_K, 1)
-TILE(tile_q5_K, row_q5_K, 1)
-TILE(tile_q6_K, row_q6_K, 1)
+/* 16 activation rows per pass for the 32-blocks (1 accumulator each), 8
+ * for the K types (their 4 decoded vectors and 4 scale vectors also stay
+ * in registers). */
+TILE(tile_q4_0, row_q4_0, 16)
+TILE(tile_q5_0, row_q5_0, 16)
+TILE(tile_q8_0, row_q8_0, 16)
+TILE(tile_q4_K, row_q4_K, 8)
+TILE(tile_q5_K, row_q5_K, 8)
+TILE(tile_q6_K, row_q6_K, 8)
 #pragma GCC pop_options
 
 struct cpu_kernel cpu_kernel_avx512(enum gguf_dtype wtype)

@@ -92,7 +92,7 @@ static void test_rope(const struct rope_cfg *c)
 {
 	const struct seqspec ss[] = {{0, 5}, {4990, 9}, {63, 2}};
 	struct batch b;
-	batch_make(&b, ss, 3, 200);
+	batch_make(&b, ss, 3, 300);
 	const int H = c->H, G = c->G, D = c->D, T = b.T, ld = (H + 2 * G) * D + 3;
 	float *qkv = xmalloc(4 * (size_t)T * ld);
 	for (size_t i = 0; i < (size_t)T * ld; i++)
@@ -187,8 +187,41 @@ static void test_rope(const struct rope_cfg *c)
 
 // ---- attention
 
+/* Host reference of head_prep (rope.cuh) in double. */
+static void prep_ref(double *v, const float *raw, const float *bias, const float *nw, int D,
+                     bool rotate, int pos, int n_rot, bool neox, float base)
+{
+	for (int d = 0; d < D; d++)
+		v[d] = raw[d] + (bias ? bias[d] : 0.0f);
+	if (nw) {
+		double ss = 0.0;
+		for (int d = 0; d < D; d++)
+			ss += v[d] * v[d];
+		double sc = 1.0 / sqrt(ss / D + 1e-6);
+		for (int d = 0; d < D; d++)
+			v[d] *= sc * nw[d];
+	}
+	for (int i = 0; rotate && i < n_rot / 2; i++) {
+		int i0 = neox ? i : 2 * i, i1 = neox ? i + n_rot / 2 : 2 * i + 1;
+		double th = pos * pow(base, -2.0 * i / n_rot), x0 = v[i0], x1 = v[i1];
+		v[i0] = x0 * cos(th) - x1 * sin(th);
+		v[i1] = x0 * sin(th) + x1 * cos(th);
+	}
+}
+
+static float *rand_dev_vec(int n, float mean, float sd, float **host)
+{
+	float *h = xmalloc(4 * (size_t)n);
+	for (int i = 0; i < n; i++)
+		h[i] = mean + sd * rng_gauss();
+	*host = h;
+	return dup_dev(h, 4 * (size_t)n);
+}
+
+/* mode: 1 = the last split block combines (counters), 2 = RoPE + KV store
+ * fused (decode: one token per sequence) */
 static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int n_split, bool q8,
-                      const char *what)
+                      const char *what, int mode)
 {
 	struct batch b;
 	batch_make(&b, ss, S, 420);
@@ -227,12 +260,92 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 	float *ds = dalloc(8 * (size_t)T * (HD / 32 + 1));
 	struct cuda_attn_args a = {dq, ldq, dk, dv, H, G, D, 1.0f / sqrtf((float)D), nt, dts, dt0, dtn,
 	                           b.dpos, b.dpages, b.stride, qt, n_split, dout, HD, po, pml, T};
+	/* fused RoPE: q, k, v above are raw; the reference applies head_prep */
+	const int n_rot = D == 128 ? 64 : D;
+	const bool neox = D != 8, qkn = D == 128;
+	float *hb[5] = {NULL}, *db[5] = {NULL};
+	if (mode & 2) {
+		db[0] = rand_dev_vec(HD, 0.0f, 0.5f, &hb[0]);
+		db[1] = rand_dev_vec(G * D, 0.0f, 0.5f, &hb[1]);
+		db[2] = rand_dev_vec(G * D, 0.0f, 0.5f, &hb[2]);
+		if (qkn) {
+			db[3] = rand_dev_vec(D, 1.0f, 0.2f, &hb[3]);
+			db[4] = rand_dev_vec(D, 1.0f, 0.2f, &hb[4]);
+		}
+		a.fuse_rope = 1;
+		a.k_new = dq + HD;
+		a.v_new = dq + HD + G * D;
+		a.bq = db[0], a.bk = db[1], a.bv = db[2], a.q_norm = db[3], a.k_norm = db[4];
+		a.eps = 1e-6f, a.base = 1e6f, a.n_rot = n_rot, a.neox = neox;
+	}
+	int32_t *cnt = NULL;
+	if (mode & 1) {
+		cnt = dalloc(4 * (size_t)nt * G);
+		CK(cudaMemset(cnt, 0, 4 * (size_t)nt * G));
+		a.counters = cnt;
+		a.qs = q8 ? qs : NULL;
+		a.ds = ds;
+	}
 	int rc = cuda_attn(&a, 0);
-	if (!rc && n_split > 1)
+	if (!rc && n_split > 1 && !(mode & 1))
 		rc = cuda_attn_combine(&a, q8 ? qs : NULL, ds, 0);
+	if (!rc && (mode & 1)) /* again: the tickets must be back to zero */
+		rc = cuda_attn(&a, 0);
 	float *out = xmalloc(4 * (size_t)T * HD), *cout = xmalloc(4 * (size_t)T * HD);
 	double *ref = xmalloc(8 * (size_t)T * HD);
 	to_host(out, dout, 4 * (size_t)T * HD);
+	if (cnt) {
+		int32_t *hc = xmalloc(4 * (size_t)nt * G), bad = 0;
+		to_host(hc, cnt, 4 * (size_t)nt * G);
+		for (int i = 0; i < nt * G; i++)
+			bad += hc[i] != 0;
+		gpu_record("attn_tickets", bad, 0, "%s H=%d G=%d D=%d splits=%d: counters left non-zero", what,
+		           H, G, D, n_split);
+		free(hc);
+	}
+
+	/* the reference's q (roped for mode 2) and the new k, v in the host caches */
+	float *qr = xmalloc(4 * (size_t)T * HD);
+	double kvnew_err = 0.0, kvnew_den = 0.0;
+	gguf_half *gk = NULL, *gv = NULL;
+	if (mode & 2) {
+		gk = xmalloc(2 * pool_n);
+		gv = xmalloc(2 * pool_n);
+		to_host(gk, dk, 2 * pool_n);
+		to_host(gv, dv, 2 * pool_n);
+	}
+	for (int t = 0; t < T; t++) {
+		const int pos = b.pos[t], s = b.tseq[t];
+		const int page = b.pages[(size_t)s * b.stride + pos / P];
+		double vv[CUDA_ATTN_MAX_D];
+		for (int h = 0; h < H; h++) {
+			if (mode & 2) {
+				prep_ref(vv, q + (size_t)t * ldq + h * D, hb[0] + h * D, hb[3], D, true, pos, n_rot,
+				         neox, 1e6f);
+				for (int d = 0; d < D; d++)
+					qr[(size_t)t * HD + h * D + d] = (float)vv[d];
+			} else {
+				memcpy(qr + (size_t)t * HD + h * D, q + (size_t)t * ldq + h * D, 4 * (size_t)D);
+			}
+		}
+		for (int g = 0; (mode & 2) && g < G; g++)
+			for (int kvi = 0; kvi < 2; kvi++) {
+				prep_ref(vv, q + (size_t)t * ldq + HD + (kvi ? G * D : 0) + g * D, hb[1 + kvi] + g * D,
+				         kvi ? NULL : hb[4], D, !kvi, pos, n_rot, neox, 1e6f);
+				for (int d = 0; d < D; d++) {
+					gguf_half h16 = gguf_f32_to_half((float)vv[d]);
+					size_t i = kv_at(page, g, pos % P, d, G, D);
+					(kvi ? v : k)[i] = h16;
+					(kvi ? cv : ck)[(((size_t)page * P + pos % P) * G + g) * D + d] = h16;
+					double e = gguf_half_to_f32((kvi ? gv : gk)[i]) - vv[d];
+					kvnew_err += e * e;
+					kvnew_den += vv[d] * vv[d];
+				}
+			}
+	}
+	if (mode & 2)
+		gpu_record("attn_rope_kv", rc ? INFINITY : kvnew_err / kvnew_den, 1e-6,
+		           "%s H=%d G=%d D=%d rot=%d%s: stored k, v", what, H, G, D, n_rot, qkn ? " qknorm" : "");
 
 	const int maxkv = b.stride * P;
 	double *sc = xmalloc(8 * (size_t)maxkv);
@@ -243,7 +356,7 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 		const int32_t *pt = b.pages + (size_t)s * b.stride;
 		for (int h = 0; h < H; h++) {
 			const int g = h / hpg;
-			const float *qh = q + (size_t)t * ldq + h * D;
+			const float *qh = qr + (size_t)t * HD + h * D;
 			double m = -INFINITY, l = 0.0;
 			for (int j = 0; j < nkv; j++) {
 				double acc = 0.0;
@@ -267,12 +380,11 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 		}
 	}
 	char name[112];
-	int n = snprintf(name, sizeof(name), "%s H=%d G=%d D=%d T=%d splits=%d kv<=%d", what, H, G, D, T,
-	                 n_split, maxkv);
-	(void)n;
+	snprintf(name, sizeof(name), "%s H=%d G=%d D=%d T=%d splits=%d kv<=%d%s%s", what, H, G, D, T,
+	         n_split, maxkv, mode & 1 ? " fused-combine" : "", mode & 2 ? " fused-rope" : "");
 	gpu_record("attention", rc ? INFINITY : nmse_fd(out, ref, (size_t)T * HD), 1e-6, "%s", name);
 	gpu_record("attention/cpu", rc ? INFINITY : nmse_f(out, cout, (size_t)T * HD), 2e-5, "%s", name);
-	if (q8 && n_split > 1) {
+	if (q8 && (n_split > 1 || (mode & 1)) && (hpg * D % 32 == 0 || !(mode & 1))) {
 		int8_t *hq = xmalloc((size_t)T * HD);
 		float *hd = xmalloc(8 * (size_t)T * (HD / 32));
 		to_host(hq, qs, (size_t)T * HD);
@@ -283,12 +395,17 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 				double e = fabs(out[g * 32 + i] - hd[2 * g] * hq[g * 32 + i]) / (0.5 * hd[2 * g] + 1e-30);
 				worst = e > worst ? e : worst;
 			}
-		gpu_record("attn_combine+q8", rc ? INFINITY : worst, 1.0001, "%s", name);
+		gpu_record("attn+q8", rc ? INFINITY : worst, 1.0001, "%s", name);
 		free(hq); free(hd);
 	}
+	for (int i = 0; i < 5; i++) {
+		cudaFree(db[i]);
+		free(hb[i]);
+	}
 	cudaFree(dq); cudaFree(dout); cudaFree(dk); cudaFree(dv); cudaFree(dts); cudaFree(dt0);
-	cudaFree(dtn); cudaFree(po); cudaFree(pml); cudaFree(qs); cudaFree(ds);
-	free(k); free(v); free(ck); free(cv); free(q); free(ts); free(t0); free(tn);
+	cudaFree(dtn); cudaFree(po); cudaFree(pml); cudaFree(qs); cudaFree(ds); cudaFree(cnt);
+	free(k); free(v); free(ck); free(cv); free(q); free(ts); free(t0); free(tn); free(qr);
+	free(gk); free(gv);
 	free(out); free(cout); free(ref); free(sc); free(scr); free(q16);
 	batch_free(&b);
 }
@@ -377,11 +494,17 @@ int main(int argc, char **argv)
 	const int hgd[][3] = {{14, 2, 64}, {8, 4, 8}, {32, 8, 128}, {16, 16, 32}, {8, 1, 256}};
 	for (int c = 0; c < 5; c++) {
 		const int H = hgd[c][0], G = hgd[c][1], D = hgd[c][2];
-		test_attn(H, G, D, prefill, 5, 1, false, "prefill");
-		test_attn(H, G, D, decode, 5, 1, false, "decode");
-		test_attn(H, G, D, decode, 5, 7, true, "decode");
-		test_attn(H, G, D, decode, 5, 64, true, "decode");
-		test_attn(H, G, D, mixed, 3, 16, true, "mixed");
+		test_attn(H, G, D, prefill, 5, 1, false, "prefill", 0);
+		test_attn(H, G, D, decode, 5, 1, false, "decode", 0);
+		test_attn(H, G, D, decode, 5, 7, true, "decode", 0);
+		test_attn(H, G, D, decode, 5, 64, true, "decode", 0);
+		test_attn(H, G, D, mixed, 3, 16, true, "mixed", 0);
+		/* the fused decode kernel: in-kernel combine (+q8), RoPE + KV store */
+		test_attn(H, G, D, decode, 5, 64, true, "decode", 1);
+		test_attn(H, G, D, decode, 5, 1, true, "decode", 1);
+		test_attn(H, G, D, decode, 5, 7, true, "decode", 3);
+		test_attn(H, G, D, decode, 5, 64, false, "decode", 2);
+		test_attn(H, G, D, mixed, 3, 16, true, "mixed", 1);
 	}
 
 	const struct samp_case cases[] = {

@@ -9,6 +9,7 @@
 #ifndef PROMPTFS_TESTS_GPU_UTIL_H
 #define PROMPTFS_TESTS_GPU_UTIL_H
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>

@@ -382,6 +382,124 @@ static void test_swiglu(int T, int F)
 	free(g); free(u); free(y); free(yc); free(ref);
 }
 
+// ---- fused decode mat-vec: norm prologue, several matrices, GLU, q8 epilogue
+
+static void test_fused(const int *types, int n_seg, int K, const int *Ns, int nc, bool norm,
+                       bool glu, bool q8out)
+{
+	float *x = rand_vec((size_t)nc * K, 2.0f), *nw = rand_vec(K, 1.0f);
+	double *xn = xmalloc(sizeof(double) * nc * K);
+	float *xnf = xmalloc(sizeof(float) * nc * K);
+	for (int c = 0; c < nc; c++) {
+		double ss = 0.0;
+		for (int e = 0; e < K; e++)
+			ss += (double)x[c * K + e] * x[c * K + e];
+		double sc = norm ? 1.0 / sqrt(ss / K + 1e-6) : 1.0;
+		for (int e = 0; e < K; e++) {
+			xn[c * K + e] = x[c * K + e] * sc * (norm ? nw[e] : 1.0f);
+			xnf[c * K + e] = (float)xn[c * K + e];
+		}
+	}
+	struct cuda_mmv_fused f;
+	memset(&f, 0, sizeof(f));
+	f.n_seg = n_seg;
+	f.K = K;
+	f.ncols = nc;
+	f.x = dup_dev(x, sizeof(float) * nc * K);
+	f.ldx = K;
+	f.norm_w = norm ? dup_dev(nw, sizeof(float) * K) : NULL;
+	f.eps = 1e-6f;
+	f.rows_per_warp = glu || q8out ? 2 : 1;
+	void *w[3], *w2 = NULL;
+	float *wf[3], *wf2 = NULL;
+	int total = 0;
+	for (int i = 0; i < n_seg; i++) {
+		w[i] = rand_rows(types[i], K, Ns[i]);
+		wf[i] = deq_rows(types[i], w[i], K, Ns[i]);
+		f.seg[i].w = dev_mat(types[i], w[i], K, Ns[i]);
+		f.seg[i].ldy = Ns[i] + 3;
+		f.seg[i].y = dalloc(sizeof(float) * nc * f.seg[i].ldy);
+		total += Ns[i];
+	}
+	if (glu) {
+		w2 = rand_rows(types[0], K, Ns[0]);
+		wf2 = deq_rows(types[0], w2, K, Ns[0]);
+		f.seg[0].w2 = dup_dev(w2, gguf_row_size(types[0], K) * Ns[0]);
+	}
+	if (q8out) {
+		f.oqs = dalloc((size_t)nc * Ns[0]);
+		f.ods = dalloc((size_t)nc * Ns[0] / 32 * 8);
+	}
+	int rc = cuda_matvec_fused_ok(&f) ? cuda_matvec_fused(&f, 0) : -EINVAL;
+	float *got = xmalloc(sizeof(float) * nc * total);
+	double *ref = xmalloc(sizeof(double) * nc * total);
+	bool quant = false;
+	for (int i = 0, off = 0; i < n_seg; off += Ns[i], i++) {
+		float *y = xmalloc(sizeof(float) * nc * f.seg[i].ldy);
+		to_host(y, f.seg[i].y, sizeof(float) * nc * f.seg[i].ldy);
+		quant |= is_quant(types[i]);
+		for (int c = 0; c < nc; c++)
+			for (int r = 0; r < Ns[i]; r++) {
+				double a = 0.0, b = 0.0;
+				for (int e = 0; e < K; e++) {
+					a += wf[i][(size_t)r * K + e] * xn[c * K + e];
+					if (glu)
+						b += wf2[(size_t)r * K + e] * xn[c * K + e];
+				}
+				ref[(size_t)c * total + off + r] = glu ? silu_d(a) * b : a;
+				got[(size_t)c * total + off + r] = y[(size_t)c * f.seg[i].ldy + r];
+			}
+		free(y);
+	}
+	char name[112];
+	snprintf(name, sizeof(name), "%s%s%s K=%d N0=%d segs=%d cols=%d%s%s%s", gguf_dtype_name(types[0]),
+	         n_seg > 1 ? "," : "", n_seg > 1 ? gguf_dtype_name(types[1]) : "", K, Ns[0], n_seg, nc,
+	         norm ? " norm" : "", glu ? " glu" : "", q8out ? " q8out" : "");
+	gpu_record("matvec_fused", rc ? INFINITY : nmse_fd(got, ref, (size_t)nc * total),
+	           quant ? 5e-4 : 1e-9, "%s", name);
+	if (q8out) {
+		int8_t *hq = xmalloc((size_t)nc * Ns[0]);
+		float *hd = xmalloc((size_t)nc * Ns[0] / 32 * 8), *y0 = xmalloc(sizeof(float) * nc * Ns[0]);
+		to_host(hq, f.oqs, (size_t)nc * Ns[0]);
+		to_host(hd, f.ods, (size_t)nc * Ns[0] / 32 * 8);
+		for (int c = 0; c < nc; c++)
+			memcpy(y0 + (size_t)c * Ns[0], got + (size_t)c * total, sizeof(float) * Ns[0]);
+		double worst = 0.0;
+		for (int c = 0; c < nc; c++) {
+			double e = q8_err(y0 + (size_t)c * Ns[0], hq + (size_t)c * Ns[0], hd + (size_t)c * (Ns[0] / 32) * 2, Ns[0]);
+			worst = e > worst ? e : worst;
+		}
+		gpu_record("matvec_fused+q8", rc ? INFINITY : worst, 1.0001, "%s", name);
+		cudaFree(f.oqs); cudaFree(f.ods); free(hq); free(hd); free(y0);
+	}
+	for (int i = 0; i < n_seg; i++) {
+		cudaFree((void *)f.seg[i].w.d); cudaFree(f.seg[i].y);
+		free(w[i]); free(wf[i]);
+	}
+	cudaFree((void *)f.seg[0].w2); cudaFree((void *)f.x); cudaFree((void *)f.norm_w);
+	free(w2); free(wf2); free(x); free(nw); free(xn); free(xnf); free(got); free(ref);
+}
+
+static void test_fused_all(void)
+{
+	const int q5[] = {GGUF_DTYPE_Q5_0, GGUF_DTYPE_Q5_0, GGUF_DTYPE_Q8_0};
+	const int kt[] = {GGUF_DTYPE_Q4_K, GGUF_DTYPE_Q6_K, GGUF_DTYPE_F16};
+	const int fl[] = {GGUF_DTYPE_F16, GGUF_DTYPE_F32, GGUF_DTYPE_BF16};
+	const int qkv[] = {896, 128, 128}, qkv2[] = {67, 33, 200};
+	for (int nc = 1; nc <= 8; nc += nc < 2 ? 1 : 3) { /* 1, 2, 5, 8 */
+		test_fused(q5, 3, 896, qkv, nc, true, false, false);
+		test_fused(kt, 3, 1024, qkv2, nc, true, false, false);
+		test_fused(fl, 3, 896, qkv, nc, true, false, false);
+		test_fused(q5, 1, 896, (int[]){4864}, nc, true, true, true);
+		test_fused(kt, 1, 512, (int[]){96}, nc, nc == 2, true, true);
+		test_fused(fl, 1, 896, (int[]){544}, nc, true, true, false);
+	}
+	test_fused(q5, 2, 64, (int[]){40, 9}, 3, false, false, false);
+	for (int i = 0; i < N_TYPES; i++)
+		test_fused(&all_types[i], 1, blck(all_types[i]) < 32 ? 256 : 2 * blck(all_types[i]),
+		           (int[]){64}, 4, true, true, true);
+}
+
 int main(int argc, char **argv)
 {
 	cublasHandle_t h;
@@ -426,6 +544,7 @@ int main(int argc, char **argv)
 	test_norm(4096, 3, false, true);
 	test_swiglu(1, 4864);
 	test_swiglu(37, 173);
+	test_fused_all();
 	cublasDestroy(h);
 	cpu_pool_free(pool);
 	return gpu_summary("gpu_ops") ? 1 : 0;

@@ -1,0 +1,56 @@
+/*
+ * rope.cuh — one head vector from raw projection output to what attention
+ * uses: + bias (qwen2), per-head RMSNorm (qwen3), rotary embedding.  One
+ * warp per head, the vector staged in shared memory (any D, any n_rot).
+ * Shared by the RoPE pass (rope.cu, prefill) and the decode attention
+ * kernel, which applies it itself (attn.cu).
+ *
+ * NORM rotates pairs (2i, 2i+1), NEOX pairs (i, i + n_rot/2); theta =
+ * pos * base^(-2i/n_rot); dims >= n_rot are left alone.  The angle is
+ * formed and reduced to [-pi, pi] in double (fast-math sinf is inaccurate
+ * for the large arguments of long contexts: pos * 1 rad at pos 4096), then
+ * __sincosf on the reduced angle (absolute error ~4e-7).
+ */
+#ifndef PROMPTFS_CUDA_ROPE_CUH
+#define PROMPTFS_CUDA_ROPE_CUH
+
+#include "common.cuh"
+
+/* s[D] (shared) = rope(norm(raw + bias)); call with the whole warp.
+ * bias, nw may be NULL; rotate false for V. */
+static __device__ __forceinline__ void head_prep(float *s, const float *raw, const float *bias,
+                                                 const float *nw, float eps, int D, bool rotate,
+                                                 int pos, int n_rot, bool neox, float base)
+{
+	const int lane = threadIdx.x % WARP;
+	for (int d = lane; d < D; d += WARP)
+		s[d] = raw[d] + (bias ? bias[d] : 0.0f);
+	__syncwarp();
+	if (nw) {
+		float ss = 0.0f;
+		for (int d = lane; d < D; d += WARP)
+			ss += s[d] * s[d];
+		ss = warp_sum(ss);
+		const float sc = rsqrtf(ss / (float)D + eps);
+		for (int d = lane; d < D; d += WARP)
+			s[d] = s[d] * sc * nw[d];
+		__syncwarp();
+	}
+	if (rotate) {
+		const int half = n_rot / 2;
+		const double lb = log2((double)base);
+		for (int i = lane; i < half; i += WARP) {
+			const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+			const double th = (double)pos * exp2(-2.0 * i / (double)n_rot * lb);
+			const double r = th - 6.283185307179586 * rint(th * 0.15915494309189535);
+			float sn, cs;
+			__sincosf((float)r, &sn, &cs);
+			const float x0 = s[i0], x1 = s[i1];
+			s[i0] = x0 * cs - x1 * sn;
+			s[i1] = x0 * sn + x1 * cs;
+		}
+		__syncwarp();
+	}
+}
+
+#endif /* PROMPTFS_CUDA_ROPE_CUH */

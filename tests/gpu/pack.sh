@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# tests/gpu/pack.sh — builds the CUDA build here (no GPU needed) and fills
+# .carry/ (git-ignored) with what tests/gpu/run.sh needs on the GPU machine:
+# stripped binaries and the two small test models.  Keep it under 64 MiB.
+#   tests/gpu/pack.sh [BUILD_DIR]      (default build-cuda)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+B="${1:-$ROOT/build-cuda}"
+SHARED="${PROMPTFS_SHARED:-$ROOT/../shared}"
+cmake -S "$ROOT" -B "$B" -DPROMPTFS_STATIC_FUSE=ON -DCMAKE_CUDA_ARCHITECTURES=90 > /dev/null
+cmake --build "$B" --target promptfs gpu_ops gpu_attn gpu_model gpu_bench -j2
+rm -rf "$ROOT/.carry"
+mkdir -p "$ROOT/.carry/bin" "$ROOT/.carry/models"
+cp "$B/promptfs" "$B"/gpu/gpu_* "$ROOT/.carry/bin/"
+strip "$ROOT"/.carry/bin/*
+cp "$SHARED/models/stories260K.gguf" "$SHARED/models/vocab/ggml-vocab-qwen2.gguf" "$ROOT/.carry/models/"
+du -sh "$ROOT/.carry"

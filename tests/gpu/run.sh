@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# tests/gpu/run.sh — the one script run on the GPU machine: machine check,
+# synthetic models, every CUDA op vs the CPU (gpu_ops, gpu_attn), whole
+# models vs the CPU (gpu_model), the mount through FUSE on the GPU, and the
+# benchmarks.  Exits non-zero if any check fails; prints a summary last.
+#
+#   tests/gpu/run.sh [STEP...]      STEP: info ops model mount bench profile (default: all)
+#
+# Binaries come from $PF_BIN (default .carry/bin: promptfs, gpu_*), test
+# models from $PF_MODELS (default .carry/models: stories260K.gguf,
+# ggml-vocab-qwen2.gguf).  Synthetic Qwen2.5-0.5B models are written to
+# $PF_WORK (default /tmp/pf).  Logs go to $PF_WORK/logs, and when $OUT is
+# set (the device tool brings that folder back) into $OUT/logs.tgz.
+#
+# Building here (no GPU needed), e.g.:
+#   cmake -S . -B build-cuda -DPROMPTFS_STATIC_FUSE=ON -DCMAKE_CUDA_ARCHITECTURES=90
+#   cmake --build build-cuda -j2
+#   mkdir -p .carry/bin .carry/models; cp build-cuda/promptfs build-cuda/gpu/gpu_* .carry/bin/
+#   strip .carry/bin/*; cp ../shared/models/stories260K.gguf ../shared/models/vocab/ggml-vocab-qwen2.gguf .carry/models/
+set -u
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+BIN="${PF_BIN:-$ROOT/.carry/bin}"
+MODELS="${PF_MODELS:-$ROOT/.carry/models}"
+WORK="${PF_WORK:-/tmp/pf}"
+LOGS="$WORK/logs"
+mkdir -p "$WORK" "$LOGS"
+STEPS="${*:-info ops model mount bench profile}"
+SUMMARY=()
+FAILS=0
+
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+note() { SUMMARY+=("$(printf '%-34s %-6s %s' "$1" "$2" "${3:-}")"); [ "$2" = FAIL ] && FAILS=$((FAILS + 1)); return 0; }
+
+# run NAME LOG CMD...: runs, tees the output to LOG, records PASS/FAIL with the seconds taken
+run() {
+	local name=$1 log=$2; shift 2
+	local t0=$(date +%s)
+	echo "=== $name: $*"
+	"$@" > "$LOGS/$log" 2>&1
+	local rc=$?
+	local dt=$(( $(date +%s) - t0 ))
+	tail -n 40 "$LOGS/$log"
+	if [ $rc -eq 0 ]; then note "$name" PASS "${dt}s"; else note "$name" FAIL "rc=$rc ${dt}s (log $log)"; fi
+	return $rc
+}
+
+export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64"
+PF="$BIN/promptfs"
+
+if want info; then
+	echo "=== machine"
+	nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1
+	ldd --version | head -1
+	ldd "$PF" | grep -E 'cublas|cudart|fuse|not found'
+	if ldd "$PF" | grep -q 'not found'; then note "binary libraries (ldd)" FAIL "missing"; else note "binary libraries (ldd)" PASS "$(ldd "$PF" | grep -o 'libcublas.so[.0-9]*' | head -1)"; fi
+	ls -la /dev/fuse 2>&1; nproc; free -g | head -2
+fi
+
+# ---- models
+synth() { # preset file
+	[ -s "$WORK/$2" ] && return 0
+	"$PF" synth --preset "$1" -o "$WORK/$2" --vocab "$MODELS/ggml-vocab-qwen2.gguf" -q
+}
+if want model || want bench || want mount || want profile; then
+	t0=$(date +%s)
+	ok=PASS
+	synth qwen2.5-0.5b-instruct-q4_k_m q4_k_m.gguf || ok=FAIL
+	want model && { synth qwen2.5-0.5b-instruct-q8_0 q8_0.gguf || ok=FAIL; }
+	want model && { synth qwen2.5-0.5b-instruct-f16 f16.gguf || ok=FAIL; }
+	note "synth models" $ok "$(( $(date +%s) - t0 ))s"
+	ls -la "$WORK"/*.gguf
+fi
+
+if want ops; then
+	run "ops: matvec/gemm/rows/norm/q8" ops.log "$BIN/gpu_ops"
+	run "ops: rope/attention/sampling" attn.log "$BIN/gpu_attn"
+fi
+
+if want model; then
+	run "model: stories260K (exact)" m_stories.log "$BIN/gpu_model" "$MODELS/stories260K.gguf" --exact --tol 1e-5 --prompt 40
+	# Tolerances: both sides quantise activations to 8 bits before each quantised
+	# mat-vec (~1e-5 NMSE per product per side, gpu_ops matvec/cpu); 168 products
+	# accumulate to ~2e-3 (measured 1.5e-3): 5e-3.  F16 weights: no activation
+	# quantisation on either side (measured 2e-6): 1e-4.
+	run "model: qwen2.5-0.5b q4_k_m" m_q4km.log "$BIN/gpu_model" "$WORK/q4_k_m.gguf" --tol 5e-3
+	run "model: qwen2.5-0.5b q8_0" m_q8.log "$BIN/gpu_model" "$WORK/q8_0.gguf" --tol 5e-3
+	run "model: qwen2.5-0.5b f16" m_f16.log "$BIN/gpu_model" "$WORK/f16.gguf" --tol 1e-4
+	run "model: q4_k_m unfused kernels" m_q4km_nofuse.log env PROMPTFS_CUDA_NO_FUSE=1 "$BIN/gpu_model" "$WORK/q4_k_m.gguf" --tol 5e-3 --gen 50
+	run "model: stories260K no graphs" m_stories_nograph.log env PROMPTFS_NO_CUDA_GRAPHS=1 "$BIN/gpu_model" "$MODELS/stories260K.gguf" --exact --tol 1e-5 --prompt 40
+fi
+
+if want mount; then
+	# the mount on the GPU vs `promptfs run --backend cuda`, greedy, raw mode
+	M="$WORK/mnt"; mkdir -p "$M"
+	MODEL="$MODELS/stories260K.gguf"
+	PROMPT="Once upon a time"
+	if [ ! -e /dev/fuse ]; then
+		note "mount (FUSE on the GPU)" SKIP "no /dev/fuse on this machine"
+	else
+		"$PF" run "$MODEL" "$PROMPT" --backend cuda --temp 0 -n 64 --raw > "$LOGS/run_cuda.txt" 2> "$LOGS/run_cuda.err"
+		"$PF" "$MODEL" "$M" --backend cuda -s temperature=0 -s max_tokens=64 -s mode=raw \
+			--log-file "$LOGS/daemon.log" > "$LOGS/mount.log" 2>&1
+		rc=$?
+		if [ $rc -ne 0 ]; then
+			note "mount (FUSE on the GPU)" FAIL "daemon rc=$rc"
+		else
+			echo "$PROMPT" > "$M/s" && timeout 60 cat "$M/s" > "$LOGS/mount_reply.txt"
+			grep -i backend "$M/model" | head -2
+			cat "$M/stats" > "$LOGS/mount_stats.txt" 2>&1
+			fusermount3 -u "$M" 2>/dev/null || umount "$M"
+			sleep 1
+			# run prints the reply (plus a newline); the file holds the reply
+			if [ -s "$LOGS/mount_reply.txt" ] && diff <(cat "$LOGS/mount_reply.txt"; echo) "$LOGS/run_cuda.txt" > "$LOGS/mount_diff.txt"; then
+				note "mount (FUSE on the GPU)" PASS "reply == promptfs run --backend cuda"
+			else
+				note "mount (FUSE on the GPU)" FAIL "see mount_diff.txt"
+			fi
+			head -c 300 "$LOGS/mount_reply.txt"; echo
+		fi
+	fi
+fi
+
+if want bench; then
+	for m in q4_k_m q8_0 f16; do
+		synth "qwen2.5-0.5b-instruct-$m" "$m.gguf"
+		run "bench: gpu_bench $m" bench_$m.log "$BIN/gpu_bench" "$WORK/$m.gguf"
+	done
+	run "bench: q4_k_m unfused (baseline)" bench_q4_k_m_nofuse.log env PROMPTFS_CUDA_NO_FUSE=1 "$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --reps 3
+	run "bench: promptfs bench q4_k_m" pbench_q4km.log "$PF" bench "$WORK/q4_k_m.gguf" --backend cuda -b 2048
+fi
+
+if want profile; then
+	run "profile: q4_k_m per-op times" profile_q4km.log "$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --profile --reps 3
+fi
+
+echo
+echo "================ summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $(date -u +%F)) ================"
+for l in "${SUMMARY[@]}"; do echo "$l"; done
+echo "failures: $FAILS"
+if [ -n "${OUT:-}" ]; then
+	for l in "${SUMMARY[@]}"; do echo "$l"; done > "$LOGS/summary.txt"
+	tar czf "$OUT/logs.tgz" -C "$WORK" logs
+fi
+[ $FAILS -eq 0 ]
