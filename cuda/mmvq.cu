@@ -55,14 +55,17 @@ extern "C" int cuda_quantize_q8(const float *x, int ldx, int K, int ncols, int8_
 
 // ---- quantised weights
 
-template <int TYPE, int NC, bool GLU>
+/* WR warps per row (1, or 4 for long rows: the groups of a row are spread
+ * over more loads in flight), MMV_WARPS / WR rows per block. */
+template <int TYPE, int NC, bool GLU, int WR>
 static __global__ void __launch_bounds__(MMV_WARPS *WARP)
 mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_t row_bytes, int K,
             int N, const int8_t *__restrict__ qs, const float2 *__restrict__ ds, float *y, int ldy,
             bool add)
 {
-	const int row = blockIdx.x * MMV_WARPS + threadIdx.x / WARP;
-	const int lane = threadIdx.x % WARP;
+	__shared__ float red[MMV_WARPS][2][NC];
+	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+	const int row = blockIdx.x * (MMV_WARPS / WR) + warp / WR, part = warp % WR;
 	if (row >= N)
 		return;
 	const int ng = K / Q8_BLOCK;
@@ -73,7 +76,7 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 	for (int c = 0; c < NC; c++)
 		acc[c] = acc2[c] = 0.0f;
 
-	for (int g = lane; g < ng; g += WARP) {
+	for (int g = part * WARP + lane; g < ng; g += WARP * WR) {
 		wgroup w, w2;
 		wq<TYPE>::load(wr, g, w);
 		if (GLU)
@@ -91,14 +94,34 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 	}
 #pragma unroll
 	for (int c = 0; c < NC; c++) {
-		float s = warp_sum(acc[c]);
-		float u = GLU ? warp_sum(acc2[c]) : 0.0f;
-		if (lane == 0) {
-			float v = GLU ? silu(s) * u : s;
+		acc[c] = warp_sum(acc[c]);
+		acc2[c] = GLU ? warp_sum(acc2[c]) : 0.0f;
+	}
+	if (WR > 1) {
+		/* every warp of the block reaches here (rows are whole per block) */
+		if (lane == 0)
+#pragma unroll
+			for (int c = 0; c < NC; c++) {
+				red[warp][0][c] = acc[c];
+				red[warp][1][c] = acc2[c];
+			}
+		__syncthreads();
+		if (part != 0)
+			return;
+#pragma unroll
+		for (int c = 0; c < NC; c++)
+			for (int p = 1; p < WR; p++) {
+				acc[c] += red[warp + p][0][c];
+				acc2[c] += red[warp + p][1][c];
+			}
+	}
+	if (lane == 0)
+#pragma unroll
+		for (int c = 0; c < NC; c++) {
+			float v = GLU ? silu(acc[c]) * acc2[c] : acc[c];
 			float *o = y + (size_t)c * ldy + row;
 			*o = add ? *o + v : v;
 		}
-	}
 }
 
 // ---- float weights
@@ -181,22 +204,33 @@ mmvf_kernel(const void *__restrict__ W, const void *__restrict__ W2, int K, int 
 
 // ---- dispatch
 
-template <int TYPE, bool GLU>
-static void launch_q(const struct cuda_mat *w, const struct cuda_mat *w2, const struct cuda_act *a,
-                     int nc, float *y, int ldy, bool add, cudaStream_t st)
+template <int TYPE, bool GLU, int WR>
+static void launch_qw(const struct cuda_mat *w, const struct cuda_mat *w2, const struct cuda_act *a,
+                      int nc, float *y, int ldy, bool add, cudaStream_t st)
 {
-	dim3 grid(cdiv(w->N, MMV_WARPS)), block(MMV_WARPS * WARP);
+	dim3 grid(cdiv(w->N, MMV_WARPS / WR)), block(MMV_WARPS * WARP);
 	const uint8_t *W = (const uint8_t *)w->d, *W2 = w2 ? (const uint8_t *)w2->d : nullptr;
 	const float2 *ds = (const float2 *)a->ds;
-#define L(n)                                                                                   \
-	case n:                                                                                \
-		mmvq_kernel<TYPE, n, GLU><<<grid, block, 0, st>>>(W, W2, w->row_bytes, w->K, w->N, \
-		                                                  a->qs, ds, y, ldy, add);     \
+#define L(n)                                                                                      \
+	case n:                                                                                   \
+		mmvq_kernel<TYPE, n, GLU, WR><<<grid, block, 0, st>>>(W, W2, w->row_bytes, w->K, w->N, \
+		                                                      a->qs, ds, y, ldy, add);    \
 		break;
 	switch (nc) {
 		L(1) L(2) L(3) L(4) L(5) L(6) L(7) L(8)
 	}
 #undef L
+}
+
+/* Rows of 128 groups and more (K >= 4096) get four warps each. */
+template <int TYPE, bool GLU>
+static void launch_q(const struct cuda_mat *w, const struct cuda_mat *w2, const struct cuda_act *a,
+                     int nc, float *y, int ldy, bool add, cudaStream_t st)
+{
+	if (w->K / Q8_BLOCK >= 128 && !GLU)
+		launch_qw<TYPE, GLU, 4>(w, w2, a, nc, y, ldy, add, st);
+	else
+		launch_qw<TYPE, GLU, 1>(w, w2, a, nc, y, ldy, add, st);
 }
 
 template <int TYPE, bool GLU, bool VEC>

@@ -167,7 +167,7 @@ static __device__ void rows_any(const struct cuda_mmv_seg &s, int row0, int K, c
 /* TYPE >= 0: one weight type for every segment (compiled for it alone:
  * fewer registers); -1: any mix, chosen per block. */
 template <int NC, int RPW, int TYPE>
-static __global__ void __launch_bounds__(FW *WARP, 1) fused_kernel(struct fused_dev f)
+static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) fused_kernel(struct fused_dev f)
 {
 	extern __shared__ __align__(16) uint8_t fsm[];
 	__shared__ float red[FW][CUDA_MMV_MAX_COLS], scl[CUDA_MMV_MAX_COLS];

@@ -279,6 +279,8 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 		a.eps = 1e-6f, a.base = 1e6f, a.n_rot = n_rot, a.neox = neox;
 	}
 	int32_t *cnt = NULL;
+	if (n_split > 1)
+		mode |= 1; /* splits always finish in the kernel (last block combines) */
 	if (mode & 1) {
 		cnt = dalloc(4 * (size_t)nt * G);
 		CK(cudaMemset(cnt, 0, 4 * (size_t)nt * G));
@@ -287,8 +289,6 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 		a.ds = ds;
 	}
 	int rc = cuda_attn(&a, 0);
-	if (!rc && n_split > 1 && !(mode & 1))
-		rc = cuda_attn_combine(&a, q8 ? qs : NULL, ds, 0);
 	if (!rc && (mode & 1)) /* again: the tickets must be back to zero */
 		rc = cuda_attn(&a, 0);
 	float *out = xmalloc(4 * (size_t)T * HD), *cout = xmalloc(4 * (size_t)T * HD);
@@ -384,7 +384,7 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 	         n_split, maxkv, mode & 1 ? " fused-combine" : "", mode & 2 ? " fused-rope" : "");
 	gpu_record("attention", rc ? INFINITY : nmse_fd(out, ref, (size_t)T * HD), 1e-6, "%s", name);
 	gpu_record("attention/cpu", rc ? INFINITY : nmse_f(out, cout, (size_t)T * HD), 2e-5, "%s", name);
-	if (q8 && (n_split > 1 || (mode & 1)) && (hpg * D % 32 == 0 || !(mode & 1))) {
+	if (q8 && (mode & 1) && hpg * D % 32 == 0) {
 		int8_t *hq = xmalloc((size_t)T * HD);
 		float *hd = xmalloc(8 * (size_t)T * (HD / 32));
 		to_host(hq, qs, (size_t)T * HD);
@@ -499,12 +499,11 @@ int main(int argc, char **argv)
 		test_attn(H, G, D, decode, 5, 7, true, "decode", 0);
 		test_attn(H, G, D, decode, 5, 64, true, "decode", 0);
 		test_attn(H, G, D, mixed, 3, 16, true, "mixed", 0);
-		/* the fused decode kernel: in-kernel combine (+q8), RoPE + KV store */
-		test_attn(H, G, D, decode, 5, 64, true, "decode", 1);
+		/* in-kernel q8 without splits; RoPE + KV store fused */
 		test_attn(H, G, D, decode, 5, 1, true, "decode", 1);
 		test_attn(H, G, D, decode, 5, 7, true, "decode", 3);
 		test_attn(H, G, D, decode, 5, 64, false, "decode", 2);
-		test_attn(H, G, D, mixed, 3, 16, true, "mixed", 1);
+		test_attn(H, G, D, decode, 5, 1, false, "decode", 2);
 	}
 
 	const struct samp_case cases[] = {
