@@ -9,6 +9,7 @@
 static __global__ void swiglu_kernel(const float *g, const float *u, int ld, int T, int F, float *y,
                                      int ldy)
 {
+	pdl_enter();
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 	if (i >= (size_t)T * F)
 		return;
@@ -23,13 +24,14 @@ extern "C" int cuda_swiglu(const float *g, const float *u, int ld, int T, int F,
 	size_t n = (size_t)T * F;
 	if (n == 0)
 		return 0;
-	swiglu_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(g, u, ld, T, F, y, ldy);
+	launch_k(swiglu_kernel, (unsigned)((n + 255) / 256), 256, 0, st, g, u, ld, T, F, y, ldy);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }
 
 static __global__ void add_bias_kernel(float *y, int ldy, int T, int N, const float *b)
 {
+	pdl_enter();
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 	if (i >= (size_t)T * N)
 		return;
@@ -42,7 +44,7 @@ extern "C" int cuda_add_bias(float *y, int ldy, int T, int N, const float *b, cu
 	size_t n = (size_t)T * N;
 	if (n == 0)
 		return 0;
-	add_bias_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(y, ldy, T, N, b);
+	launch_k(add_bias_kernel, (unsigned)((n + 255) / 256), 256, 0, st, y, ldy, T, N, b);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

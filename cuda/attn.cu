@@ -183,10 +183,21 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 	/* the key range [0, kv_end) in pages, over at most n_split blocks, none
 	 * empty: blocks past `eff` have nothing to do */
 	const int kv_end = a.pos[t0 + nt - 1] + 1, n_kt = cdiv(kv_end, CUDA_ATTN_KT);
-	const int per = cdiv(n_kt, min(a.n_split, n_kt)), eff = cdiv(n_kt, per);
+	const int per = max(cdiv(n_kt, min(a.n_split, n_kt)), a.min_pages), eff = cdiv(n_kt, per);
+	const int kbeg = split * per * CUDA_ATTN_KT, kend = min(kbeg + per * CUDA_ATTN_KT, kv_end);
+	const int32_t *ptab = a.pages + (size_t)seq * a.page_stride;
+	if (split < eff) {
+		/* earlier positions' K/V were written by earlier steps: to L2 now */
+		const size_t pg = (size_t)CUDA_ATTN_KT * D * 2;
+		for (int kt = kbeg; kt < kend; kt += CUDA_ATTN_KT) {
+			const size_t off = cuda_kv_offset(ptab[kt / CUDA_ATTN_KT], g, 0, a.G, D);
+			prefetch_l2((const uint8_t *)a.k_pool + off, pg);
+			prefetch_l2((const uint8_t *)a.v_pool + off, pg);
+		}
+	}
+	pdl_enter();
 	if (split >= eff)
 		return;
-	const int kbeg = split * per * CUDA_ATTN_KT, kend = min(kbeg + per * CUDA_ATTN_KT, kv_end);
 
 	load_q(a, Qs, R, hpg, g, t0, kbeg, kend, kv_end);
 	for (int i = threadIdx.x; i < R * D; i += blockDim.x)
@@ -197,7 +208,6 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 	}
 	__syncthreads();
 
-	const int32_t *ptab = a.pages + (size_t)seq * a.page_stride;
 	for (int kt = kbeg; kt < kend; kt += CUDA_ATTN_KT) {
 		load_kv(a, Ks, Vs, ptab, g, kt, min(CUDA_ATTN_KT, kend - kt));
 		__syncthreads();
@@ -315,7 +325,7 @@ static int launch_attn(const struct cuda_attn_args *a, cudaStream_t st)
 		return -EINVAL;
 	}
 	dim3 grid(a->n_tiles, a->G, a->n_split);
-	attn_kernel<ND><<<grid, ATTN_THREADS, smem, st>>>(*a);
+	launch_k(attn_kernel<ND>, grid, ATTN_THREADS, smem, st, *a);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

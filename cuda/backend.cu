@@ -6,7 +6,8 @@
  *
  * Environment: PROMPTFS_NO_CUDA_GRAPHS=1 runs decode without CUDA graphs;
  * PROMPTFS_CUDA_NO_FUSE=1 runs decode with the unfused kernels (one op per
- * launch: a reference for the fused ones);
+ * launch: a reference for the fused ones); PROMPTFS_CUDA_NO_PDL=1 launches
+ * without programmatic dependent launch (common.cuh);
  * PROMPTFS_CUDA_PROFILE=1 times every op with CUDA events (no graphs) and
  * logs a per-op table when the backend is freed.
  */
@@ -20,6 +21,16 @@
 
 #define ALIGN 256
 #define CUBLAS_WS_BYTES (32u << 20)
+
+bool cuda_pdl_enabled(void)
+{
+	static int on = -1; /* read once; a benign race would store the same value */
+	if (on < 0) {
+		const char *e = getenv("PROMPTFS_CUDA_NO_PDL");
+		on = !(e && !strcmp(e, "1"));
+	}
+	return on != 0;
+}
 
 static size_t align_up(size_t n)
 {
@@ -366,6 +377,7 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 	    (rc = cuda_fused_setup()))
 		goto fail;
 	be->use_graphs = !(getenv("PROMPTFS_NO_CUDA_GRAPHS") && !strcmp(getenv("PROMPTFS_NO_CUDA_GRAPHS"), "1"));
+	be->attn_min_pages = getenv("PROMPTFS_CUDA_ATTN_MIN_PAGES") ? atoi(getenv("PROMPTFS_CUDA_ATTN_MIN_PAGES")) : 1;
 	be->fuse = !(getenv("PROMPTFS_CUDA_NO_FUSE") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE"), "1"));
 	if (getenv("PROMPTFS_CUDA_PROFILE") && !strcmp(getenv("PROMPTFS_CUDA_PROFILE"), "1"))
 		cuda_backend_set_profile(be, true);

@@ -15,6 +15,8 @@
 #ifndef PROMPTFS_CUDA_COMMON_CUH
 #define PROMPTFS_CUDA_COMMON_CUH
 
+#include <utility>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -49,6 +51,61 @@
 #define Q8_BLOCK 32
 
 static __host__ __device__ __forceinline__ int cdiv(int a, int b) { return (a + b - 1) / b; }
+
+// ---- launches: programmatic dependent launch (PDL, Hopper)
+//
+// Every kernel is launched with programmatic stream serialisation allowed:
+// it may start while its predecessor in the stream is still running, does
+// only independent work first (prefetching its weights into L2), then waits
+// in pdl_wait() until the predecessor has completed and its writes are
+// visible, and then lets its own successor launch (pdl_trigger()).  Every
+// kernel calls pdl_wait() on every path before it exits, so completion stays
+// transitive down the stream.  PROMPTFS_CUDA_NO_PDL=1 launches plainly
+// (the device instructions are then no-ops).
+
+bool cuda_pdl_enabled(void); /* backend.cu: from the environment, once */
+
+template <typename... P, typename... A>
+static inline cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, size_t smem,
+                                   cudaStream_t st, A &&...args)
+{
+	cudaLaunchAttribute at[1];
+	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	at[0].val.programmaticStreamSerializationAllowed = 1;
+	cudaLaunchConfig_t cfg = {};
+	cfg.gridDim = grid;
+	cfg.blockDim = block;
+	cfg.dynamicSmemBytes = smem;
+	cfg.stream = st;
+	cfg.attrs = at;
+	cfg.numAttrs = cuda_pdl_enabled() ? 1 : 0;
+	return cudaLaunchKernelEx(&cfg, k, std::forward<A>(args)...);
+}
+
+static __device__ __forceinline__ void pdl_wait(void)
+{
+	asm volatile("griddepcontrol.wait;" ::: "memory");
+}
+
+static __device__ __forceinline__ void pdl_trigger(void)
+{
+	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+/* Starts the wait-free part of a kernel: pdl_wait(), then pdl_trigger(). */
+static __device__ __forceinline__ void pdl_enter(void)
+{
+	pdl_wait();
+	pdl_trigger();
+}
+
+/* Every thread of the block prefetches its share of [p, p + n) into L2. */
+static __device__ __forceinline__ void prefetch_l2(const void *p, size_t n)
+{
+	const char *c = (const char *)p;
+	for (size_t off = (size_t)threadIdx.x * 128; off < n; off += (size_t)blockDim.x * 128)
+		asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
+}
 
 // ---- device helpers
 

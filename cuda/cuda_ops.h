@@ -205,6 +205,7 @@ struct cuda_attn_args {
 	                         * split block of each (tile, g) combines; left zero again */
 	int8_t *qs;             /* q8 of out as well (qs [T][H*D], ds [T][H*D/32]) when */
 	void *ds;               /* (H/G * D) % 32 == 0; else the caller quantises */
+	int min_pages;          /* fewest pages a split takes (0: 1): fewer, longer splits */
 };
 /* Tokens per tile for H/G heads per group and head dim D. */
 int cuda_attn_tile_tokens(int H, int G, int D);

@@ -25,6 +25,7 @@ template <int TYPE>
 static __global__ void get_rows_q_kernel(const uint8_t *W, size_t row_bytes, int K,
                                          const int32_t *ids, float *y, int ldy)
 {
+	pdl_enter();
 	int g = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, t = blockIdx.y;
 	if (g >= K / Q8_BLOCK)
 		return;
@@ -38,6 +39,7 @@ static __global__ void get_rows_q_kernel(const uint8_t *W, size_t row_bytes, int
 template <int TYPE>
 static __global__ void get_rows_f_kernel(const void *W, int K, const int32_t *ids, float *y, int ldy)
 {
+	pdl_enter();
 	int e = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
 	if (e < K)
 		y[(size_t)t * ldy + e] = ldf<TYPE>(W, (size_t)ids[t] * K + e);
@@ -51,14 +53,14 @@ extern "C" int cuda_get_rows(const struct cuda_mat *w, const int32_t *ids, int T
 	switch (w->type) {
 #define X(t)                                                                                \
 	case t:                                                                             \
-		get_rows_q_kernel<t><<<dim3(cdiv(w->K / Q8_BLOCK, 4), T), 128, 0, st>>>(    \
+		launch_k(get_rows_q_kernel<t>, dim3(cdiv(w->K / Q8_BLOCK, 4), T), 128, 0, st,     \
 			(const uint8_t *)w->d, w->row_bytes, w->K, ids, y, ldy);            \
 		break;
 		CUDA_QUANT_TYPES(X)
 #undef X
 #define F(t)                                                                                           \
 	case t:                                                                                        \
-		get_rows_f_kernel<t><<<dim3(cdiv(w->K, 256), T), 256, 0, st>>>(w->d, w->K, ids, y, ldy); \
+		launch_k(get_rows_f_kernel<t>, dim3(cdiv(w->K, 256), T), 256, 0, st, w->d, w->K, ids, y, ldy); \
 		break;
 		F(GGUF_DTYPE_F32) F(GGUF_DTYPE_F16) F(GGUF_DTYPE_BF16)
 #undef F
@@ -77,6 +79,7 @@ template <int TYPE>
 static __global__ void dequant_q_kernel(const uint8_t *W, size_t row_bytes, int K, int nr,
                                         __half *y)
 {
+	pdl_enter();
 	const int ng = K / Q8_BLOCK;
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 	if (i >= (size_t)nr * ng)
@@ -98,6 +101,7 @@ static __global__ void dequant_q_kernel(const uint8_t *W, size_t row_bytes, int 
 template <int TYPE>
 static __global__ void dequant_f_kernel(const void *W, size_t n, __half *y)
 {
+	pdl_enter();
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 	if (i < n)
 		y[i] = __float2half_rn(ldf<TYPE>(W, i));
@@ -112,14 +116,14 @@ extern "C" int cuda_dequant_f16(const struct cuda_mat *w, int r0, int nr, void *
 	switch (w->type) {
 #define X(t)                                                                                  \
 	case t:                                                                               \
-		dequant_q_kernel<t><<<(unsigned)((n / Q8_BLOCK + 255) / 256), 256, 0, st>>>(  \
+		launch_k(dequant_q_kernel<t>, (unsigned)((n / Q8_BLOCK + 255) / 256), 256, 0, st,   \
 			W, w->row_bytes, w->K, nr, (__half *)y);                              \
 		break;
 		CUDA_QUANT_TYPES(X)
 #undef X
 #define F(t)                                                                                       \
 	case t:                                                                                    \
-		dequant_f_kernel<t><<<(unsigned)((n + 255) / 256), 256, 0, st>>>(W, n, (__half *)y); \
+		launch_k(dequant_f_kernel<t>, (unsigned)((n + 255) / 256), 256, 0, st, W, n, (__half *)y); \
 		break;
 		F(GGUF_DTYPE_F32) F(GGUF_DTYPE_F16) F(GGUF_DTYPE_BF16)
 #undef F
@@ -135,6 +139,7 @@ extern "C" int cuda_dequant_f16(const struct cuda_mat *w, int r0, int nr, void *
 
 static __global__ void f32_to_half_kernel(const float *x, int ldx, int T, int K, void *y, bool bf16)
 {
+	pdl_enter();
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 	if (i >= (size_t)T * K)
 		return;
@@ -152,7 +157,7 @@ extern "C" int cuda_f32_to_f16(const float *x, int ldx, int T, int K, void *y, b
 	size_t n = (size_t)T * K;
 	if (n == 0)
 		return 0;
-	f32_to_half_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(x, ldx, T, K, y, bf16);
+	launch_k(f32_to_half_kernel, (unsigned)((n + 255) / 256), 256, 0, st, x, ldx, T, K, y, bf16);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

@@ -190,6 +190,7 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	}
 	const bool q8_in_attn = L->q8_wo && ((H / G) * D) % Q8_BLOCK == 0 && be->fuse;
 	aa.counters = be->attn_counters;
+	aa.min_pages = be->attn_min_pages;
 	if (q8_in_attn)
 		aa.qs = be->q8s, aa.ds = be->q8d;
 	OP(be, CUDA_PROF_ATTN, cuda_attn(&aa, st));

@@ -31,6 +31,7 @@ static __device__ __forceinline__ float silu(float x)
 /* One warp per 32-group: grid (ceil(K/32 / 4), ncols), block 128. */
 static __global__ void quantize_q8_kernel(const float *x, int ldx, int K, int8_t *qs, float2 *ds)
 {
+	pdl_enter();
 	int g = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
 	int c = blockIdx.y, ng = K / Q8_BLOCK;
 	if (g >= ng)
@@ -48,7 +49,7 @@ extern "C" int cuda_quantize_q8(const float *x, int ldx, int K, int ncols, int8_
 		return -EINVAL;
 	}
 	dim3 grid(cdiv(ng, 4), ncols);
-	quantize_q8_kernel<<<grid, 128, 0, st>>>(x, ldx, K, qs, (float2 *)ds);
+	launch_k(quantize_q8_kernel, grid, 128, 0, st, x, ldx, K, qs, (float2 *)ds);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }
@@ -66,6 +67,14 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 	__shared__ float red[MMV_WARPS][2][NC];
 	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
 	const int row = blockIdx.x * (MMV_WARPS / WR) + warp / WR, part = warp % WR;
+	{
+		/* the block's rows do not depend on the previous kernel: to L2 first */
+		const int r0 = blockIdx.x * (MMV_WARPS / WR), nr = min(MMV_WARPS / WR, N - r0);
+		prefetch_l2(W + (size_t)r0 * row_bytes, (size_t)nr * row_bytes);
+		if (GLU)
+			prefetch_l2(W2 + (size_t)r0 * row_bytes, (size_t)nr * row_bytes);
+	}
+	pdl_enter();
 	if (row >= N)
 		return;
 	const int ng = K / Q8_BLOCK;
@@ -156,6 +165,7 @@ static __global__ void __launch_bounds__(MMV_WARPS *WARP)
 mmvf_kernel(const void *__restrict__ W, const void *__restrict__ W2, int K, int N,
             const float *__restrict__ x, int ldx, float *y, int ldy, bool add)
 {
+	pdl_enter();
 	const int row = blockIdx.x * MMV_WARPS + threadIdx.x / WARP;
 	const int lane = threadIdx.x % WARP;
 	if (row >= N)
@@ -213,7 +223,7 @@ static void launch_qw(const struct cuda_mat *w, const struct cuda_mat *w2, const
 	const float2 *ds = (const float2 *)a->ds;
 #define L(n)                                                                                      \
 	case n:                                                                                   \
-		mmvq_kernel<TYPE, n, GLU, WR><<<grid, block, 0, st>>>(W, W2, w->row_bytes, w->K, w->N, \
+		launch_k(mmvq_kernel<TYPE, n, GLU, WR>, grid, block, 0, st, W, W2, w->row_bytes, w->K, w->N, \
 		                                                      a->qs, ds, y, ldy, add);    \
 		break;
 	switch (nc) {
@@ -241,7 +251,7 @@ static void launch_f(const struct cuda_mat *w, const struct cuda_mat *w2, const 
 	const void *W2 = w2 ? w2->d : nullptr;
 #define L(n)                                                                                  \
 	case n:                                                                               \
-		mmvf_kernel<TYPE, n, GLU, VEC><<<grid, block, 0, st>>>(w->d, W2, w->K, w->N, a->x, \
+		launch_k(mmvf_kernel<TYPE, n, GLU, VEC>, grid, block, 0, st, w->d, W2, w->K, w->N, a->x, \
 		                                                       a->ldx, y, ldy, add);  \
 		break;
 	switch (nc) {

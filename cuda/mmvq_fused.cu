@@ -177,6 +177,18 @@ static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) 
 	int8_t *xq = (int8_t *)fsm;
 	float2 *xd = (float2 *)(fsm + ((size_t)NC * K + 15) / 16 * 16);
 	float *xf = (float *)(xd + (size_t)NC * ng);
+	const int b = blockIdx.x, s = b < f.blk_end[0] ? 0 : b < f.blk_end[1] ? 1 : 2;
+	const struct cuda_mmv_seg &sg = a.seg[s];
+	const int row0 = (b - (s ? f.blk_end[s - 1] : 0)) * FW * RPW;
+	{
+		/* the block's weight rows do not depend on the previous kernel */
+		const int nr = min(FW * RPW, sg.w.N - row0);
+		prefetch_l2((const uint8_t *)sg.w.d + (size_t)row0 * sg.w.row_bytes, (size_t)nr * sg.w.row_bytes);
+		if (sg.w2)
+			prefetch_l2((const uint8_t *)sg.w2 + (size_t)row0 * sg.w.row_bytes,
+			            (size_t)nr * sg.w.row_bytes);
+	}
+	pdl_enter();
 
 	/* prologue: RMSNorm of every column, quantised into shared memory */
 	float ss[NC];
@@ -212,9 +224,6 @@ static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) 
 	__syncthreads();
 
 	/* rows */
-	const int b = blockIdx.x, s = b < f.blk_end[0] ? 0 : b < f.blk_end[1] ? 1 : 2;
-	const struct cuda_mmv_seg &sg = a.seg[s];
-	const int row0 = (b - (s ? f.blk_end[s - 1] : 0)) * FW * RPW;
 	rows_any<NC, RPW, TYPE>(sg, row0, K, xq, xd, xf, outv);
 	if (a.oqs && s == 0) {
 		__syncthreads();
@@ -270,7 +279,7 @@ template <int NC, int RPW, int TYPE>
 static int launch_fused(const struct fused_dev *f, int blocks, size_t smem, cudaStream_t st)
 {
 	TRY((fused_attr<NC, RPW, TYPE>()));
-	fused_kernel<NC, RPW, TYPE><<<blocks, FW * WARP, smem, st>>>(*f);
+	launch_k(fused_kernel<NC, RPW, TYPE>, blocks, FW * WARP, smem, st, *f);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

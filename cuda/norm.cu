@@ -13,6 +13,7 @@ static __global__ void __launch_bounds__(NORM_THREADS)
 rmsnorm_kernel(const float *x, int ldx, const int32_t *rows, int C, const float *w, float eps,
                float *y, int ldy, int8_t *qs, float2 *ds)
 {
+	pdl_enter();
 	__shared__ float red[32];
 	const int r = blockIdx.x;
 	const float *in = x + (size_t)(rows ? rows[r] : r) * ldx;
@@ -47,7 +48,7 @@ extern "C" int cuda_rmsnorm(const float *x, int ldx, const int32_t *rows, int n,
 		LOG_ERR("q8 output needs C %% 32 == 0 (C=%d)", C);
 		return -EINVAL;
 	}
-	rmsnorm_kernel<<<n, NORM_THREADS, 0, st>>>(x, ldx, rows, C, w, eps, y, ldy, qs, (float2 *)ds);
+	launch_k(rmsnorm_kernel, n, NORM_THREADS, 0, st, x, ldx, rows, C, w, eps, y, ldy, qs, (float2 *)ds);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

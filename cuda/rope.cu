@@ -15,6 +15,7 @@
 
 static __global__ void __launch_bounds__(ROPE_WARPS *WARP) rope_store_kernel(struct cuda_rope_args a)
 {
+	pdl_enter();
 	__shared__ float sh[ROPE_WARPS][CUDA_ATTN_MAX_D];
 	const int t = blockIdx.x, w = threadIdx.x / WARP, lane = threadIdx.x % WARP;
 	const int hh = blockIdx.y * ROPE_WARPS + w; /* 0..H+2G-1 */
@@ -51,7 +52,7 @@ extern "C" int cuda_rope_store(const struct cuda_rope_args *a, cudaStream_t st)
 		return -EINVAL;
 	}
 	dim3 grid(a->T, cdiv(a->H + 2 * a->G, ROPE_WARPS));
-	rope_store_kernel<<<grid, ROPE_WARPS * WARP, 0, st>>>(*a);
+	launch_k(rope_store_kernel, grid, ROPE_WARPS * WARP, 0, st, *a);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

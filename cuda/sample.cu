@@ -92,6 +92,7 @@ static __device__ uint64_t block_max_u64(uint64_t v, uint64_t *red)
 static __global__ void penalty_kernel(float *logits, int ld, const struct cuda_samp *sp,
                                       const int32_t *recent)
 {
+	pdl_enter();
 	const struct cuda_samp *p = sp + blockIdx.x;
 	const float pen = p->penalty;
 	if (pen == 1.0f)
@@ -114,6 +115,7 @@ static __global__ void penalty_kernel(float *logits, int ld, const struct cuda_s
 static __global__ void __launch_bounds__(S1_THREADS)
 stage1_kernel(const float *logits, int ld, int V, const struct cuda_samp *sp, uint64_t *cand)
 {
+	pdl_enter();
 	__shared__ uint64_t keys[SLICE];
 	__shared__ uint64_t red[32];
 	const int b = blockIdx.x, s = blockIdx.y, NB = gridDim.x;
@@ -204,6 +206,7 @@ static __device__ int32_t sample_tail(const uint64_t *keys, int n, const struct 
 static __global__ void __launch_bounds__(S1_THREADS)
 stage2_kernel(const uint64_t *cand, int NB, int V, int n2, const struct cuda_samp *sp, int32_t *tokens)
 {
+	pdl_enter();
 	extern __shared__ uint64_t keys2[];
 	__shared__ uint64_t red[32];
 	const int s = blockIdx.x;
@@ -270,11 +273,11 @@ extern "C" int cuda_sample(float *logits, int ld, int S, int V, const struct cud
 		return -EINVAL;
 	}
 	TRY(cuda_sample_setup());
-	penalty_kernel<<<S, 256, 0, st>>>(logits, ld, sp, recent);
+	launch_k(penalty_kernel, S, 256, 0, st, logits, ld, sp, recent);
 	CUDA_CHECK_LAUNCH();
-	stage1_kernel<<<dim3(NB, S), S1_THREADS, 0, st>>>(logits, ld, V, sp, (uint64_t *)scratch);
+	launch_k(stage1_kernel, dim3(NB, S), S1_THREADS, 0, st, logits, ld, V, sp, (uint64_t *)scratch);
 	CUDA_CHECK_LAUNCH();
-	stage2_kernel<<<S, S1_THREADS, smem2, st>>>((const uint64_t *)scratch, NB, V, n2, sp, tokens);
+	launch_k(stage2_kernel, S, S1_THREADS, smem2, st, (const uint64_t *)scratch, NB, V, n2, sp, tokens);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

@@ -6,7 +6,10 @@
  * against the measured copy bandwidth.  --profile adds a per-op kernel
  * time table (CUDA events around each launch, no graphs).
  *
- *   build/gpu/gpu_bench MODEL.gguf [--profile] [--reps N]
+ *   build/gpu/gpu_bench MODEL.gguf [--profile] [--reps N] [--decode-only CTX STEPS SEQS]
+ *
+ * --decode-only runs only STEPS decode steps of SEQS sequences at context CTX
+ * between cudaProfilerStart/Stop (for `ncu --profile-from-start off`).
  *
  * Wall-clock medians (each forward() ends with a stream synchronise, as in
  * the engine); the card is printed in the header.
@@ -14,6 +17,8 @@
 #include "gpu_util.h"
 
 #include <time.h>
+
+#include <cuda_profiler_api.h>
 
 #include "cuda/internal.h"
 #include "engine/backend.h"
@@ -44,6 +49,7 @@ static struct eng_backend *be;
 static int32_t *pages_all;
 static int per_seq;
 static bool profiling;
+static int profiled_steps; /* > 0: cudaProfilerStart/Stop around that many decode steps */
 static struct eng_config cfg;
 
 static const struct eng_sample_req greedy = {{0.0f, 0, 1.0f, 0.0f, 1.0f}, 0, 0, NULL, 0};
@@ -80,6 +86,8 @@ static double decode(int S, int ctx, int n, const struct eng_sample_req *req, co
 	if (profiling)
 		cuda_backend_set_profile(be, true); /* count the decode steps only */
 	for (int i = -8; i < n; i++) { /* 8 warm-up steps (graph capture) */
+		if (profiled_steps && i == 0)
+			cudaProfilerStart();
 		for (int s = 0; s < S; s++) {
 			q[s] = (struct eng_batch_seq){&cur[s], 1, ctx + 8 + i, pages_all + (size_t)s * per_seq, false};
 			rq[s].draw = (uint64_t)(i + 8);
@@ -92,6 +100,8 @@ static double decode(int S, int ctx, int n, const struct eng_sample_req *req, co
 			t[i] = now_s() - t0;
 		memcpy(cur, nxt, sizeof(int32_t) * S);
 	}
+	if (profiled_steps)
+		cudaProfilerStop();
 	double m = median(t, n);
 	free(t);
 	return m;
@@ -101,7 +111,7 @@ int main(int argc, char **argv)
 {
 	const char *path = NULL;
 	bool profile = false;
-	int reps = 5;
+	int reps = 5, only_ctx = -1, only_steps = 0, only_S = 1;
 	struct gguf_ctx *g = NULL;
 	struct eng_weights w;
 	for (int i = 1; i < argc; i++) {
@@ -109,6 +119,11 @@ int main(int argc, char **argv)
 			profile = true;
 		else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
 			reps = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--decode-only") && i + 3 < argc) {
+			only_ctx = atoi(argv[++i]);
+			only_steps = atoi(argv[++i]);
+			only_S = atoi(argv[++i]);
+		}
 		else
 			path = argv[i];
 	}
@@ -132,6 +147,14 @@ int main(int argc, char **argv)
 	for (int i = 0; i < max_ctx; i++)
 		text[i] = (int32_t)(rng_u64() % (uint64_t)cfg.n_vocab);
 
+	if (only_ctx >= 0) {
+		/* for a profiler: only `only_steps` decode steps inside cudaProfilerStart/Stop */
+		profiled_steps = only_steps;
+		double m = decode(only_S, only_ctx, only_steps, &greedy, text);
+		printf("decode @%d x%d seqs: %.1f tok/s (%.3f ms/step)\n", only_ctx, only_S, only_S / m, 1e3 * m);
+		ops->free(be);
+		return m > 0 ? 0 : 1;
+	}
 	const double bw = ops->mem_bandwidth(be);
 	const double wbytes = (double)eng_weights_bytes_per_token(&cfg, &w);
 	const double kv_tok = (double)eng_kv_page_bytes(&cfg) / ENG_KV_PAGE; /* K+V bytes per position */

@@ -6,7 +6,8 @@
 #
 #   tests/gpu/run.sh [STEP...]      STEP: info ops model mount bench profile (default: all)
 #
-# Binaries come from $PF_BIN (default .carry/bin: promptfs, gpu_*), test
+# Binaries come from $PF_BIN (default: .carry/bin.txz unpacked into
+# $PF_WORK/bin, or .carry/bin: promptfs, gpu_*), test
 # models from $PF_MODELS (default .carry/models: stories260K.gguf,
 # ggml-vocab-qwen2.gguf).  Synthetic Qwen2.5-0.5B models are written to
 # $PF_WORK (default /tmp/pf).  Logs go to $PF_WORK/logs, and when $OUT is
@@ -15,16 +16,19 @@
 # Building here (no GPU needed), e.g.:
 #   cmake -S . -B build-cuda -DPROMPTFS_STATIC_FUSE=ON -DCMAKE_CUDA_ARCHITECTURES=90
 #   cmake --build build-cuda -j2
-#   mkdir -p .carry/bin .carry/models; cp build-cuda/promptfs build-cuda/gpu/gpu_* .carry/bin/
-#   strip .carry/bin/*; cp ../shared/models/stories260K.gguf ../shared/models/vocab/ggml-vocab-qwen2.gguf .carry/models/
+#   tests/gpu/pack.sh           (fills .carry/: bin.txz and the test models)
 set -u
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+WORK="${PF_WORK:-/tmp/pf}"
+mkdir -p "$WORK"
+if [ -z "${PF_BIN:-}" ] && [ -f "$ROOT/.carry/bin.txz" ]; then
+	tar xJf "$ROOT/.carry/bin.txz" -C "$WORK" && PF_BIN="$WORK/bin"
+fi
 BIN="${PF_BIN:-$ROOT/.carry/bin}"
 MODELS="${PF_MODELS:-$ROOT/.carry/models}"
-WORK="${PF_WORK:-/tmp/pf}"
 LOGS="$WORK/logs"
 mkdir -p "$WORK" "$LOGS"
-STEPS="${*:-info ops model mount bench profile}"
+STEPS="${*:-info ops model mount bench profile perf}"
 SUMMARY=()
 FAILS=0
 
@@ -131,6 +135,23 @@ fi
 
 if want profile; then
 	run "profile: q4_k_m per-op times" profile_q4km.log "$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --profile --reps 3
+fi
+
+if want perf; then
+	# kernel durations inside the decode graph (ncu serialises kernels: sum of
+	# durations, no launch gaps) and decode A/B runs on this same card
+	NCU="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
+	if [ -n "$NCU" ]; then
+		run "perf: ncu decode @512 q4_k_m" ncu_q4km.log "$NCU" --profile-from-start off --csv \
+			--metrics gpu__time_duration.sum "$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --decode-only 512 10 1
+		python3 "$ROOT/tests/gpu/ncu_summary.py" "$LOGS/ncu_q4km.log" 10 | tee "$LOGS/ncu_q4km_summary.txt"
+	fi
+	for ctx in 0 512 4096; do
+		for v in "default" "PROMPTFS_CUDA_NO_PDL=1" "PROMPTFS_CUDA_ATTN_MIN_PAGES=2" "PROMPTFS_CUDA_ATTN_MIN_PAGES=4"; do
+			e=""; [ "$v" != default ] && e="$v"
+			echo "== decode q4_k_m @$ctx [$v]: $(env $e "$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --decode-only $ctx 256 1 2>&1 | tail -1)"
+		done
+	done | tee "$LOGS/ab.txt"
 fi
 
 echo
