@@ -83,11 +83,13 @@ static __device__ void load_q(const struct cuda_attn_args &a, float *Qs, int R, 
 	(void)kv_end;
 }
 
-/* One page of keys/values [kt, kt + nk) into Ks (padded rows) and Vs. */
+/* One page of keys/values [kt, kt + nk) into Ks (padded rows) and Vs.
+ * DT: the head dim when known at compile time (0: a.D). */
+template <int DT>
 static __device__ __forceinline__ void load_kv(const struct cuda_attn_args &a, float *Ks, float *Vs,
                                                const int32_t *ptab, int g, int kt, int nk)
 {
-	const int D = a.D, D1 = D + 1;
+	const int D = DT ? DT : a.D, D1 = D + 1;
 	const size_t off = cuda_kv_offset(ptab[kt / CUDA_ATTN_KT], g, 0, a.G, D) / 2;
 	const __half2 *Kp = (const __half2 *)((const __half *)a.k_pool + off);
 	const __half2 *Vp = (const __half2 *)((const __half *)a.v_pool + off);
@@ -166,15 +168,16 @@ static __device__ void write_out(const struct cuda_attn_args &a, const float *Fo
 	}
 }
 
-/* ND = dims per lane (ceil(D / 32) rounded to a power of two). */
-template <int ND>
+/* ND = dims per lane (ceil(D / 32) rounded to a power of two); DT = the
+ * head dim when compiled for it (64, 128: loops fully unrolled), else 0. */
+template <int ND, int DT>
 static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_attn_args a)
 {
 	extern __shared__ float sm[];
 	__shared__ int last;
 	const int tile = blockIdx.x, g = blockIdx.y, split = blockIdx.z;
 	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-	const int D = a.D, D1 = D + 1, hpg = a.H / a.G;
+	const int D = DT ? DT : a.D, D1 = D + 1, hpg = a.H / a.G;
 	const int seq = a.tile_seq[tile], t0 = a.tile_tok0[tile], nt = a.tile_ntok[tile];
 	const int R = nt * hpg, Rmax = a.qt * hpg + 2; /* + 2 scratch rows for the new k, v */
 	float *Ks = sm, *Vs = Ks + CUDA_ATTN_KT * D1, *Qs = Vs + CUDA_ATTN_KT * D;
@@ -209,7 +212,7 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 	__syncthreads();
 
 	for (int kt = kbeg; kt < kend; kt += CUDA_ATTN_KT) {
-		load_kv(a, Ks, Vs, ptab, g, kt, min(CUDA_ATTN_KT, kend - kt));
+		load_kv<DT>(a, Ks, Vs, ptab, g, kt, min(CUDA_ATTN_KT, kend - kt));
 		__syncthreads();
 		for (int r = warp; r < R; r += ATTN_WARPS) {
 			const int lim = min(kend, a.pos[t0 + r / hpg] + 1) - kt; /* causal */
@@ -217,6 +220,7 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 				continue;
 			const float *qr = Qs + (size_t)r * D;
 			float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll 16
 			for (int d = 0; d < D; d++) {
 				float qd = qr[d];
 				s0 += qd * Ks[lane * D1 + d];
@@ -235,6 +239,7 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 				o[i] = d < D ? Os[(size_t)r * D + d] * corr : 0.0f;
 			}
 			const int jmax = min(lim, CUDA_ATTN_KT);
+#pragma unroll 8
 			for (int j = 0; j < jmax; j++) {
 				float pj = __shfl_sync(0xffffffffu, j < 32 ? p0 : p1, j & 31);
 #pragma unroll
@@ -294,12 +299,12 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 
 #define ATTN_MAX_SMEM (200 * 1024)
 
-template <int ND>
+template <int ND, int DT>
 static int attn_attr(void)
 {
 	static bool done;
 	if (!done) {
-		CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<ND>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<ND, DT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
 		                                ATTN_MAX_SMEM));
 		done = true;
 	}
@@ -308,24 +313,26 @@ static int attn_attr(void)
 
 extern "C" int cuda_attn_setup(void)
 {
-	TRY(attn_attr<1>());
-	TRY(attn_attr<2>());
-	TRY(attn_attr<4>());
-	return attn_attr<8>();
+	TRY((attn_attr<1, 0>()));
+	TRY((attn_attr<2, 0>()));
+	TRY((attn_attr<4, 0>()));
+	TRY((attn_attr<8, 0>()));
+	TRY((attn_attr<2, 64>()));
+	return attn_attr<4, 128>();
 }
 
-template <int ND>
+template <int ND, int DT>
 static int launch_attn(const struct cuda_attn_args *a, cudaStream_t st)
 {
 	size_t smem = attn_smem(a->D, a->qt * (a->H / a->G) + 2);
-	TRY(attn_attr<ND>());
+	TRY((attn_attr<ND, DT>()));
 	if (smem > ATTN_MAX_SMEM) {
 		LOG_ERR("attention tile needs %zu bytes of shared memory (D=%d, H/G=%d)", smem, a->D,
 		        a->H / a->G);
 		return -EINVAL;
 	}
 	dim3 grid(a->n_tiles, a->G, a->n_split);
-	launch_k(attn_kernel<ND>, grid, ATTN_THREADS, smem, st, *a);
+	launch_k(attn_kernel<ND, DT>, grid, ATTN_THREADS, smem, st, *a);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }
@@ -340,12 +347,16 @@ extern "C" int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st)
 		        a->n_split);
 		return -EINVAL;
 	}
+	if (a->D == 64)
+		return launch_attn<2, 64>(a, st);
+	if (a->D == 128)
+		return launch_attn<4, 128>(a, st);
 	if (a->D <= 32)
-		return launch_attn<1>(a, st);
+		return launch_attn<1, 0>(a, st);
 	if (a->D <= 64)
-		return launch_attn<2>(a, st);
+		return launch_attn<2, 0>(a, st);
 	if (a->D <= 128)
-		return launch_attn<4>(a, st);
-	return launch_attn<8>(a, st);
+		return launch_attn<4, 0>(a, st);
+	return launch_attn<8, 0>(a, st);
 }
 

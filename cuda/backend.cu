@@ -22,14 +22,21 @@
 #define ALIGN 256
 #define CUBLAS_WS_BYTES (32u << 20)
 
+static thread_local bool pdl_capturing;
+
+void cuda_pdl_capture(bool on)
+{
+	pdl_capturing = on;
+}
+
 bool cuda_pdl_enabled(void)
 {
-	static int on = -1; /* read once; a benign race would store the same value */
-	if (on < 0) {
+	static int env = -1; /* read once; a benign race would store the same value */
+	if (env < 0) {
 		const char *e = getenv("PROMPTFS_CUDA_NO_PDL");
-		on = !(e && !strcmp(e, "1"));
+		env = !(e && !strcmp(e, "1"));
 	}
-	return on != 0;
+	return pdl_capturing && env != 0;
 }
 
 static size_t align_up(size_t n)
@@ -156,7 +163,7 @@ static int upload_weights(struct eng_backend *be, const struct eng_weights *w)
 {
 	struct up_ctx u = {NULL, 0, 0};
 	TRY(walk_weights(be, w, &u));
-	be->wbytes = u.off;
+	be->wbytes = u.off + ALIGN; /* slack: ld_ints_b2 may read 4 bytes past a tensor */
 	CUDA_CHECK(cudaMalloc(&be->wbuf, be->wbytes));
 	u.base = (uint8_t *)be->wbuf;
 	u.off = 0;
@@ -377,6 +384,15 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 	    (rc = cuda_fused_setup()))
 		goto fail;
 	be->use_graphs = !(getenv("PROMPTFS_NO_CUDA_GRAPHS") && !strcmp(getenv("PROMPTFS_NO_CUDA_GRAPHS"), "1"));
+	if (getenv("PROMPTFS_CUDA_TIMING_SKIP")) {
+		/* "qkv,attn,wo,glu,down,head": what costs what inside the graph */
+		const char *e = getenv("PROMPTFS_CUDA_TIMING_SKIP");
+		static const char *const names[] = {"qkv", "attn", "wo", "glu", "down", "head"};
+		for (int i = 0; i < 6; i++)
+			if (strstr(e, names[i]))
+				be->skip |= 1u << i;
+		LOG_WARN("PROMPTFS_CUDA_TIMING_SKIP=%s: decode results are wrong (timing only)", e);
+	}
 	be->attn_min_pages = getenv("PROMPTFS_CUDA_ATTN_MIN_PAGES") ? atoi(getenv("PROMPTFS_CUDA_ATTN_MIN_PAGES")) : 1;
 	be->fuse = !(getenv("PROMPTFS_CUDA_NO_FUSE") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE"), "1"));
 	if (getenv("PROMPTFS_CUDA_PROFILE") && !strcmp(getenv("PROMPTFS_CUDA_PROFILE"), "1"))

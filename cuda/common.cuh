@@ -63,7 +63,11 @@ static __host__ __device__ __forceinline__ int cdiv(int a, int b) { return (a + 
 // transitive down the stream.  PROMPTFS_CUDA_NO_PDL=1 launches plainly
 // (the device instructions are then no-ops).
 
-bool cuda_pdl_enabled(void); /* backend.cu: from the environment, once */
+/* backend.cu: true while this thread records a decode graph (PDL only pays
+ * off there: eager launches with the attribute cost more host time) and the
+ * environment does not say PROMPTFS_CUDA_NO_PDL=1. */
+bool cuda_pdl_enabled(void);
+void cuda_pdl_capture(bool on);
 
 template <typename... P, typename... A>
 static inline cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, size_t smem,
@@ -162,6 +166,24 @@ static __device__ __forceinline__ int ld_b2(const void *p, int i)
 static __device__ __forceinline__ int ld_b4(const void *p, int i)
 {
 	return ((const int *)p)[i];
+}
+
+/* N consecutive ints from a 2-byte-aligned address: N + 1 aligned 32-bit
+ * loads, funnel-shifted (instead of 2N 16-bit loads).  May read up to 4
+ * bytes past p + 4N, so weight buffers carry slack at their end. */
+template <int N>
+static __device__ __forceinline__ void ld_ints_b2(const void *p, int *out)
+{
+	const uintptr_t a = (uintptr_t)p;
+	const uint32_t *w = (const uint32_t *)(a & ~(uintptr_t)3);
+	const uint32_t sh = (uint32_t)(a & 2) * 8;
+	uint32_t v[N + 1];
+#pragma unroll
+	for (int i = 0; i <= N; i++)
+		v[i] = w[i];
+#pragma unroll
+	for (int i = 0; i < N; i++)
+		out[i] = (int)__funnelshift_r(v[i], v[i + 1], sh);
 }
 
 /* Quantises 32 consecutive values held one per lane (lane = element) to a q8

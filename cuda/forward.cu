@@ -166,7 +166,9 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	                                {L->wk, NULL, be->qkv + HD, be->ld_qkv},
 	                                {L->wv, NULL, be->qkv + HD + G * D, be->ld_qkv}},
 	                            C, T, be->x, C, L->attn_norm, c->rms_eps, 1, NULL, NULL};
-	if (be->fuse && cuda_matvec_fused_ok(&fq)) {
+	if (be->skip & 1) {
+		/* timing experiment: no QKV */
+	} else if (be->fuse && cuda_matvec_fused_ok(&fq)) {
 		OP(be, CUDA_PROF_QKV, cuda_matvec_fused(&fq, st));
 	} else {
 		OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->attn_norm, c->rms_eps, be->xn, C,
@@ -193,18 +195,22 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	aa.min_pages = be->attn_min_pages;
 	if (q8_in_attn)
 		aa.qs = be->q8s, aa.ds = be->q8d;
-	OP(be, CUDA_PROF_ATTN, cuda_attn(&aa, st));
+	if (!(be->skip & 2))
+		OP(be, CUDA_PROF_ATTN, cuda_attn(&aa, st));
 	if (L->q8_wo && !q8_in_attn)
 		OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->attn, HD, HD, T, be->q8s, be->q8d, st));
 	a = (struct cuda_act){be->attn, HD, be->q8s, be->q8d};
-	OP(be, CUDA_PROF_WO, cuda_matvec(&L->wo, &a, T, be->x, C, true, st));
+	if (!(be->skip & 4))
+		OP(be, CUDA_PROF_WO, cuda_matvec(&L->wo, &a, T, be->x, C, true, st));
 
 	/* feed-forward block */
 	const bool q8h = L->q8_down && F % Q8_BLOCK == 0;
 	struct cuda_mmv_fused fg = {1, {{L->gate, L->up.d, be->ffn_h, F}}, C, T, be->x, C, L->ffn_norm,
 	                            c->rms_eps, 2, q8h ? be->q8s : NULL, be->q8d};
 	bool h_q8 = false;
-	if (be->fuse && L->glu && cuda_matvec_fused_ok(&fg)) {
+	if (be->skip & 8) {
+		h_q8 = true; /* timing experiment: no gate/up */
+	} else if (be->fuse && L->glu && cuda_matvec_fused_ok(&fg)) {
 		OP(be, CUDA_PROF_GATE_UP, cuda_matvec_fused(&fg, st));
 		h_q8 = q8h;
 	} else {
@@ -222,7 +228,8 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	if (L->q8_down && !h_q8)
 		OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->ffn_h, F, F, T, be->q8s, be->q8d, st));
 	a = (struct cuda_act){be->ffn_h, F, be->q8s, be->q8d};
-	OP(be, CUDA_PROF_DOWN, cuda_matvec(&L->down, &a, T, be->x, C, true, st));
+	if (!(be->skip & 16))
+		OP(be, CUDA_PROF_DOWN, cuda_matvec(&L->down, &a, T, be->x, C, true, st));
 	return 0;
 }
 
@@ -317,7 +324,8 @@ static int body(struct eng_backend *be, const struct shape *sh)
 static int decode_step(struct eng_backend *be, const struct shape *sh)
 {
 	TRY(body(be, sh));
-	TRY(head(be, M32(be, sh->ml.out_rows), sh->S));
+	if (!(be->skip & 32))
+		TRY(head(be, M32(be, sh->ml.out_rows), sh->S));
 	if (sh->sample)
 		TRY(sample_dev(be, sh));
 	return 0;
@@ -453,7 +461,9 @@ static int run_graph(struct eng_backend *be, const struct shape *sh)
 	if (!g->ready) {
 		cudaGraph_t graph = NULL;
 		CUDA_CHECK(cudaStreamBeginCapture(be->st, cudaStreamCaptureModeThreadLocal));
+		cuda_pdl_capture(true);
 		int rc = decode_step(be, sh);
+		cuda_pdl_capture(false);
 		cudaError_t e = cudaStreamEndCapture(be->st, &graph);
 		if (rc || e != cudaSuccess) {
 			LOG_WARN("graph capture failed (%s); running without graphs", cudaGetErrorString(e));
@@ -503,6 +513,14 @@ static void plan(struct eng_backend *be, const struct eng_batch *b, const struct
 	sh->R = R;
 	sh->mmv = T <= CUDA_MMV_MAX_COLS;
 	sh->qt = cuda_attn_tile_tokens(c->n_head, c->n_head_kv, c->head_dim);
+	if (T <= CUDA_MMV_MAX_COLS) {
+		/* small batches: tiles no longer than the longest sequence (less shared
+		 * memory per block; fixed per S for graphs: T == S means 1) */
+		int mx = 1;
+		for (int s = 0; s < b->n_seqs; s++)
+			mx = b->seqs[s].n_tokens > mx ? b->seqs[s].n_tokens : mx;
+		sh->qt = mx < sh->qt ? mx : sh->qt;
+	}
 	for (int s = 0; s < b->n_seqs; s++)
 		sh->n_tiles += cdiv(b->seqs[s].n_tokens, sh->qt);
 	sh->n_split = 1;

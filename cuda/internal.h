@@ -86,6 +86,8 @@ struct eng_backend {
 	bool use_graphs;
 	bool fuse;              /* fused decode kernels (PROMPTFS_CUDA_NO_FUSE=1: off) */
 	int attn_min_pages;     /* PROMPTFS_CUDA_ATTN_MIN_PAGES: fewest pages per decode split */
+	unsigned skip;          /* PROMPTFS_CUDA_TIMING_SKIP: op families left out of decode (timing
+	                         * experiments only: the results are wrong) */
 	int32_t *attn_counters; /* [CUDA_MMV_MAX_COLS * G] split tickets, zero between launches */
 	struct cuda_graph_slot *graphs; /* [(max_seqs + 1) * 2]: (S, sampled) */
 

@@ -52,9 +52,11 @@ template <> struct wq<GGUF_DTYPE_Q4_0> {
 		const uint8_t *b = row + (size_t)g * BYTES;
 		w.dlo = w.dhi = ld_half(b);
 		w.mlo = w.mhi = 0.0f;
+		int qs[4];
+		ld_ints_b2<4>(b + 2, qs);
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
-			int v = ld_b2(b + 2, i);
+			int v = qs[i];
 			w.q[i] = __vsub4(v & 0x0F0F0F0F, 0x08080808);
 			w.q[i + 4] = __vsub4((v >> 4) & 0x0F0F0F0F, 0x08080808);
 		}
@@ -86,10 +88,12 @@ template <> struct wq<GGUF_DTYPE_Q5_0> {
 		const uint8_t *b = row + (size_t)g * BYTES;
 		w.dlo = w.dhi = ld_half(b);
 		w.mlo = w.mhi = 0.0f;
-		int qh = ld_b2(b + 2, 0);
+		int h[5]; /* qh, then the 16 bytes of qs */
+		ld_ints_b2<5>(b + 2, h);
+		const int qh = h[0];
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
-			int v = ld_b2(b + 6, i);
+			int v = h[1 + i];
 			int lo = (v & 0x0F0F0F0F) | (spread4(qh >> (4 * i)) << 4);
 			int hi = ((v >> 4) & 0x0F0F0F0F) | (spread4(qh >> (16 + 4 * i)) << 4);
 			w.q[i] = __vsub4(lo, 0x10101010);
@@ -124,9 +128,7 @@ template <> struct wq<GGUF_DTYPE_Q8_0> {
 		const uint8_t *b = row + (size_t)g * BYTES;
 		w.dlo = w.dhi = ld_half(b);
 		w.mlo = w.mhi = 0.0f;
-#pragma unroll
-		for (int i = 0; i < 8; i++)
-			w.q[i] = ld_b2(b + 2, i);
+		ld_ints_b2<8>(b + 2, w.q);
 	}
 };
 
@@ -168,10 +170,13 @@ template <> struct wq<GGUF_DTYPE_Q3_K> {
 		w.dlo = d * (float)q3k_scale(b + 96, 2 * j8);
 		w.dhi = d * (float)q3k_scale(b + 96, 2 * j8 + 1);
 		w.mlo = w.mhi = 0.0f;
+		int qs[8], hm[8];
+		ld_ints_b2<8>(b + 32 + 32 * half, qs);
+		ld_ints_b2<8>(b, hm);
 #pragma unroll
 		for (int i = 0; i < 8; i++) {
-			int low = (ld_b2(b + 32 + 32 * half, i) >> (2 * j)) & 0x03030303;
-			int hb = (ld_b2(b, i) >> j8) & 0x01010101;
+			int low = (qs[i] >> (2 * j)) & 0x03030303;
+			int hb = (hm[i] >> j8) & 0x01010101;
 			w.q[i] = __vsub4(low | (hb << 2), 0x04040404);
 		}
 	}
@@ -227,10 +232,13 @@ template <> struct wq<GGUF_DTYPE_Q6_K> {
 		w.dhi = d * (float)sc[8 * half + 2 * k + 1];
 		w.mlo = w.mhi = 0.0f;
 		int shift = 4 * (k >> 1);
+		int ql[8], qh[8];
+		ld_ints_b2<8>(b + 64 * half + 32 * (k & 1), ql);
+		ld_ints_b2<8>(b + 128 + 32 * half, qh);
 #pragma unroll
 		for (int i = 0; i < 8; i++) {
-			int nib = (ld_b2(b + 64 * half + 32 * (k & 1), i) >> shift) & 0x0F0F0F0F;
-			int hb = (ld_b2(b + 128 + 32 * half, i) >> (2 * k)) & 0x03030303;
+			int nib = (ql[i] >> shift) & 0x0F0F0F0F;
+			int hb = (qh[i] >> (2 * k)) & 0x03030303;
 			w.q[i] = __vsub4(nib | (hb << 4), 0x20202020);
 		}
 	}

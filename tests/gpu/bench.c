@@ -133,7 +133,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	ops = eng_backend_find("cuda");
-	const int max_ctx = 4096 + 256;
+	const int max_ctx = 4096 + 512;
 	per_seq = (max_ctx + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
 	struct eng_backend_params bp = {0, 8 * per_seq, 2048, 8, max_ctx, 0};
 	if (!ops || ops->init(&cfg, &w, &bp, &be)) {

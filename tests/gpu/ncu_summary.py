@@ -18,7 +18,7 @@ for r in rows[hdr + 1:]:
     name = re.sub(r"<.*", "", r[kn]).replace("void ", "").split("(")[0]
     v = float(r[mv].replace(",", ""))
     unit = r[mu]
-    us = v / 1e3 if unit == "nsecond" else v if unit == "usecond" else v * 1e3
+    us = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}[unit] * v
     t, n = agg.get(name, (0.0, 0))
     agg[name] = (t + us, n + 1)
 total = sum(t for t, _ in agg.values())

@@ -102,7 +102,9 @@ static float *rand_vec(size_t n, float scale)
 static struct cuda_mat dev_mat(int type, const void *w, int K, int N)
 {
 	struct cuda_mat m = {type, K, N, NULL, gguf_row_size(type, K)};
-	m.d = dup_dev(w, m.row_bytes * N);
+	void *d = dalloc(m.row_bytes * N + 256); /* slack as the backend's weights buffer */
+	CK(cudaMemcpy(d, w, m.row_bytes * N, cudaMemcpyHostToDevice));
+	m.d = d;
 	return m;
 }
 
@@ -424,7 +426,9 @@ static void test_fused(const int *types, int n_seg, int K, const int *Ns, int nc
 	if (glu) {
 		w2 = rand_rows(types[0], K, Ns[0]);
 		wf2 = deq_rows(types[0], w2, K, Ns[0]);
-		f.seg[0].w2 = dup_dev(w2, gguf_row_size(types[0], K) * Ns[0]);
+		void *d2 = dalloc(gguf_row_size(types[0], K) * Ns[0] + 256);
+		CK(cudaMemcpy(d2, w2, gguf_row_size(types[0], K) * Ns[0], cudaMemcpyHostToDevice));
+		f.seg[0].w2 = d2;
 	}
 	if (q8out) {
 		f.oqs = dalloc((size_t)nc * Ns[0]);

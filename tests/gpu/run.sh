@@ -145,9 +145,16 @@ if want perf; then
 		run "perf: ncu decode @512 q4_k_m" ncu_q4km.log "$NCU" --profile-from-start off --csv \
 			--metrics gpu__time_duration.sum "$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --decode-only 512 10 1
 		python3 "$ROOT/tests/gpu/ncu_summary.py" "$LOGS/ncu_q4km.log" 10 | tee "$LOGS/ncu_q4km_summary.txt"
+		# one layer's kernels in detail: occupancy, throughput, stall reasons
+		"$NCU" --profile-from-start off --launch-count 7 --section SpeedOfLight --section LaunchStats \
+			--section Occupancy --section WarpStateStats --section SourceCounters \
+			"$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --decode-only 512 1 1 > "$LOGS/ncu_detail.log" 2>&1
+		grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Stall|Dynamic Shared" "$LOGS/ncu_detail.log" | head -150
 	fi
 	for ctx in 0 512 4096; do
-		for v in "default" "PROMPTFS_CUDA_NO_PDL=1" "PROMPTFS_CUDA_ATTN_MIN_PAGES=2" "PROMPTFS_CUDA_ATTN_MIN_PAGES=4"; do
+		vs="default"
+		[ $ctx = 512 ] && vs="default PROMPTFS_CUDA_NO_PDL=1 PROMPTFS_CUDA_NO_FUSE=1 PROMPTFS_CUDA_TIMING_SKIP=attn PROMPTFS_CUDA_TIMING_SKIP=glu PROMPTFS_CUDA_TIMING_SKIP=qkv PROMPTFS_CUDA_TIMING_SKIP=down PROMPTFS_CUDA_TIMING_SKIP=wo PROMPTFS_CUDA_TIMING_SKIP=head PROMPTFS_CUDA_TIMING_SKIP=qkv,attn,wo,glu,down,head"
+		for v in $vs; do
 			e=""; [ "$v" != default ] && e="$v"
 			echo "== decode q4_k_m @$ctx [$v]: $(env $e "$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --decode-only $ctx 256 1 2>&1 | tail -1)"
 		done
