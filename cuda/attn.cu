@@ -20,10 +20,14 @@
  * shape and every range is computed on the device from the positions, so a
  * captured graph stays valid as the context grows.
  */
+#include <cooperative_groups.h>
+
 #include "cuda_ops.h"
 #include "common.cuh"
 #include "internal.h"
 #include "rope.cuh"
+
+namespace cg = cooperative_groups;
 
 static_assert(CUDA_ATTN_KT == 64, "attention assumes 64-key pages (2 keys per lane)");
 
@@ -62,7 +66,7 @@ static __device__ void load_q(const struct cuda_attn_args &a, float *Qs, int R, 
 		const int h = g * hpg + r;
 		float *s = Qs + (size_t)r * D;
 		head_prep(s, a.q + (size_t)t0 * a.ldq + h * D, a.bq ? a.bq + h * D : nullptr, a.q_norm,
-		          a.eps, D, true, pos, a.n_rot, a.neox, a.base);
+		          a.eps, D, !(a.dbg & 1), pos, a.n_rot, a.neox, a.base);
 		for (int d = lane; d < D; d += WARP)
 			s[d] *= a.scale;
 	}
@@ -168,9 +172,53 @@ static __device__ void write_out(const struct cuda_attn_args &a, const float *Fo
 	}
 }
 
+/* Cluster mode (one token per tile, D a multiple of 32): every block of the
+ * cluster holds its split's unnormalised (o, m, l) rows in shared memory;
+ * block `rank` merges rows rank, rank + n, … reading the others' shared
+ * memory, writes them and their q8 form. */
+template <int DT>
+static __device__ void cluster_combine(const struct cuda_attn_args &a, const float *Os,
+                                       const float *Ms, const float *Ls, int R, int hpg, int g,
+                                       int t0, int eff)
+{
+	cg::cluster_group cl = cg::this_cluster();
+	const int rank = (int)cl.block_rank(), ns = (int)cl.num_blocks();
+	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+	constexpr int D = DT, NI = DT / WARP;
+	cl.sync(); /* every split's rows are complete */
+	if (warp == 0)
+		for (int r = rank; r < R; r += ns) {
+			const float m = lane < eff ? *cl.map_shared_rank(Ms + r, lane) : -INFINITY;
+			const float l = lane < eff ? *cl.map_shared_rank(Ls + r, lane) : 0.0f;
+			const float M = warp_max(m), e = __expf(m - M), L = warp_sum(l * e);
+			const float w = e / L;
+			float o[NI];
+#pragma unroll
+			for (int i = 0; i < NI; i++)
+				o[i] = 0.0f;
+			for (int j = 0; j < eff; j++) {
+				const float wj = __shfl_sync(0xffffffffu, w, j);
+				const float *src = cl.map_shared_rank(Os + (size_t)r * D, j);
+#pragma unroll
+				for (int i = 0; i < NI; i++)
+					o[i] += wj * src[lane + WARP * i];
+			}
+			const int h = g * hpg + r, HD = a.H * D;
+#pragma unroll
+			for (int i = 0; i < NI; i++) {
+				a.out[(size_t)t0 * a.ldo + h * D + i * WARP + lane] = o[i];
+				if (a.qs) {
+					const size_t e0 = (size_t)t0 * HD + h * D + i * WARP;
+					quant_group_warp(o[i], a.qs + e0, (float2 *)a.ds + e0 / WARP);
+				}
+			}
+		}
+	cl.sync(); /* keep this block's shared memory until the others have read it */
+}
+
 /* ND = dims per lane (ceil(D / 32) rounded to a power of two); DT = the
  * head dim when compiled for it (64, 128: loops fully unrolled), else 0. */
-template <int ND, int DT>
+template <int ND, int DT, bool CL>
 static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_attn_args a)
 {
 	extern __shared__ float sm[];
@@ -199,8 +247,8 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 		}
 	}
 	pdl_enter();
-	if (split >= eff)
-		return;
+	if (split >= eff && !CL)
+		return; /* (cluster blocks stay: they take part in the cluster's barriers) */
 
 	load_q(a, Qs, R, hpg, g, t0, kbeg, kend, kv_end);
 	for (int i = threadIdx.x; i < R * D; i += blockDim.x)
@@ -211,7 +259,7 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 	}
 	__syncthreads();
 
-	for (int kt = kbeg; kt < kend; kt += CUDA_ATTN_KT) {
+	for (int kt = kbeg; kt < kend && !(a.dbg & 4); kt += CUDA_ATTN_KT) {
 		load_kv<DT>(a, Ks, Vs, ptab, g, kt, min(CUDA_ATTN_KT, kend - kt));
 		__syncthreads();
 		for (int r = warp; r < R; r += ATTN_WARPS) {
@@ -263,7 +311,11 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 		__syncthreads();
 	}
 
-	if (eff == 1) {
+	if constexpr (CL) {
+		cluster_combine<DT>(a, Os, Ms, Ls, R, hpg, g, t0, min(eff, a.n_split));
+		return;
+	}
+	if (eff == 1 || (a.dbg & 2)) {
 		for (int i = threadIdx.x; i < R * D; i += blockDim.x) {
 			const float l = Ls[i / D];
 			Os[i] = l > 0.0f ? Os[i] / l : 0.0f;
@@ -299,13 +351,13 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 
 #define ATTN_MAX_SMEM (200 * 1024)
 
-template <int ND, int DT>
+template <int ND, int DT, bool CL>
 static int attn_attr(void)
 {
 	static bool done;
 	if (!done) {
-		CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<ND, DT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-		                                ATTN_MAX_SMEM));
+		CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<ND, DT, CL>,
+		                                cudaFuncAttributeMaxDynamicSharedMemorySize, ATTN_MAX_SMEM));
 		done = true;
 	}
 	return 0;
@@ -313,26 +365,29 @@ static int attn_attr(void)
 
 extern "C" int cuda_attn_setup(void)
 {
-	TRY((attn_attr<1, 0>()));
-	TRY((attn_attr<2, 0>()));
-	TRY((attn_attr<4, 0>()));
-	TRY((attn_attr<8, 0>()));
-	TRY((attn_attr<2, 64>()));
-	return attn_attr<4, 128>();
+	TRY((attn_attr<1, 0, false>()));
+	TRY((attn_attr<2, 0, false>()));
+	TRY((attn_attr<4, 0, false>()));
+	TRY((attn_attr<8, 0, false>()));
+	TRY((attn_attr<2, 64, false>()));
+	TRY((attn_attr<4, 128, false>()));
+	TRY((attn_attr<2, 64, true>()));
+	return attn_attr<4, 128, true>();
 }
 
-template <int ND, int DT>
+template <int ND, int DT, bool CL>
 static int launch_attn(const struct cuda_attn_args *a, cudaStream_t st)
 {
 	size_t smem = attn_smem(a->D, a->qt * (a->H / a->G) + 2);
-	TRY((attn_attr<ND, DT>()));
+	TRY((attn_attr<ND, DT, CL>()));
 	if (smem > ATTN_MAX_SMEM) {
 		LOG_ERR("attention tile needs %zu bytes of shared memory (D=%d, H/G=%d)", smem, a->D,
 		        a->H / a->G);
 		return -EINVAL;
 	}
 	dim3 grid(a->n_tiles, a->G, a->n_split);
-	launch_k(attn_kernel<ND, DT>, grid, ATTN_THREADS, smem, st, *a);
+	launch_kc(attn_kernel<ND, DT, CL>, grid, ATTN_THREADS, smem, st,
+	          CL ? dim3(1, 1, a->n_split) : dim3(0, 0, 0), *a);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }
@@ -342,21 +397,25 @@ extern "C" int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st)
 	if (a->n_tiles <= 0)
 		return 0;
 	if (a->D > CUDA_ATTN_MAX_D || a->D % 2 || a->H % a->G || a->n_split < 1 || a->n_split > 64 ||
-	    (a->n_split > 1 && !a->counters)) {
+	    (a->n_split > 1 && !a->counters && !a->cluster) || (a->cluster && a->n_split > 8)) {
 		LOG_ERR("unsupported attention shape D=%d H=%d G=%d n_split=%d", a->D, a->H, a->G,
 		        a->n_split);
 		return -EINVAL;
 	}
+	if (a->cluster && (a->D != 64 && a->D != 128)) {
+		LOG_ERR("cluster attention needs D 64 or 128 (D=%d)", a->D);
+		return -EINVAL;
+	}
 	if (a->D == 64)
-		return launch_attn<2, 64>(a, st);
+		return a->cluster ? launch_attn<2, 64, true>(a, st) : launch_attn<2, 64, false>(a, st);
 	if (a->D == 128)
-		return launch_attn<4, 128>(a, st);
+		return a->cluster ? launch_attn<4, 128, true>(a, st) : launch_attn<4, 128, false>(a, st);
 	if (a->D <= 32)
-		return launch_attn<1, 0>(a, st);
+		return launch_attn<1, 0, false>(a, st);
 	if (a->D <= 64)
-		return launch_attn<2, 0>(a, st);
+		return launch_attn<2, 0, false>(a, st);
 	if (a->D <= 128)
-		return launch_attn<4, 0>(a, st);
-	return launch_attn<8, 0>(a, st);
+		return launch_attn<4, 0, false>(a, st);
+	return launch_attn<8, 0, false>(a, st);
 }
 

@@ -39,21 +39,46 @@ bool cuda_pdl_enabled(void)
 	return pdl_capturing && env != 0;
 }
 
+int cuda_carveout(void)
+{
+	static int v = -2;
+	if (v == -2) {
+		const char *e = getenv("PROMPTFS_CUDA_CARVEOUT");
+		v = e ? atoi(e) : 50;
+	}
+	return v;
+}
+
 static size_t align_up(size_t n)
 {
 	return (n + ALIGN - 1) / ALIGN * ALIGN;
 }
 
+/* Devices this build can run on: the kernels are compiled for compute
+ * capability 9.0 (Hopper: programmatic dependent launch, clusters). */
 static int cuda_probe(void)
 {
-	int n = 0;
+	int n = 0, usable = 0;
 	cudaError_t e = cudaGetDeviceCount(&n);
 	if (e != cudaSuccess) {
 		LOG_INFO("no CUDA device: %s (%s)", cudaGetErrorName(e), cudaGetErrorString(e));
 		(void)cudaGetLastError();
 		return 0;
 	}
-	return n;
+	for (int d = 0; d < n; d++) {
+		int major = 0, minor = 0;
+		if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d) != cudaSuccess ||
+		    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, d) != cudaSuccess)
+			break;
+		if (major < 9) {
+			LOG_WARN("CUDA device %d has compute capability %d.%d; this build needs 9.0 (Hopper)",
+			         d, major, minor);
+			break;
+		}
+		usable++;
+	}
+	(void)cudaGetLastError();
+	return usable;
 }
 
 // ---- weights
@@ -352,7 +377,7 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 	be->p = *p;
 	be->dev = p->device;
 	be->layers = (struct cuda_layer_w *)calloc(cfg->n_layer, sizeof(*be->layers));
-	be->graphs = (struct cuda_graph_slot *)calloc((size_t)(p->max_seqs + 1) * 2, sizeof(*be->graphs));
+	be->graphs = (struct cuda_graph_slot *)calloc((size_t)(p->max_seqs + 1) * 4, sizeof(*be->graphs));
 	be->host_sampler = eng_sampler_init(cfg->n_vocab);
 	rc = -ENOMEM;
 	if (!be->layers || !be->graphs || !be->host_sampler)
@@ -393,6 +418,10 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 				be->skip |= 1u << i;
 		LOG_WARN("PROMPTFS_CUDA_TIMING_SKIP=%s: decode results are wrong (timing only)", e);
 	}
+	be->fuse_qkv = !(getenv("PROMPTFS_CUDA_NO_FUSE_QKV") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE_QKV"), "1"));
+	be->fuse_glu = !(getenv("PROMPTFS_CUDA_NO_FUSE_GLU") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE_GLU"), "1"));
+	be->cluster = !(getenv("PROMPTFS_CUDA_NO_CLUSTER") && !strcmp(getenv("PROMPTFS_CUDA_NO_CLUSTER"), "1"));
+	be->attn_dbg = getenv("PROMPTFS_CUDA_ATTN_DBG") ? atoi(getenv("PROMPTFS_CUDA_ATTN_DBG")) : 0;
 	be->attn_min_pages = getenv("PROMPTFS_CUDA_ATTN_MIN_PAGES") ? atoi(getenv("PROMPTFS_CUDA_ATTN_MIN_PAGES")) : 1;
 	be->fuse = !(getenv("PROMPTFS_CUDA_NO_FUSE") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE"), "1"));
 	if (getenv("PROMPTFS_CUDA_PROFILE") && !strcmp(getenv("PROMPTFS_CUDA_PROFILE"), "1"))

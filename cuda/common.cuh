@@ -68,22 +68,48 @@ static __host__ __device__ __forceinline__ int cdiv(int a, int b) { return (a + 
  * environment does not say PROMPTFS_CUDA_NO_PDL=1. */
 bool cuda_pdl_enabled(void);
 void cuda_pdl_capture(bool on);
+/* Shared-memory carve-out (percent) asked for every launch, -1 for the
+ * driver's choice: PROMPTFS_CUDA_CARVEOUT, default 50 (backend.cu). */
+int cuda_carveout(void);
 
+/* cluster: thread-block cluster dimensions, or 0 x 0 x 0 for none. */
 template <typename... P, typename... A>
-static inline cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, size_t smem,
-                                   cudaStream_t st, A &&...args)
+static inline cudaError_t launch_kc(void (*k)(P...), dim3 grid, dim3 block, size_t smem,
+                                    cudaStream_t st, dim3 cluster, A &&...args)
 {
-	cudaLaunchAttribute at[1];
-	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-	at[0].val.programmaticStreamSerializationAllowed = 1;
+	cudaLaunchAttribute at[3];
+	int n = 0;
+	if (cluster.x) {
+		at[n].id = cudaLaunchAttributeClusterDimension;
+		at[n].val.clusterDim.x = cluster.x;
+		at[n].val.clusterDim.y = cluster.y;
+		at[n++].val.clusterDim.z = cluster.z;
+	}
+	if (cuda_carveout() >= 0) {
+		/* one shared-memory carve-out for every kernel: no L1/shared
+		 * reconfiguration (which drains the SM) between launches */
+		at[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+		at[n++].val.sharedMemCarveout = (unsigned)cuda_carveout();
+	}
+	if (cuda_pdl_enabled()) {
+		at[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+		at[n++].val.programmaticStreamSerializationAllowed = 1;
+	}
 	cudaLaunchConfig_t cfg = {};
 	cfg.gridDim = grid;
 	cfg.blockDim = block;
 	cfg.dynamicSmemBytes = smem;
 	cfg.stream = st;
 	cfg.attrs = at;
-	cfg.numAttrs = cuda_pdl_enabled() ? 1 : 0;
+	cfg.numAttrs = n;
 	return cudaLaunchKernelEx(&cfg, k, std::forward<A>(args)...);
+}
+
+template <typename... P, typename... A>
+static inline cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, size_t smem,
+                                   cudaStream_t st, A &&...args)
+{
+	return launch_kc(k, grid, block, smem, st, dim3(0, 0, 0), std::forward<A>(args)...);
 }
 
 static __device__ __forceinline__ void pdl_wait(void)

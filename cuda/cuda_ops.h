@@ -206,6 +206,11 @@ struct cuda_attn_args {
 	int8_t *qs;             /* q8 of out as well (qs [T][H*D], ds [T][H*D/32]) when */
 	void *ds;               /* (H/G * D) % 32 == 0; else the caller quantises */
 	int min_pages;          /* fewest pages a split takes (0: 1): fewer, longer splits */
+	int cluster;            /* decode (one token per tile), D 64 or 128, n_split <= 8: the
+	                         * splits of a tile run as one thread-block cluster and merge
+	                         * through distributed shared memory (no counters needed) */
+	int dbg;                /* timing experiments only (wrong results): 1 no RoPE math,
+	                         * 2 no cross-split combine, 4 no K/V tile work */
 };
 /* Tokens per tile for H/G heads per group and head dim D. */
 int cuda_attn_tile_tokens(int H, int G, int D);

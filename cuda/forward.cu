@@ -32,11 +32,24 @@ struct layout {
 struct shape {
 	int T, S, R, n_tiles, n_split, qt;
 	bool mmv;         /* mat-vec path */
+	bool longctx;     /* some sequence reaches past CUDA_CLUSTER_MAX_CTX (graph key) */
 	bool sample;      /* device sampling */
 	int recent_stride;/* 0: packed (eager), else per-sequence slots (graph) */
 	int n_recent;     /* ints of recent tokens in the metadata */
 	struct layout ml;
 };
+
+/* Decode attention as thread-block clusters (attn.cu): one token per
+ * sequence, head dim 64 or 128, and short contexts (8 splits of a cluster:
+ * past ~1k tokens the 64 ticketed splits are faster, measured on the H100).
+ * Decode graphs are kept per context class, so each stays position-free. */
+#define CUDA_CLUSTER_MAX_CTX 1024
+
+static bool cluster_attn(const struct eng_backend *be, const struct shape *sh)
+{
+	return be->fuse && be->cluster && sh->mmv && sh->T == sh->S && !sh->longctx &&
+	       (be->cfg.head_dim == 64 || be->cfg.head_dim == 128);
+}
 
 static void make_layout(struct layout *l, const struct shape *sh, int page_stride)
 {
@@ -92,7 +105,7 @@ static void prof_stop(struct eng_backend *be, int op)
 }
 
 static const char *const prof_names[CUDA_PROF_COUNT] = {
-	"embed", "rmsnorm", "qkv", "rope+kv", "attention", "(unused)", "wo+res",
+	"embed", "rmsnorm", "qkv", "rope+kv", "attention", "wo+res",
 	"gate/up(+glu)", "quantize", "down+res", "lm-head", "sample", "copies",
 };
 
@@ -168,7 +181,7 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	                            C, T, be->x, C, L->attn_norm, c->rms_eps, 1, NULL, NULL};
 	if (be->skip & 1) {
 		/* timing experiment: no QKV */
-	} else if (be->fuse && cuda_matvec_fused_ok(&fq)) {
+	} else if (be->fuse && be->fuse_qkv && cuda_matvec_fused_ok(&fq)) {
 		OP(be, CUDA_PROF_QKV, cuda_matvec_fused(&fq, st));
 	} else {
 		OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->attn_norm, c->rms_eps, be->xn, C,
@@ -192,7 +205,9 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	}
 	const bool q8_in_attn = L->q8_wo && ((H / G) * D) % Q8_BLOCK == 0 && be->fuse;
 	aa.counters = be->attn_counters;
+	aa.cluster = cluster_attn(be, sh) && sh->n_split > 1;
 	aa.min_pages = be->attn_min_pages;
+	aa.dbg = be->attn_dbg;
 	if (q8_in_attn)
 		aa.qs = be->q8s, aa.ds = be->q8d;
 	if (!(be->skip & 2))
@@ -210,7 +225,7 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	bool h_q8 = false;
 	if (be->skip & 8) {
 		h_q8 = true; /* timing experiment: no gate/up */
-	} else if (be->fuse && L->glu && cuda_matvec_fused_ok(&fg)) {
+	} else if (be->fuse && be->fuse_glu && L->glu && cuda_matvec_fused_ok(&fg)) {
 		OP(be, CUDA_PROF_GATE_UP, cuda_matvec_fused(&fg, st));
 		h_q8 = q8h;
 	} else {
@@ -438,16 +453,16 @@ static void fill_meta(struct eng_backend *be, const struct eng_batch *b,
 
 // ---- graphs
 
-static struct cuda_graph_slot *slot(struct eng_backend *be, int S, bool sampled)
+static struct cuda_graph_slot *slot(struct eng_backend *be, int S, bool sampled, bool longctx)
 {
-	return &be->graphs[2 * S + (sampled ? 1 : 0)];
+	return &be->graphs[4 * S + (sampled ? 1 : 0) + (longctx ? 2 : 0)];
 }
 
 extern "C" void cuda_be_graphs_free(struct eng_backend *be)
 {
 	if (!be->graphs)
 		return;
-	for (int i = 0; i < 2 * (be->p.max_seqs + 1); i++)
+	for (int i = 0; i < 4 * (be->p.max_seqs + 1); i++)
 		if (be->graphs[i].ready) {
 			cudaGraphExecDestroy(be->graphs[i].exec);
 			be->graphs[i].ready = false;
@@ -457,7 +472,7 @@ extern "C" void cuda_be_graphs_free(struct eng_backend *be)
 /* Records the step into a graph (first use of this shape), then launches it. */
 static int run_graph(struct eng_backend *be, const struct shape *sh)
 {
-	struct cuda_graph_slot *g = slot(be, sh->S, sh->sample);
+	struct cuda_graph_slot *g = slot(be, sh->S, sh->sample, sh->longctx);
 	if (!g->ready) {
 		cudaGraph_t graph = NULL;
 		CUDA_CHECK(cudaStreamBeginCapture(be->st, cudaStreamCaptureModeThreadLocal));
@@ -512,6 +527,8 @@ static void plan(struct eng_backend *be, const struct eng_batch *b, const struct
 	sh->S = b->n_seqs;
 	sh->R = R;
 	sh->mmv = T <= CUDA_MMV_MAX_COLS;
+	for (int s = 0; s < b->n_seqs; s++)
+		sh->longctx |= b->seqs[s].pos0 + b->seqs[s].n_tokens > CUDA_CLUSTER_MAX_CTX;
 	sh->qt = cuda_attn_tile_tokens(c->n_head, c->n_head_kv, c->head_dim);
 	if (T <= CUDA_MMV_MAX_COLS) {
 		/* small batches: tiles no longer than the longest sequence (less shared
@@ -528,6 +545,8 @@ static void plan(struct eng_backend *be, const struct eng_batch *b, const struct
 		/* enough blocks for about two per SM; fixed per S (graphs) */
 		int want = cdiv(2 * be->n_sm, sh->S * c->n_head_kv);
 		sh->n_split = want < 1 ? 1 : want > be->max_split ? be->max_split : want;
+		if (cluster_attn(be, sh))
+			sh->n_split = sh->n_split > 8 ? 8 : sh->n_split;
 	}
 	sh->sample = samp != NULL && nrec <= be->recent_cap;
 	for (int s = 0; samp && s < b->n_seqs; s++)

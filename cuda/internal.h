@@ -29,7 +29,7 @@ extern "C" {
 
 enum cuda_prof_op {
 	CUDA_PROF_EMBED = 0, CUDA_PROF_NORM, CUDA_PROF_QKV, CUDA_PROF_ROPE, CUDA_PROF_ATTN,
-	CUDA_PROF_COMBINE, CUDA_PROF_WO, CUDA_PROF_GATE_UP, CUDA_PROF_QUANT, CUDA_PROF_DOWN,
+	CUDA_PROF_WO, CUDA_PROF_GATE_UP, CUDA_PROF_QUANT, CUDA_PROF_DOWN,
 	CUDA_PROF_HEAD, CUDA_PROF_SAMPLE, CUDA_PROF_COPY, CUDA_PROF_COUNT,
 };
 
@@ -86,10 +86,13 @@ struct eng_backend {
 	bool use_graphs;
 	bool fuse;              /* fused decode kernels (PROMPTFS_CUDA_NO_FUSE=1: off) */
 	int attn_min_pages;     /* PROMPTFS_CUDA_ATTN_MIN_PAGES: fewest pages per decode split */
+	bool cluster;           /* decode attention splits as one cluster (PROMPTFS_CUDA_NO_CLUSTER=1: off) */
+	bool fuse_qkv, fuse_glu; /* PROMPTFS_CUDA_NO_FUSE_QKV=1 / _GLU=1: those two unfused */
+	int attn_dbg;           /* PROMPTFS_CUDA_ATTN_DBG (timing only, see cuda_attn_args.dbg) */
 	unsigned skip;          /* PROMPTFS_CUDA_TIMING_SKIP: op families left out of decode (timing
 	                         * experiments only: the results are wrong) */
 	int32_t *attn_counters; /* [CUDA_MMV_MAX_COLS * G] split tickets, zero between launches */
-	struct cuda_graph_slot *graphs; /* [(max_seqs + 1) * 2]: (S, sampled) */
+	struct cuda_graph_slot *graphs; /* [(max_seqs + 1) * 4]: (S, sampled, long context) */
 
 	bool prof;
 	cudaEvent_t ev[2];

@@ -11,6 +11,10 @@
  */
 #include "gpu_util.h"
 
+/* cuda_attn_args grows optional fields at its end; initialisers here list
+ * the required ones and leave the rest zero */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 #include "cuda/cuda_ops.h"
 #include "engine/cpu/ops.h"
 #include "engine/sampler.h"
@@ -219,7 +223,7 @@ static float *rand_dev_vec(int n, float mean, float sd, float **host)
 }
 
 /* mode: 1 = the last split block combines (counters), 2 = RoPE + KV store
- * fused (decode: one token per sequence) */
+ * fused (decode: one token per sequence), 4 = splits as one cluster */
 static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int n_split, bool q8,
                       const char *what, int mode)
 {
@@ -279,8 +283,13 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 		a.eps = 1e-6f, a.base = 1e6f, a.n_rot = n_rot, a.neox = neox;
 	}
 	int32_t *cnt = NULL;
-	if (n_split > 1)
+	if (n_split > 1 && !(mode & 4))
 		mode |= 1; /* splits always finish in the kernel (last block combines) */
+	if (mode & 4) {
+		a.cluster = 1;
+		a.qs = q8 ? qs : NULL;
+		a.ds = ds;
+	}
 	if (mode & 1) {
 		cnt = dalloc(4 * (size_t)nt * G);
 		CK(cudaMemset(cnt, 0, 4 * (size_t)nt * G));
@@ -380,11 +389,12 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 		}
 	}
 	char name[112];
-	snprintf(name, sizeof(name), "%s H=%d G=%d D=%d T=%d splits=%d kv<=%d%s%s", what, H, G, D, T,
-	         n_split, maxkv, mode & 1 ? " fused-combine" : "", mode & 2 ? " fused-rope" : "");
+	snprintf(name, sizeof(name), "%s H=%d G=%d D=%d T=%d splits=%d kv<=%d%s%s%s", what, H, G, D, T,
+	         n_split, maxkv, mode & 1 ? " fused-combine" : "", mode & 2 ? " fused-rope" : "",
+	         mode & 4 ? " cluster" : "");
 	gpu_record("attention", rc ? INFINITY : nmse_fd(out, ref, (size_t)T * HD), 1e-6, "%s", name);
 	gpu_record("attention/cpu", rc ? INFINITY : nmse_f(out, cout, (size_t)T * HD), 2e-5, "%s", name);
-	if (q8 && (mode & 1) && hpg * D % 32 == 0) {
+	if (q8 && (mode & 5) && hpg * D % 32 == 0) {
 		int8_t *hq = xmalloc((size_t)T * HD);
 		float *hd = xmalloc(8 * (size_t)T * (HD / 32));
 		to_host(hq, qs, (size_t)T * HD);
@@ -504,6 +514,11 @@ int main(int argc, char **argv)
 		test_attn(H, G, D, decode, 5, 7, true, "decode", 3);
 		test_attn(H, G, D, decode, 5, 64, false, "decode", 2);
 		test_attn(H, G, D, decode, 5, 1, false, "decode", 2);
+		if (D == 64 || D == 128) { /* thread-block clusters */
+			test_attn(H, G, D, decode, 5, 8, true, "decode", 4);
+			test_attn(H, G, D, decode, 5, 8, true, "decode", 6);
+			test_attn(H, G, D, decode, 5, 3, false, "decode", 6);
+		}
 	}
 
 	const struct samp_case cases[] = {

@@ -273,6 +273,7 @@ int main(int argc, char **argv)
 	struct eng_weights w;
 	struct side cpu = {&eng_cpu_backend_ops, NULL}, gpu = {NULL, NULL};
 
+	gpu_verbose = true; /* few checks: print every one, passing or not */
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--tol") && i + 1 < argc)
 			tol = atof(argv[++i]);

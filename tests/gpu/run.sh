@@ -65,7 +65,7 @@ synth() { # preset file
 	[ -s "$WORK/$2" ] && return 0
 	"$PF" synth --preset "$1" -o "$WORK/$2" --vocab "$MODELS/ggml-vocab-qwen2.gguf" -q
 }
-if want model || want bench || want mount || want profile; then
+if want model || want bench || want mount || want profile || want perf; then
 	t0=$(date +%s)
 	ok=PASS
 	synth qwen2.5-0.5b-instruct-q4_k_m q4_k_m.gguf || ok=FAIL
@@ -130,7 +130,9 @@ if want bench; then
 		run "bench: gpu_bench $m" bench_$m.log "$BIN/gpu_bench" "$WORK/$m.gguf"
 	done
 	run "bench: q4_k_m unfused (baseline)" bench_q4_k_m_nofuse.log env PROMPTFS_CUDA_NO_FUSE=1 "$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --reps 3
-	run "bench: promptfs bench q4_k_m" pbench_q4km.log "$PF" bench "$WORK/q4_k_m.gguf" --backend cuda -b 2048
+	for m in q4_k_m q8_0 f16; do
+		run "bench: promptfs bench $m" pbench_$m.log "$PF" bench "$WORK/$m.gguf" --backend cuda -b 2048
+	done
 fi
 
 if want profile; then
@@ -145,15 +147,10 @@ if want perf; then
 		run "perf: ncu decode @512 q4_k_m" ncu_q4km.log "$NCU" --profile-from-start off --csv \
 			--metrics gpu__time_duration.sum "$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --decode-only 512 10 1
 		python3 "$ROOT/tests/gpu/ncu_summary.py" "$LOGS/ncu_q4km.log" 10 | tee "$LOGS/ncu_q4km_summary.txt"
-		# one layer's kernels in detail: occupancy, throughput, stall reasons
-		"$NCU" --profile-from-start off --launch-count 7 --section SpeedOfLight --section LaunchStats \
-			--section Occupancy --section WarpStateStats --section SourceCounters \
-			"$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --decode-only 512 1 1 > "$LOGS/ncu_detail.log" 2>&1
-		grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Stall|Dynamic Shared" "$LOGS/ncu_detail.log" | head -150
 	fi
 	for ctx in 0 512 4096; do
-		vs="default"
-		[ $ctx = 512 ] && vs="default PROMPTFS_CUDA_NO_PDL=1 PROMPTFS_CUDA_NO_FUSE=1 PROMPTFS_CUDA_TIMING_SKIP=attn PROMPTFS_CUDA_TIMING_SKIP=glu PROMPTFS_CUDA_TIMING_SKIP=qkv PROMPTFS_CUDA_TIMING_SKIP=down PROMPTFS_CUDA_TIMING_SKIP=wo PROMPTFS_CUDA_TIMING_SKIP=head PROMPTFS_CUDA_TIMING_SKIP=qkv,attn,wo,glu,down,head"
+		vs="default PROMPTFS_CUDA_NO_CLUSTER=1"
+		[ $ctx = 512 ] && vs="default PROMPTFS_CUDA_NO_CLUSTER=1 PROMPTFS_CUDA_NO_FUSE_GLU=1 PROMPTFS_CUDA_NO_FUSE_QKV=1 PROMPTFS_CUDA_NO_PDL=1 PROMPTFS_CUDA_NO_FUSE=1 PROMPTFS_CUDA_TIMING_SKIP=attn PROMPTFS_CUDA_TIMING_SKIP=glu PROMPTFS_CUDA_TIMING_SKIP=qkv PROMPTFS_CUDA_TIMING_SKIP=down PROMPTFS_CUDA_TIMING_SKIP=wo PROMPTFS_CUDA_TIMING_SKIP=head PROMPTFS_CUDA_TIMING_SKIP=qkv,attn,wo,glu,down,head"
 		for v in $vs; do
 			e=""; [ "$v" != default ] && e="$v"
 			echo "== decode q4_k_m @$ctx [$v]: $(env $e "$BIN/gpu_bench" "$WORK/q4_k_m.gguf" --decode-only $ctx 256 1 2>&1 | tail -1)"
