@@ -392,6 +392,238 @@ static int launch_attn(const struct cuda_attn_args *a, cudaStream_t st)
 	return 0;
 }
 
+/* ---- decode attention, cluster form without shared-memory staging
+ *
+ * One token per tile, D 64 or 128, at most DEC_RM query heads per KV head.
+ * The key range is cut into 32-key chunks spread over the n_split x
+ * DEC_WARPS warps of the cluster.  Q·K: lane = key, each lane reads its key
+ * row straight from the F16 page and scores it against all H/G query rows
+ * (Q in shared memory, broadcast); online softmax per row in registers.
+ * P·V: lane = NI consecutive dims, the probabilities of the chunk through
+ * shared memory.  Every warp's unnormalised (o, m, l) rows stay in its
+ * block's shared memory and are merged across the cluster (distributed
+ * shared memory) — one block barrier, two cluster barriers. */
+#define DEC_WARPS 4
+#define DEC_RM 8
+
+template <int DT>
+static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct cuda_attn_args a)
+{
+	constexpr int D = DT, NI = DT / WARP, W = DEC_WARPS, RM = DEC_RM;
+	__shared__ __align__(16) float Qs[RM * D];
+	__shared__ __align__(16) float Ps[W][WARP][RM]; /* chunk probabilities [key][row]; scratch */
+	__shared__ __align__(16) float Os[W * RM * D];
+	__shared__ float Ms[W * RM], Ls[W * RM];
+	cg::cluster_group cl = cg::this_cluster();
+	const int tile = blockIdx.x, g = blockIdx.y, split = blockIdx.z, ns = a.n_split;
+	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, hpg = a.H / a.G;
+	const int seq = a.tile_seq[tile], t0 = a.tile_tok0[tile], pos = a.pos[t0], kv_end = pos + 1;
+	const int n_ch = cdiv(kv_end, WARP), cpw = cdiv(n_ch, ns * W), n_part = cdiv(n_ch, cpw);
+	const int wid = split * W + warp, cbeg = min(wid * cpw, n_ch), cend = min(cbeg + cpw, n_ch);
+	const int32_t *ptab = a.pages + (size_t)seq * a.page_stride;
+	const __half *kpool = (const __half *)a.k_pool, *vpool = (const __half *)a.v_pool;
+
+	/* earlier positions' K/V were written by earlier steps: to L2 now */
+	for (int c = cbeg; c < cend; c++) {
+		const size_t off = cuda_kv_offset(ptab[c * WARP / CUDA_ATTN_KT], g, c * WARP % CUDA_ATTN_KT, a.G, D);
+		for (int b = lane * 128; b < WARP * D * 2; b += WARP * 128) {
+			asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)a.k_pool + off + b));
+			asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)a.v_pool + off + b));
+		}
+	}
+	pdl_enter();
+
+	/* Q rows (scaled; rows past hpg zero), and the new k, v by the block
+	 * whose warps own the last chunk */
+	if (!a.fuse_rope) {
+		for (int i = threadIdx.x; i < RM * D; i += blockDim.x) {
+			const int r = i / D, d = i % D;
+			Qs[i] = r < hpg ? a.q[(size_t)t0 * a.ldq + (g * hpg + r) * D + d] * a.scale : 0.0f;
+		}
+	} else {
+		for (int r = warp; r < RM; r += W) {
+			float *s = Qs + (size_t)r * D;
+			if (r < hpg) {
+				const int h = g * hpg + r;
+				head_prep(s, a.q + (size_t)t0 * a.ldq + h * D, a.bq ? a.bq + h * D : nullptr,
+				          a.q_norm, a.eps, D, !(a.dbg & 1), pos, a.n_rot, a.neox, a.base);
+				__syncwarp();
+				for (int d = lane; d < D; d += WARP)
+					s[d] *= a.scale;
+			} else {
+				for (int d = lane; d < D; d += WARP)
+					s[d] = 0.0f;
+			}
+		}
+		const int owner = (pos / WARP) / cpw / W;
+		if (split == owner && warp >= W - 2) {
+			const bool isk = warp == W - 2;
+			float *s = &Ps[warp][0][0]; /* scratch: WARP * RM >= D floats */
+			const float *raw = (isk ? a.k_new : a.v_new) + (size_t)t0 * a.ldq + g * D;
+			const float *b = isk ? a.bk : a.bv;
+			__syncwarp();
+			head_prep(s, raw, b ? b + g * D : nullptr, isk ? a.k_norm : nullptr, a.eps, D, isk, pos,
+			          a.n_rot, a.neox, a.base);
+			__syncwarp();
+			const int page = ptab[pos / CUDA_ATTN_KT];
+			__half *dst = (__half *)(isk ? a.k_pool : a.v_pool) +
+			              cuda_kv_offset(page, g, pos % CUDA_ATTN_KT, a.G, D) / 2;
+			for (int d = lane; d < D; d += WARP)
+				dst[d] = __float2half_rn(s[d]);
+		}
+	}
+	__syncthreads();
+
+	float m[RM], l[RM], o[RM][NI];
+#pragma unroll
+	for (int r = 0; r < RM; r++) {
+		m[r] = -INFINITY;
+		l[r] = 0.0f; /* this lane's share of the row sum */
+#pragma unroll
+		for (int i = 0; i < NI; i++)
+			o[r][i] = 0.0f;
+	}
+	for (int c = cbeg; c < cend; c++) {
+		const size_t base =
+		    cuda_kv_offset(ptab[c * WARP / CUDA_ATTN_KT], g, c * WARP % CUDA_ATTN_KT, a.G, D) / 2;
+		const __half *Kp = kpool + base, *Vp = vpool + base;
+		const int nk = min(WARP, kv_end - c * WARP);
+		float s[RM];
+#pragma unroll
+		for (int r = 0; r < RM; r++)
+			s[r] = 0.0f;
+		if (lane < nk) {
+			const uint4 *kr = (const uint4 *)(Kp + (size_t)lane * D);
+#pragma unroll
+			for (int i = 0; i < D / 8; i++) {
+				const uint4 kk = kr[i];
+				const float2 k0 = __half22float2(*(const __half2 *)&kk.x);
+				const float2 k1 = __half22float2(*(const __half2 *)&kk.y);
+				const float2 k2 = __half22float2(*(const __half2 *)&kk.z);
+				const float2 k3 = __half22float2(*(const __half2 *)&kk.w);
+#pragma unroll
+				for (int r = 0; r < RM; r++) {
+					const float4 qa = *(const float4 *)(Qs + r * D + 8 * i);
+					const float4 qb = *(const float4 *)(Qs + r * D + 8 * i + 4);
+					float t = s[r];
+					t = fmaf(qa.x, k0.x, t);
+					t = fmaf(qa.y, k0.y, t);
+					t = fmaf(qa.z, k1.x, t);
+					t = fmaf(qa.w, k1.y, t);
+					t = fmaf(qb.x, k2.x, t);
+					t = fmaf(qb.y, k2.y, t);
+					t = fmaf(qb.z, k3.x, t);
+					t = fmaf(qb.w, k3.y, t);
+					s[r] = t;
+				}
+			}
+		}
+		float p[RM];
+#pragma unroll
+		for (int r = 0; r < RM; r++) {
+			const float sr = lane < nk ? s[r] : -INFINITY;
+			const float mn = fmaxf(m[r], warp_max(sr)); /* finite: the chunk has a key */
+			const float corr = __expf(m[r] - mn);
+			p[r] = __expf(sr - mn);
+			l[r] = l[r] * corr + p[r];
+#pragma unroll
+			for (int i = 0; i < NI; i++)
+				o[r][i] *= corr;
+			m[r] = mn;
+		}
+		__syncwarp();
+		*(float4 *)&Ps[warp][lane][0] = make_float4(p[0], p[1], p[2], p[3]);
+		*(float4 *)&Ps[warp][lane][4] = make_float4(p[4], p[5], p[6], p[7]);
+		__syncwarp();
+#pragma unroll 4
+		for (int j = 0; j < nk; j++) {
+			float v[NI];
+			if constexpr (NI == 2) {
+				const float2 t = __half22float2(*(const __half2 *)(Vp + (size_t)j * D + 2 * lane));
+				v[0] = t.x, v[1] = t.y;
+			} else {
+				const uint2 u = *(const uint2 *)(Vp + (size_t)j * D + 4 * lane);
+				const float2 t0v = __half22float2(*(const __half2 *)&u.x);
+				const float2 t1v = __half22float2(*(const __half2 *)&u.y);
+				v[0] = t0v.x, v[1] = t0v.y, v[2] = t1v.x, v[3] = t1v.y;
+			}
+			const float4 pa = *(const float4 *)&Ps[warp][j][0];
+			const float4 pb = *(const float4 *)&Ps[warp][j][4];
+			const float pj[RM] = {pa.x, pa.y, pa.z, pa.w, pb.x, pb.y, pb.z, pb.w};
+#pragma unroll
+			for (int r = 0; r < RM; r++)
+#pragma unroll
+				for (int i = 0; i < NI; i++)
+					o[r][i] = fmaf(pj[r], v[i], o[r][i]);
+		}
+	}
+	/* this warp's partial rows (warps without keys never get read) */
+#pragma unroll
+	for (int r = 0; r < RM; r++) {
+		const float ls = warp_sum(l[r]);
+		if (r < hpg) {
+#pragma unroll
+			for (int i = 0; i < NI; i++)
+				Os[(warp * RM + r) * D + NI * lane + i] = o[r][i];
+			if (lane == 0) {
+				Ms[warp * RM + r] = m[r];
+				Ls[warp * RM + r] = ls;
+			}
+		}
+	}
+	static_assert(static_cast<int>(W) * 8 <= WARP, "partials of a cluster must fit a warp");
+	cl.sync(); /* every partial is complete */
+	for (int r = split + ns * warp; r < hpg; r += ns * W) {
+		const int pb = lane / W, pw = lane % W; /* partial `lane`: block, warp */
+		const float mj = lane < n_part ? *cl.map_shared_rank(Ms + pw * RM + r, pb) : -INFINITY;
+		const float lj = lane < n_part ? *cl.map_shared_rank(Ls + pw * RM + r, pb) : 0.0f;
+		const float M = warp_max(mj), e = __expf(mj - M), L = warp_sum(lj * e);
+		const float w = e / L;
+		float acc[NI];
+#pragma unroll
+		for (int i = 0; i < NI; i++)
+			acc[i] = 0.0f;
+#pragma unroll 4
+		for (int j = 0; j < n_part; j++) {
+			const float wj = __shfl_sync(0xffffffffu, w, j);
+			const float *src = cl.map_shared_rank(Os + ((j % W) * RM + r) * D, j / W);
+#pragma unroll
+			for (int i = 0; i < NI; i++)
+				acc[i] = fmaf(wj, src[lane + WARP * i], acc[i]);
+		}
+		const int h = g * hpg + r, HD = a.H * D;
+#pragma unroll
+		for (int i = 0; i < NI; i++) {
+			a.out[(size_t)t0 * a.ldo + h * D + i * WARP + lane] = acc[i];
+			if (a.qs) {
+				const size_t e0 = (size_t)t0 * HD + h * D + i * WARP;
+				quant_group_warp(acc[i], a.qs + e0, (float2 *)a.ds + e0 / WARP);
+			}
+		}
+	}
+	cl.sync(); /* keep this block's shared memory until the others have read it */
+}
+
+template <int DT>
+static int launch_attn_dec(const struct cuda_attn_args *a, cudaStream_t st)
+{
+	dim3 grid(a->n_tiles, a->G, a->n_split);
+	launch_kc(attn_dec_kernel<DT>, grid, DEC_WARPS * WARP, 0, st, dim3(1, 1, a->n_split), *a);
+	CUDA_CHECK_LAUNCH();
+	return 0;
+}
+
+/* PROMPTFS_CUDA_OLD_DEC_ATTN=1: the staged cluster kernel (A/B timing) */
+static bool old_dec_attn(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		const char *e = getenv("PROMPTFS_CUDA_OLD_DEC_ATTN");
+		v = e && *e && *e != '0';
+	}
+	return v;
+}
+
 extern "C" int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st)
 {
 	if (a->n_tiles <= 0)
@@ -406,6 +638,8 @@ extern "C" int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st)
 		LOG_ERR("cluster attention needs D 64 or 128 (D=%d)", a->D);
 		return -EINVAL;
 	}
+	if (a->cluster && a->H / a->G <= DEC_RM && !old_dec_attn())
+		return a->D == 64 ? launch_attn_dec<64>(a, st) : launch_attn_dec<128>(a, st);
 	if (a->D == 64)
 		return a->cluster ? launch_attn<2, 64, true>(a, st) : launch_attn<2, 64, false>(a, st);
 	if (a->D == 128)
