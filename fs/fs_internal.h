@@ -287,4 +287,14 @@ void fs_shutdown(struct fs *fs); /* destroy: stops the threads (idempotent) */
 
 static inline struct fs *fs_of(fuse_req_t req) { return (struct fs *)fuse_req_userdata(req); }
 
+
+/* A growable byte buffer (journal records, JSON parsing).  An allocation
+ * failure sticks in oom and later adds are dropped; callers check oom once. */
+struct fs_buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+void fs_buf_add(struct fs_buf *b, const void *s, size_t n); /* journal.c */
+
 #endif /* PROMPTFS_FS_INTERNAL_H */

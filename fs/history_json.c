@@ -11,31 +11,6 @@
 
 #include "fs_internal.h"
 
-struct jbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void jb_add(struct jbuf *b, const void *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
 
 static void skip_ws(const char **p, const char *e)
 {
@@ -43,7 +18,7 @@ static void skip_ws(const char **p, const char *e)
 		(*p)++;
 }
 
-static void put_utf8(struct jbuf *b, uint32_t c)
+static void put_utf8(struct fs_buf *b, uint32_t c)
 {
 	char u[4];
 	size_t n;
@@ -52,7 +27,7 @@ static void put_utf8(struct jbuf *b, uint32_t c)
 	else if (c < 0x800) { u[0] = (char)(0xC0 | c >> 6); u[1] = (char)(0x80 | (c & 63)); n = 2; }
 	else if (c < 0x10000) { u[0] = (char)(0xE0 | c >> 12); u[1] = (char)(0x80 | (c >> 6 & 63)); u[2] = (char)(0x80 | (c & 63)); n = 3; }
 	else { u[0] = (char)(0xF0 | c >> 18); u[1] = (char)(0x80 | (c >> 12 & 63)); u[2] = (char)(0x80 | (c >> 6 & 63)); u[3] = (char)(0x80 | (c & 63)); n = 4; }
-	jb_add(b, u, n);
+	fs_buf_add(b, u, n);
 }
 
 static int hex4(const char *p, const char *e, uint32_t *out)
@@ -73,7 +48,7 @@ static int hex4(const char *p, const char *e, uint32_t *out)
 }
 
 /* A JSON string at *p (at the opening quote) into b. */
-static int json_string(const char **p, const char *e, struct jbuf *b)
+static int json_string(const char **p, const char *e, struct fs_buf *b)
 {
 	const char *s = *p;
 
@@ -81,7 +56,7 @@ static int json_string(const char **p, const char *e, struct jbuf *b)
 		return -1;
 	while (s < e && *s != '"') {
 		if (*s != '\\') {
-			jb_add(b, s++, 1);
+			fs_buf_add(b, s++, 1);
 			continue;
 		}
 		if (++s >= e)
@@ -89,11 +64,11 @@ static int json_string(const char **p, const char *e, struct jbuf *b)
 		char c = *s++;
 		uint32_t cp, lo;
 		switch (c) {
-		case 'n': jb_add(b, "\n", 1); break;
-		case 't': jb_add(b, "\t", 1); break;
-		case 'r': jb_add(b, "\r", 1); break;
-		case 'b': jb_add(b, "\b", 1); break;
-		case 'f': jb_add(b, "\f", 1); break;
+		case 'n': fs_buf_add(b, "\n", 1); break;
+		case 't': fs_buf_add(b, "\t", 1); break;
+		case 'r': fs_buf_add(b, "\r", 1); break;
+		case 'b': fs_buf_add(b, "\b", 1); break;
+		case 'f': fs_buf_add(b, "\f", 1); break;
 		case 'u':
 			if (hex4(s, e, &cp) < 0)
 				return -1;
@@ -105,7 +80,7 @@ static int json_string(const char **p, const char *e, struct jbuf *b)
 			}
 			put_utf8(b, cp);
 			break;
-		default: jb_add(b, &c, 1);
+		default: fs_buf_add(b, &c, 1);
 		}
 	}
 	if (s >= e)
@@ -122,14 +97,14 @@ static void json_skip_scalar(const char **p, const char *e)
 }
 
 /* One {"role":…,"content":…} object; role: 1 user, 2 assistant, 0 other. */
-static int json_message(const char **p, const char *e, int *role, struct jbuf *content)
+static int json_message(const char **p, const char *e, int *role, struct fs_buf *content)
 {
 	skip_ws(p, e);
 	if (*p >= e || *(*p)++ != '{')
 		return -1;
 	*role = 0;
 	for (;;) {
-		struct jbuf key = {0}, val = {0};
+		struct fs_buf key = {0}, val = {0};
 		skip_ws(p, e);
 		if (*p < e && **p == '}') {
 			(*p)++;
@@ -190,7 +165,7 @@ int fs_history_turns(const char *js, size_t len, struct fs_turn_text **out)
 	if (p >= e || *p++ != '[')
 		return -EINVAL;
 	for (;;) {
-		struct jbuf content = {0};
+		struct fs_buf content = {0};
 		int role;
 
 		skip_ws(&p, e);

@@ -52,13 +52,7 @@ struct fs_journal {
 
 // ---- a byte buffer for records
 
-struct jbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void jb_add(struct jbuf *b, const void *s, size_t n)
+void fs_buf_add(struct fs_buf *b, const void *s, size_t n)
 {
 	if (b->oom)
 		return;
@@ -78,40 +72,40 @@ static void jb_add(struct jbuf *b, const void *s, size_t n)
 	b->len += n;
 }
 
-static void jb_head(struct jbuf *b, const char *fmt, size_t a, size_t c, int nums)
+static void jb_head(struct fs_buf *b, const char *fmt, size_t a, size_t c, int nums)
 {
 	char line[64];
 	int n = nums == 2 ? snprintf(line, sizeof(line), fmt, a, c)
 	      : nums == 1 ? snprintf(line, sizeof(line), fmt, a) : snprintf(line, sizeof(line), "%s", fmt);
-	jb_add(b, line, (size_t)n);
+	fs_buf_add(b, line, (size_t)n);
 }
 
-static void rec_name(struct jbuf *b, const char *name)
+static void rec_name(struct fs_buf *b, const char *name)
 {
 	jb_head(b, "N %zu\n", strlen(name), 0, 1);
-	jb_add(b, name, strlen(name));
-	jb_add(b, "\n", 1);
+	fs_buf_add(b, name, strlen(name));
+	fs_buf_add(b, "\n", 1);
 }
 
-static void rec_setting(struct jbuf *b, const char *key, const char *val, size_t vlen)
+static void rec_setting(struct fs_buf *b, const char *key, const char *val, size_t vlen)
 {
 	if (val) {
 		jb_head(b, "S %zu %zu\n", strlen(key), vlen, 2);
-		jb_add(b, key, strlen(key));
-		jb_add(b, val, vlen);
+		fs_buf_add(b, key, strlen(key));
+		fs_buf_add(b, val, vlen);
 	} else {
 		jb_head(b, "U %zu\n", strlen(key), 0, 1);
-		jb_add(b, key, strlen(key));
+		fs_buf_add(b, key, strlen(key));
 	}
-	jb_add(b, "\n", 1);
+	fs_buf_add(b, "\n", 1);
 }
 
-static void rec_turn(struct jbuf *b, const char *u, size_t ulen, const char *r, size_t rlen)
+static void rec_turn(struct fs_buf *b, const char *u, size_t ulen, const char *r, size_t rlen)
 {
 	jb_head(b, "T %zu %zu\n", ulen, rlen, 2);
-	jb_add(b, u, ulen);
-	jb_add(b, r, rlen);
-	jb_add(b, "\n", 1);
+	fs_buf_add(b, u, ulen);
+	fs_buf_add(b, r, rlen);
+	fs_buf_add(b, "\n", 1);
 }
 
 // ---- files
@@ -150,7 +144,7 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 /* Appends (or, with fresh, atomically replaces the file with) b. */
-static int jwrite(const struct fs_journal *j, uint64_t jid, const struct jbuf *b, bool fresh)
+static int jwrite(const struct fs_journal *j, uint64_t jid, const struct fs_buf *b, bool fresh)
 {
 	char *path = jpath(j, jid, fresh ? ".tmp" : "");
 	int fd, rc;
@@ -189,7 +183,7 @@ out_path:
 static void do_turns(struct fs *fs, uint64_t ino)
 {
 	struct fs_journal *j = fs->journal;
-	struct jbuf b = {0};
+	struct fs_buf b = {0};
 	struct fs_turn_text *pr = NULL;
 	char *js = NULL;
 	size_t js_len = 0;
@@ -226,7 +220,7 @@ static void do_turns(struct fs *fs, uint64_t ino)
 		from = 0;
 	}
 	if (reset)
-		jb_add(&b, "R\n", 2);
+		fs_buf_add(&b, "R\n", 2);
 	for (int i = from; i < np; i++)
 		rec_turn(&b, pr[i].user, pr[i].ulen, pr[i].reply, pr[i].rlen);
 	if (b.len && jwrite(j, jid, &b, false) == 0) {
@@ -248,7 +242,7 @@ static void do_turns(struct fs *fs, uint64_t ino)
 
 /* Name and settings records of a node (lock held); unset keys get a U
  * record only where an earlier S may have to be undone. */
-static void node_records(struct fs_node *n, struct jbuf *b, bool name, bool settings, bool undo)
+static void node_records(struct fs_node *n, struct fs_buf *b, bool name, bool settings, bool undo)
 {
 	if (name)
 		rec_name(b, n->name);
@@ -260,7 +254,7 @@ static void node_records(struct fs_node *n, struct jbuf *b, bool name, bool sett
 static void do_event(struct fs *fs, const struct jev *ev)
 {
 	struct fs_journal *j = fs->journal;
-	struct jbuf b = {0};
+	struct fs_buf b = {0};
 	uint64_t jid = 0;
 	struct fs_node *n;
 
@@ -281,7 +275,7 @@ static void do_event(struct fs *fs, const struct jev *ev)
 	if (n && n->linked && n->jid) {
 		jid = n->jid;
 		if (ev->ev == FS_JOURNAL_CREATE)
-			jb_add(&b, "promptfs-journal 1\n", 19);
+			fs_buf_add(&b, "promptfs-journal 1\n", 19);
 		node_records(n, &b, ev->ev != FS_JOURNAL_SETTINGS, ev->ev != FS_JOURNAL_NAME,
 			     ev->ev == FS_JOURNAL_SETTINGS);
 	}
@@ -503,14 +497,14 @@ static int parse_record(const char **p, const char *e, struct rsess *r)
 static int read_file(const char *path, char **out, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
-	struct jbuf b = {0};
+	struct fs_buf b = {0};
 	char chunk[65536];
 	size_t n;
 
 	if (!f)
 		return -errno;
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		jb_add(&b, chunk, n);
+		fs_buf_add(&b, chunk, n);
 	fclose(f);
 	if (b.oom) {
 		free(b.p);
@@ -614,8 +608,8 @@ int fs_journal_restore(struct fs *fs)
 		pthread_mutex_unlock(&fs->lock);
 		if (k >= 0) {
 			/* rewrite compactly: header, name, settings, the restored turns */
-			struct jbuf b = {0};
-			jb_add(&b, "promptfs-journal 1\n", 19);
+			struct fs_buf b = {0};
+			fs_buf_add(&b, "promptfs-journal 1\n", 19);
 			rec_name(&b, r.name);
 			pthread_mutex_lock(&fs->lock);
 			struct fs_node *n = fs_node_by_name(fs, r.name);

@@ -21,20 +21,9 @@
 
 #include "engine/tokenizer.h"
 #include "gguf/gguf.h"
+#include "check.h"
 
-static int n_fail, n_pass;
 
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (cond) {                                                    \
-			n_pass++;                                              \
-		} else {                                                       \
-			n_fail++;                                              \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                   \
-		}                                                              \
-	} while (0)
 
 /* RFC 3629 §4 (UTF8-octets ABNF), independent of engine/unicode.c. */
 static bool valid_utf8(const unsigned char *s, size_t n)
@@ -273,6 +262,5 @@ int main(void)
 	test_tokens(qwen, "plain ASCII text", false);
 	test_tokens(spm, "\xf0\x9f\xa6\x99 \xe4\xb8\xad\xe6\x96\x87", true); /* byte fallback */
 	test_tokens(stories, "caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80", true);
-	printf("%d passed, %d failed\n", n_pass, n_fail);
-	return n_fail ? 1 : 0;
+	return check_summary();
 }

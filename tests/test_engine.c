@@ -26,20 +26,9 @@
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
 #include "gguf/log.h"
+#include "check.h"
 
-static int n_fail, n_pass;
 
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (cond) {                                                    \
-			n_pass++;                                              \
-		} else {                                                       \
-			n_fail++;                                              \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                   \
-		}                                                              \
-	} while (0)
 
 static char model_path[4096];
 
@@ -573,6 +562,5 @@ int main(void)
 	test_eviction();
 	test_reset_and_limits();
 	test_thread();
-	printf("%d passed, %d failed\n", n_pass, n_fail);
-	return n_fail ? 1 : 0;
+	return check_summary();
 }

@@ -19,20 +19,9 @@
 #include <string.h>
 
 #include "engine/sampler.h"
+#include "check.h"
 
-static int n_fail, n_pass;
 
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (cond) {                                                    \
-			n_pass++;                                              \
-		} else {                                                       \
-			n_fail++;                                              \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                   \
-		}                                                              \
-	} while (0)
 
 // ---- helpers
 
@@ -414,6 +403,5 @@ int main(void)
 	eng_sampler_free(s);
 	eng_sampler_free(s10);
 	eng_sampler_free(s16);
-	printf("%d passed, %d failed\n", n_pass, n_fail);
-	return n_fail ? 1 : 0;
+	return check_summary();
 }

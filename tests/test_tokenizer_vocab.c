@@ -25,8 +25,8 @@
 #include "engine/tokenizer.h"
 #include "gguf/gguf.h"
 #include "gguf/log.h"
+#include "check.h"
 
-static int n_fail, n_pass;
 
 /* Seconds allowed for 1 MB (about 0.05-0.3 s here; ~10x under ASan). */
 #if defined(__SANITIZE_ADDRESS__)
@@ -35,17 +35,6 @@ static int n_fail, n_pass;
 #define SPEED_LIMIT_S 3.0
 #endif
 
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (cond) {                                                    \
-			n_pass++;                                              \
-		} else {                                                       \
-			n_fail++;                                              \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                   \
-		}                                                              \
-	} while (0)
 
 static char *read_file(const char *path, size_t *len)
 {
@@ -367,6 +356,5 @@ int main(void)
 		test_speed(dir, vocabs[i], text, len);
 	free(text);
 	test_validation();
-	printf("%d passed, %d failed\n", n_pass, n_fail);
-	return n_fail ? 1 : 0;
+	return check_summary();
 }
