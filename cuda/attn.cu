@@ -403,7 +403,8 @@ static int launch_attn(const struct cuda_attn_args *a, cudaStream_t st)
  * shared memory.  Every warp's unnormalised (o, m, l) rows stay in its
  * block's shared memory and are merged across the cluster (distributed
  * shared memory) — one block barrier, two cluster barriers. */
-#define DEC_WARPS 4
+#define DEC_WARPS 8
+#define DEC_PARTS WARP /* at most one partial per lane of the merging warp */
 #define DEC_RM 8
 
 template <int DT>
@@ -418,7 +419,7 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 	const int tile = blockIdx.x, g = blockIdx.y, split = blockIdx.z, ns = a.n_split;
 	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, hpg = a.H / a.G;
 	const int seq = a.tile_seq[tile], t0 = a.tile_tok0[tile], pos = a.pos[t0], kv_end = pos + 1;
-	const int n_ch = cdiv(kv_end, WARP), cpw = cdiv(n_ch, ns * W), n_part = cdiv(n_ch, cpw);
+	const int n_ch = cdiv(kv_end, WARP), cpw = cdiv(n_ch, min(ns * W, DEC_PARTS)), n_part = cdiv(n_ch, cpw);
 	const int wid = split * W + warp, cbeg = min(wid * cpw, n_ch), cend = min(cbeg + cpw, n_ch);
 	const int32_t *ptab = a.pages + (size_t)seq * a.page_stride;
 	const __half *kpool = (const __half *)a.k_pool, *vpool = (const __half *)a.v_pool;
@@ -457,7 +458,7 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 		}
 		const int owner = (pos / WARP) / cpw / W;
 		if (split == owner && warp >= W - 2) {
-			const bool isk = warp == W - 2;
+			const bool isk = warp == W - 1; /* (row W - 1 is padding: the heavier k there) */
 			float *s = &Ps[warp][0][0]; /* scratch: WARP * RM >= D floats */
 			const float *raw = (isk ? a.k_new : a.v_new) + (size_t)t0 * a.ldq + g * D;
 			const float *b = isk ? a.bk : a.bv;
@@ -571,7 +572,6 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 			}
 		}
 	}
-	static_assert(static_cast<int>(W) * 8 <= WARP, "partials of a cluster must fit a warp");
 	cl.sync(); /* every partial is complete */
 	for (int r = split + ns * warp; r < hpg; r += ns * W) {
 		const int pb = lane / W, pw = lane % W; /* partial `lane`: block, warp */
