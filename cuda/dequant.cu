@@ -7,16 +7,6 @@
 #include "cuda_ops.h"
 #include "quant.cuh"
 
-template <int TYPE>
-static __device__ __forceinline__ float ldf(const void *w, size_t i)
-{
-	if (TYPE == GGUF_DTYPE_F32)
-		return ((const float *)w)[i];
-	if (TYPE == GGUF_DTYPE_F16)
-		return __half2float(((const __half *)w)[i]);
-	return __bfloat162float(((const __nv_bfloat16 *)w)[i]);
-}
-
 // ---- embedding rows
 
 /* Quantised: one warp per 32-group (lane = element; the group's bytes are
@@ -42,7 +32,7 @@ static __global__ void get_rows_f_kernel(const void *W, int K, const int32_t *id
 	pdl_enter();
 	int e = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
 	if (e < K)
-		y[(size_t)t * ldy + e] = ldf<TYPE>(W, (size_t)ids[t] * K + e);
+		y[(size_t)t * ldy + e] = ld_float_weight<TYPE>(W, (size_t)ids[t] * K + e);
 }
 
 extern "C" int cuda_get_rows(const struct cuda_mat *w, const int32_t *ids, int T, float *y, int ldy,
@@ -104,7 +94,7 @@ static __global__ void dequant_f_kernel(const void *W, size_t n, __half *y)
 	pdl_enter();
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 	if (i < n)
-		y[i] = __float2half_rn(ldf<TYPE>(W, i));
+		y[i] = __float2half_rn(ld_float_weight<TYPE>(W, i));
 }
 
 extern "C" int cuda_dequant_f16(const struct cuda_mat *w, int r0, int nr, void *y, cudaStream_t st)

@@ -135,16 +135,6 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 
 // ---- float weights
 
-template <int TYPE>
-static __device__ __forceinline__ float ldw(const void *w, size_t i)
-{
-	if (TYPE == GGUF_DTYPE_F32)
-		return ((const float *)w)[i];
-	if (TYPE == GGUF_DTYPE_F16)
-		return __half2float(((const __half *)w)[i]);
-	return __bfloat162float(((const __nv_bfloat16 *)w)[i]);
-}
-
 /* 4 consecutive weights from a 4-element-aligned index. */
 template <int TYPE>
 static __device__ __forceinline__ float4 ldw4(const void *w, size_t i)
@@ -190,7 +180,7 @@ mmvf_kernel(const void *__restrict__ W, const void *__restrict__ W2, int K, int 
 		}
 	} else {
 		for (int e = lane; e < K; e += WARP) {
-			float w = ldw<TYPE>(W, base + e), w2 = GLU ? ldw<TYPE>(W2, base + e) : 0.0f;
+			float w = ld_float_weight<TYPE>(W, base + e), w2 = GLU ? ld_float_weight<TYPE>(W2, base + e) : 0.0f;
 #pragma unroll
 			for (int c = 0; c < NC; c++) {
 				float v = x[(size_t)c * ldx + e];

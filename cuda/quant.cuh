@@ -308,4 +308,16 @@ static inline bool cuda_type_is_float(int type)
 	return type == GGUF_DTYPE_F32 || type == GGUF_DTYPE_F16 || type == GGUF_DTYPE_BF16;
 }
 
+
+/* Element i of an F32, F16 or BF16 weight tensor, as float. */
+template <int TYPE>
+static __device__ __forceinline__ float ld_float_weight(const void *w, size_t i)
+{
+	if (TYPE == GGUF_DTYPE_F32)
+		return ((const float *)w)[i];
+	if (TYPE == GGUF_DTYPE_F16)
+		return __half2float(((const __half *)w)[i]);
+	return __bfloat162float(((const __nv_bfloat16 *)w)[i]);
+}
+
 #endif /* PROMPTFS_CUDA_QUANT_CUH */
