@@ -25,6 +25,7 @@
 #include "cuda_ops.h"
 #include "common.cuh"
 #include "internal.h"
+#include "attn_dec.cuh"
 #include "rope.cuh"
 
 namespace cg = cooperative_groups;
@@ -405,7 +406,6 @@ static int launch_attn(const struct cuda_attn_args *a, cudaStream_t st)
  * shared memory) — one block barrier, two cluster barriers. */
 #define DEC_WARPS 8
 #define DEC_PARTS WARP /* at most one partial per lane of the merging warp */
-#define DEC_RM 8
 
 template <int DT>
 static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct cuda_attn_args a)
@@ -433,10 +433,15 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 		}
 	}
 	pdl_enter();
+	if (a.dbg & 16) /* timing only: an empty kernel */
+		return;
 
 	/* Q rows (scaled; rows past hpg zero), and the new k, v by the block
 	 * whose warps own the last chunk */
-	if (!a.fuse_rope) {
+	if (a.dbg & 8) { /* timing only: no q/k/v preparation */
+		for (int i = threadIdx.x; i < RM * D; i += blockDim.x)
+			Qs[i] = 0.0f;
+	} else if (!a.fuse_rope) {
 		for (int i = threadIdx.x; i < RM * D; i += blockDim.x) {
 			const int r = i / D, d = i % D;
 			Qs[i] = r < hpg ? a.q[(size_t)t0 * a.ldq + (g * hpg + r) * D + d] * a.scale : 0.0f;
@@ -476,88 +481,8 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 	__syncthreads();
 
 	float m[RM], l[RM], o[RM][NI];
-#pragma unroll
-	for (int r = 0; r < RM; r++) {
-		m[r] = -INFINITY;
-		l[r] = 0.0f; /* this lane's share of the row sum */
-#pragma unroll
-		for (int i = 0; i < NI; i++)
-			o[r][i] = 0.0f;
-	}
-	for (int c = cbeg; c < cend; c++) {
-		const size_t base =
-		    cuda_kv_offset(ptab[c * WARP / CUDA_ATTN_KT], g, c * WARP % CUDA_ATTN_KT, a.G, D) / 2;
-		const __half *Kp = kpool + base, *Vp = vpool + base;
-		const int nk = min(WARP, kv_end - c * WARP);
-		float s[RM];
-#pragma unroll
-		for (int r = 0; r < RM; r++)
-			s[r] = 0.0f;
-		if (lane < nk) {
-			const uint4 *kr = (const uint4 *)(Kp + (size_t)lane * D);
-#pragma unroll
-			for (int i = 0; i < D / 8; i++) {
-				const uint4 kk = kr[i];
-				const float2 k0 = __half22float2(*(const __half2 *)&kk.x);
-				const float2 k1 = __half22float2(*(const __half2 *)&kk.y);
-				const float2 k2 = __half22float2(*(const __half2 *)&kk.z);
-				const float2 k3 = __half22float2(*(const __half2 *)&kk.w);
-#pragma unroll
-				for (int r = 0; r < RM; r++) {
-					const float4 qa = *(const float4 *)(Qs + r * D + 8 * i);
-					const float4 qb = *(const float4 *)(Qs + r * D + 8 * i + 4);
-					float t = s[r];
-					t = fmaf(qa.x, k0.x, t);
-					t = fmaf(qa.y, k0.y, t);
-					t = fmaf(qa.z, k1.x, t);
-					t = fmaf(qa.w, k1.y, t);
-					t = fmaf(qb.x, k2.x, t);
-					t = fmaf(qb.y, k2.y, t);
-					t = fmaf(qb.z, k3.x, t);
-					t = fmaf(qb.w, k3.y, t);
-					s[r] = t;
-				}
-			}
-		}
-		float p[RM];
-#pragma unroll
-		for (int r = 0; r < RM; r++) {
-			const float sr = lane < nk ? s[r] : -INFINITY;
-			const float mn = fmaxf(m[r], warp_max(sr)); /* finite: the chunk has a key */
-			const float corr = __expf(m[r] - mn);
-			p[r] = __expf(sr - mn);
-			l[r] = l[r] * corr + p[r];
-#pragma unroll
-			for (int i = 0; i < NI; i++)
-				o[r][i] *= corr;
-			m[r] = mn;
-		}
-		__syncwarp();
-		*(float4 *)&Ps[warp][lane][0] = make_float4(p[0], p[1], p[2], p[3]);
-		*(float4 *)&Ps[warp][lane][4] = make_float4(p[4], p[5], p[6], p[7]);
-		__syncwarp();
-#pragma unroll 4
-		for (int j = 0; j < nk; j++) {
-			float v[NI];
-			if constexpr (NI == 2) {
-				const float2 t = __half22float2(*(const __half2 *)(Vp + (size_t)j * D + 2 * lane));
-				v[0] = t.x, v[1] = t.y;
-			} else {
-				const uint2 u = *(const uint2 *)(Vp + (size_t)j * D + 4 * lane);
-				const float2 t0v = __half22float2(*(const __half2 *)&u.x);
-				const float2 t1v = __half22float2(*(const __half2 *)&u.y);
-				v[0] = t0v.x, v[1] = t0v.y, v[2] = t1v.x, v[3] = t1v.y;
-			}
-			const float4 pa = *(const float4 *)&Ps[warp][j][0];
-			const float4 pb = *(const float4 *)&Ps[warp][j][4];
-			const float pj[RM] = {pa.x, pa.y, pa.z, pa.w, pb.x, pb.y, pb.z, pb.w};
-#pragma unroll
-			for (int r = 0; r < RM; r++)
-#pragma unroll
-				for (int i = 0; i < NI; i++)
-					o[r][i] = fmaf(pj[r], v[i], o[r][i]);
-		}
-	}
+	dec_chunks<D>(Qs, Ps[warp], kpool, vpool, ptab, g, a.G, cbeg, (a.dbg & 4) ? cbeg : cend, kv_end, m,
+	              l, o); /* (dbg 4, timing only: no key work) */
 	/* this warp's partial rows (warps without keys never get read) */
 #pragma unroll
 	for (int r = 0; r < RM; r++) {
@@ -572,6 +497,8 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 			}
 		}
 	}
+	if (a.dbg & 2) /* timing only: no merge across the cluster */
+		return;
 	cl.sync(); /* every partial is complete */
 	for (int r = split + ns * warp; r < hpg; r += ns * W) {
 		const int pb = lane / W, pw = lane % W; /* partial `lane`: block, warp */
@@ -583,13 +510,27 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 #pragma unroll
 		for (int i = 0; i < NI; i++)
 			acc[i] = 0.0f;
-#pragma unroll 4
-		for (int j = 0; j < n_part; j++) {
-			const float wj = __shfl_sync(0xffffffffu, w, j);
-			const float *src = cl.map_shared_rank(Os + ((j % W) * RM + r) * D, j / W);
+		/* the partials' rows in batches of PB, every load of a batch issued
+		 * before the first is used (distributed shared memory round trips) */
+		constexpr int PB = NI == 2 ? 16 : 8;
+		for (int j0 = 0; j0 < n_part; j0 += PB) {
+			float t[PB][NI];
 #pragma unroll
-			for (int i = 0; i < NI; i++)
-				acc[i] = fmaf(wj, src[lane + WARP * i], acc[i]);
+			for (int j = 0; j < PB; j++) {
+				const int jj = min(j0 + j, n_part - 1);
+				const float *src = cl.map_shared_rank(Os + ((jj % W) * RM + r) * D, jj / W);
+#pragma unroll
+				for (int i = 0; i < NI; i++)
+					t[j][i] = src[lane + WARP * i];
+			}
+#pragma unroll
+			for (int j = 0; j < PB; j++) {
+				const float wj = __shfl_sync(0xffffffffu, w, j0 + j);
+				if (j0 + j < n_part)
+#pragma unroll
+					for (int i = 0; i < NI; i++)
+						acc[i] = fmaf(wj, t[j][i], acc[i]);
+			}
 		}
 		const int h = g * hpg + r, HD = a.H * D;
 #pragma unroll

@@ -8,8 +8,10 @@
  * PROMPTFS_CUDA_NO_FUSE=1 runs decode with the unfused kernels (one op per
  * launch: a reference for the fused ones); PROMPTFS_CUDA_NO_PDL=1 launches
  * without programmatic dependent launch (common.cuh);
- * PROMPTFS_CUDA_PROFILE=1 times every op with CUDA events (no graphs) and
- * logs a per-op table when the backend is freed.
+ * PROMPTFS_CUDA_PROFILE=1 times every op with CUDA events (no graphs and no
+ * persistent kernel) and logs a per-op table when the backend is freed;
+ * PROMPTFS_CUDA_NO_MEGA=1 decodes single sequences with the layered kernels
+ * instead of the persistent one (mega.cu).
  */
 #include <cublas_v2.h>
 #include <stdlib.h>
@@ -327,6 +329,7 @@ static void cuda_free_be(struct eng_backend *be)
 			cudaEventDestroy(be->ev[i]);
 	if (be->st)
 		cudaStreamDestroy(be->st);
+	cuda_mega_free(be);
 	cudaFree(be->wbuf);
 	cudaFree(be->kv);
 	cudaFree(be->scratch);
@@ -420,12 +423,15 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 	}
 	be->fuse_qkv = !(getenv("PROMPTFS_CUDA_NO_FUSE_QKV") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE_QKV"), "1"));
 	be->fuse_glu = !(getenv("PROMPTFS_CUDA_NO_FUSE_GLU") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE_GLU"), "1"));
+	be->xpf = !(getenv("PROMPTFS_CUDA_NO_XPF") && !strcmp(getenv("PROMPTFS_CUDA_NO_XPF"), "1"));
 	be->cluster = !(getenv("PROMPTFS_CUDA_NO_CLUSTER") && !strcmp(getenv("PROMPTFS_CUDA_NO_CLUSTER"), "1"));
 	be->attn_dbg = getenv("PROMPTFS_CUDA_ATTN_DBG") ? atoi(getenv("PROMPTFS_CUDA_ATTN_DBG")) : 0;
 	be->attn_min_pages = getenv("PROMPTFS_CUDA_ATTN_MIN_PAGES") ? atoi(getenv("PROMPTFS_CUDA_ATTN_MIN_PAGES")) : 1;
 	be->fuse = !(getenv("PROMPTFS_CUDA_NO_FUSE") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE"), "1"));
 	if (getenv("PROMPTFS_CUDA_PROFILE") && !strcmp(getenv("PROMPTFS_CUDA_PROFILE"), "1"))
 		cuda_backend_set_profile(be, true);
+	if ((rc = cuda_mega_init(be)))
+		goto fail;
 	LOG_INFO("%s: weights %zu MiB, KV %zu MiB (%d pages), scratch %zu MiB, graphs %s", be->name,
 	         be->wbytes >> 20, be->kv_bytes >> 20, p->n_pages, be->scratch_bytes >> 20,
 	         be->use_graphs ? "on" : "off");

@@ -130,6 +130,13 @@ struct cuda_mmv_fused {
 	int rows_per_warp;   /* 1 or 2 (16 warps per block) */
 	int8_t *oqs;
 	void *ods;
+	/* Weights of later kernels to pull into L2 while this one starts (its
+	 * blocks share them out; none: n_pf 0).  A decode layer asks QKV for
+	 * wo / gate / up / down and gate/up for the next layer's Q, K, V, so
+	 * that those kernels find their weights in L2 instead of DRAM. */
+	int n_pf;
+	const void *pf[4];
+	size_t pf_bytes[4];
 };
 /* Whether the fused kernel takes this shape (shared memory, alignment). */
 bool cuda_matvec_fused_ok(const struct cuda_mmv_fused *a);
@@ -210,7 +217,8 @@ struct cuda_attn_args {
 	                         * splits of a tile run as one thread-block cluster and merge
 	                         * through distributed shared memory (no counters needed) */
 	int dbg;                /* timing experiments only (wrong results): 1 no RoPE math,
-	                         * 2 no cross-split combine, 4 no K/V tile work */
+	                         * 2 no cross-split combine, 4 no K/V tile work, 8 (decode
+	                         * kernel) no q/k/v preparation, 16 (decode kernel) empty */
 };
 /* Tokens per tile for H/G heads per group and head dim D. */
 int cuda_attn_tile_tokens(int H, int G, int D);

@@ -22,7 +22,7 @@ static __global__ void get_rows_q_kernel(const uint8_t *W, size_t row_bytes, int
 	wgroup w;
 	wq<TYPE>::load(W + (size_t)ids[t] * row_bytes, g, w);
 	int lane = threadIdx.x % WARP;
-	y[(size_t)t * ldy + g * Q8_BLOCK + lane] = group_elem(w, lane);
+	y[(size_t)t * ldy + g * Q8_BLOCK + lane] = group_elem<TYPE>(w, lane);
 }
 
 /* Float types: grid (cdiv(K, 256), T), block 256. */
@@ -81,7 +81,7 @@ static __global__ void dequant_q_kernel(const uint8_t *W, size_t row_bytes, int 
 	__half2 *h = (__half2 *)out;
 #pragma unroll
 	for (int e = 0; e < 32; e += 2)
-		h[e / 2] = __floats2half2_rn(group_elem(w, e), group_elem(w, e + 1));
+		h[e / 2] = __floats2half2_rn(group_elem<TYPE>(w, e), group_elem<TYPE>(w, e + 1));
 	uint4 *dst = (uint4 *)(y + (size_t)r * K + g * Q8_BLOCK);
 #pragma unroll
 	for (int k = 0; k < 4; k++)

@@ -9,6 +9,9 @@
  *   T > CUDA_MMV_MAX_COLS (prefill): dequantise + cuBLAS GEMM, residual by
  *     beta = 1, one attention pass over query tiles.
  *
+ * A step of one sequence and one token goes instead through the persistent
+ * kernel of mega.cu (embedding, every layer and the LM head in one launch).
+ *
  * Graphs: a step whose sequences each bring one token (decode) is recorded
  * once per (S, sampled) and replayed.  Nothing in it depends on positions:
  * every kernel reads tokens, positions, page tables, tiles and sampling
@@ -179,6 +182,14 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	                                {L->wk, NULL, be->qkv + HD, be->ld_qkv},
 	                                {L->wv, NULL, be->qkv + HD + G * D, be->ld_qkv}},
 	                            C, T, be->x, C, L->attn_norm, c->rms_eps, 1, NULL, NULL};
+	if (be->xpf) { /* the rest of the layer's weights, to L2 during attention */
+		const struct cuda_mat *ms[4] = {&L->wo, &L->gate, &L->up, &L->down};
+		for (int i = 0; i < 4; i++) {
+			fq.pf[i] = ms[i]->d;
+			fq.pf_bytes[i] = (size_t)ms[i]->N * ms[i]->row_bytes;
+		}
+		fq.n_pf = 4;
+	}
 	if (be->skip & 1) {
 		/* timing experiment: no QKV */
 	} else if (be->fuse && be->fuse_qkv && cuda_matvec_fused_ok(&fq)) {
@@ -222,6 +233,15 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	const bool q8h = L->q8_down && F % Q8_BLOCK == 0;
 	struct cuda_mmv_fused fg = {1, {{L->gate, L->up.d, be->ffn_h, F}}, C, T, be->x, C, L->ffn_norm,
 	                            c->rms_eps, 2, q8h ? be->q8s : NULL, be->q8d};
+	if (be->xpf && il + 1 < c->n_layer) { /* the next layer's Q, K, V */
+		const struct cuda_layer_w *N = &be->layers[il + 1];
+		const struct cuda_mat *ms[3] = {&N->wq, &N->wk, &N->wv};
+		for (int i = 0; i < 3; i++) {
+			fg.pf[i] = ms[i]->d;
+			fg.pf_bytes[i] = (size_t)ms[i]->N * ms[i]->row_bytes;
+		}
+		fg.n_pf = 3;
+	}
 	bool h_q8 = false;
 	if (be->skip & 8) {
 		h_q8 = true; /* timing experiment: no gate/up */
@@ -334,10 +354,30 @@ static int body(struct eng_backend *be, const struct shape *sh)
 	return 0;
 }
 
+/* One sequence, one token: the persistent kernel (mega.cu) does the
+ * embedding, every layer and the LM head. */
+static bool mega_step(const struct eng_backend *be, const struct shape *sh)
+{
+	return be->mega && be->fuse && !be->prof && !be->skip && sh->mmv && sh->S == 1 && sh->T == 1;
+}
+
+static int mega_body(struct eng_backend *be, const struct shape *sh)
+{
+	TRY(copy_async(be->meta_d, be->meta_h, sh->ml.total, cudaMemcpyHostToDevice, be->st));
+	return cuda_mega_launch(be, M32(be, sh->ml.tok), M32(be, sh->ml.pos), M32(be, sh->ml.pages),
+	                        be->st);
+}
+
 /* A decode step as recorded in a graph: R == S rows, logits stay on the
  * device, optional sampling. */
 static int decode_step(struct eng_backend *be, const struct shape *sh)
 {
+	if (mega_step(be, sh)) {
+		TRY(mega_body(be, sh));
+		if (sh->sample)
+			TRY(sample_dev(be, sh));
+		return 0;
+	}
 	TRY(body(be, sh));
 	if (!(be->skip & 32))
 		TRY(head(be, M32(be, sh->ml.out_rows), sh->S));
@@ -480,6 +520,15 @@ static int run_graph(struct eng_backend *be, const struct shape *sh)
 		int rc = decode_step(be, sh);
 		cuda_pdl_capture(false);
 		cudaError_t e = cudaStreamEndCapture(be->st, &graph);
+		if ((rc || e != cudaSuccess) && mega_step(be, sh)) {
+			LOG_WARN("capturing the persistent kernel failed (%s); using the layered kernels",
+			         cudaGetErrorString(e));
+			(void)cudaGetLastError();
+			if (graph)
+				cudaGraphDestroy(graph);
+			be->mega = false;
+			return run_graph(be, sh);
+		}
 		if (rc || e != cudaSuccess) {
 			LOG_WARN("graph capture failed (%s); running without graphs", cudaGetErrorString(e));
 			(void)cudaGetLastError();
@@ -490,6 +539,13 @@ static int run_graph(struct eng_backend *be, const struct shape *sh)
 		}
 		e = cudaGraphInstantiate(&g->exec, graph, 0);
 		cudaGraphDestroy(graph);
+		if (e != cudaSuccess && mega_step(be, sh)) {
+			LOG_WARN("decode graph with the persistent kernel: %s; using the layered kernels",
+			         cudaGetErrorString(e));
+			(void)cudaGetLastError();
+			be->mega = false;
+			return run_graph(be, sh);
+		}
 		CUDA_CHECK(e);
 		g->ready = true;
 	}
@@ -583,8 +639,16 @@ static int forward(struct eng_backend *be, const struct eng_batch *b, float *log
 			                           cudaMemcpyDeviceToHost, be->st));
 	} else {
 		bool last_in_buf = false; /* be->logits holds the S last rows */
-		TRY(body(be, &sh));
-		for (int r0 = 0; logits && r0 < R; r0 += be->logit_rows) {
+		if (mega_step(be, &sh)) {
+			TRY(mega_body(be, &sh)); /* R == 1: its logits are in be->logits */
+			if (logits)
+				CUDA_CHECK(cudaMemcpyAsync(logits, be->logits, (size_t)V * 4,
+				                           cudaMemcpyDeviceToHost, be->st));
+			last_in_buf = true;
+		} else {
+			TRY(body(be, &sh));
+		}
+		for (int r0 = 0; logits && !last_in_buf && r0 < R; r0 += be->logit_rows) {
 			int n = R - r0 < be->logit_rows ? R - r0 : be->logit_rows;
 			TRY(head(be, M32(be, sh.ml.out_rows) + r0, n));
 			CUDA_CHECK(cudaMemcpyAsync(logits + (size_t)r0 * V, be->logits, (size_t)n * V * 4,
@@ -599,6 +663,8 @@ static int forward(struct eng_backend *be, const struct eng_batch *b, float *log
 			TRY(sample_host(be, b, samp, &sh, tokens_out));
 	}
 	CUDA_CHECK(cudaStreamSynchronize(be->st));
+	if (be->mega_trace && mega_step(be, &sh))
+		cuda_mega_trace_add(be);
 	if (sh.sample)
 		memcpy(tokens_out, be->tok_h, 4 * (size_t)sh.S);
 	return 0;

@@ -85,6 +85,7 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 	for (int c = 0; c < NC; c++)
 		acc[c] = acc2[c] = 0.0f;
 
+#pragma unroll 2 /* long rows: the second round's loads go out with the first's */
 	for (int g = part * WARP + lane; g < ng; g += WARP * WR) {
 		wgroup w, w2;
 		wq<TYPE>::load(wr, g, w);
@@ -134,21 +135,6 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 }
 
 // ---- float weights
-
-/* 4 consecutive weights from a 4-element-aligned index. */
-template <int TYPE>
-static __device__ __forceinline__ float4 ldw4(const void *w, size_t i)
-{
-	if (TYPE == GGUF_DTYPE_F32)
-		return *(const float4 *)((const float *)w + i);
-	uint2 u = *(const uint2 *)((const uint16_t *)w + i);
-	if (TYPE == GGUF_DTYPE_F16) {
-		float2 a = __half22float2(*(const __half2 *)&u.x), b = __half22float2(*(const __half2 *)&u.y);
-		return make_float4(a.x, a.y, b.x, b.y);
-	}
-	return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u),
-	                   __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xFFFF0000u));
-}
 
 template <int TYPE, int NC, bool GLU, bool VEC>
 static __global__ void __launch_bounds__(MMV_WARPS *WARP)

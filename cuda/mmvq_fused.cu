@@ -57,16 +57,6 @@ static __device__ __forceinline__ void rowdot_q(const uint8_t *const *wr, const 
 	}
 }
 
-template <int TYPE>
-static __device__ __forceinline__ float ldwf(const void *w, size_t i)
-{
-	if (TYPE == GGUF_DTYPE_F32)
-		return ((const float *)w)[i];
-	if (TYPE == GGUF_DTYPE_F16)
-		return __half2float(((const __half *)w)[i]);
-	return __bfloat162float(((const __nv_bfloat16 *)w)[i]);
-}
-
 template <int TYPE, int NC, int NR>
 static __device__ __forceinline__ void rowdot_f(const void *w, const void *w2, const size_t *base,
                                                 int K, const float *xf, float (*acc)[NC],
@@ -77,8 +67,8 @@ static __device__ __forceinline__ void rowdot_f(const void *w, const void *w2, c
 		float a[NR], b[NR];
 #pragma unroll
 		for (int r = 0; r < NR; r++) {
-			a[r] = ldwf<TYPE>(w, base[r] + e);
-			b[r] = w2 ? ldwf<TYPE>(w2, base[r] + e) : 0.0f;
+			a[r] = ld_float_weight<TYPE>(w, base[r] + e);
+			b[r] = w2 ? ld_float_weight<TYPE>(w2, base[r] + e) : 0.0f;
 		}
 #pragma unroll
 		for (int c = 0; c < NC; c++) {
@@ -187,6 +177,11 @@ static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) 
 		if (sg.w2)
 			prefetch_l2((const uint8_t *)sg.w2 + (size_t)row0 * sg.w.row_bytes,
 			            (size_t)nr * sg.w.row_bytes);
+		/* this block's share of later kernels' weights */
+		for (int i = 0; i < a.n_pf; i++) {
+			const size_t n = a.pf_bytes[i], b0 = n * b / gridDim.x, b1 = n * (b + 1) / gridDim.x;
+			prefetch_l2((const uint8_t *)a.pf[i] + b0, b1 - b0);
+		}
 	}
 	pdl_enter();
 

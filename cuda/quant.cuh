@@ -5,11 +5,17 @@
  * unpacks group g of a row into 8 ints of packed signed int8 (4 elements
  * each, in element order) and the affine map back to the weight:
  *     w[e] = dlo * q[e] + mlo   for e < 16,   dhi * q[e] + mhi   for e >= 16
- * (dlo == dhi, mlo == mhi unless SPLIT16; mlo == 0 unless HAS_MIN).  Offsets
- * that are a constant multiple of the scale (Q4_0's -8, Q6_K's -32 …) are
- * subtracted from the ints so that they need no min term.  One template of
- * each kernel (mat-vec with dp4a, dequantise, row lookup) then serves every
- * type (style.md: traits, not copy-pasted per-type kernels).
+ * (dlo == dhi, mlo == mhi unless SPLIT16; mlo == 0 unless HAS_MIN), where
+ * q[e] is the unpacked byte minus the type's constant offset OFF (Q4_0's 8,
+ * Q5_0's 16, Q3_K's 4, Q6_K's 32).  The ints hold the bytes as stored
+ * (0..63, no per-byte subtraction); dot_group() takes OFF off the integer
+ * sum once per group (OFF * the activation's sum, by dp4a), and
+ * group_elem() per element — the same integers as subtracting first, with
+ * ~a third of the unpacking instructions (measured on the H100: the
+ * per-byte subtraction and bit spreading were half of the gate/up kernel's
+ * instructions).  One template of each kernel (mat-vec with dp4a,
+ * dequantise, row lookup) then serves every type (style.md: traits, not
+ * copy-pasted per-type kernels).
  *
  * Layouts are ggml's (gguf/quant.h); the reference dequantisers in
  * gguf/quant.c are the oracle (tests/gpu/ops.c checks every type).
@@ -25,10 +31,12 @@ struct wgroup {
 	float dlo, dhi, mlo, mhi;
 };
 
-/* bit k of x (k < 4) → bit 8k: spreads 4 flag bits over the bytes of an int */
+/* bit k of x (k < 4) → bit 8k: spreads 4 flag bits over the bytes of an int
+ * (x * (1 + 2^7 + 2^14 + 2^21) places the 4-bit copies at bits 0, 7, 14 and
+ * 21 without overlap; the mask keeps bit k of copy k) */
 static __device__ __forceinline__ int spread4(int x)
 {
-	return (x & 1) | ((x & 2) << 7) | ((x & 4) << 14) | ((x & 8) << 21);
+	return (int)(((unsigned)x & 0xFu) * 0x00204081u & 0x01010101u);
 }
 
 static __device__ __forceinline__ void scale_min_k4(int j, const uint8_t *q, int *d, int *m)
@@ -45,7 +53,7 @@ static __device__ __forceinline__ void scale_min_k4(int j, const uint8_t *q, int
 template <int TYPE> struct wq;
 
 template <> struct wq<GGUF_DTYPE_Q4_0> {
-	static constexpr int BLCK = 32, BYTES = 18;
+	static constexpr int BLCK = 32, BYTES = 18, OFF = 8;
 	static constexpr bool HAS_MIN = false, SPLIT16 = false;
 	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
 	{
@@ -57,14 +65,14 @@ template <> struct wq<GGUF_DTYPE_Q4_0> {
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
 			int v = qs[i];
-			w.q[i] = __vsub4(v & 0x0F0F0F0F, 0x08080808);
-			w.q[i + 4] = __vsub4((v >> 4) & 0x0F0F0F0F, 0x08080808);
+			w.q[i] = v & 0x0F0F0F0F;
+			w.q[i + 4] = (v >> 4) & 0x0F0F0F0F;
 		}
 	}
 };
 
 template <> struct wq<GGUF_DTYPE_Q4_1> {
-	static constexpr int BLCK = 32, BYTES = 20;
+	static constexpr int BLCK = 32, BYTES = 20, OFF = 0;
 	static constexpr bool HAS_MIN = true, SPLIT16 = false;
 	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
 	{
@@ -81,7 +89,7 @@ template <> struct wq<GGUF_DTYPE_Q4_1> {
 };
 
 template <> struct wq<GGUF_DTYPE_Q5_0> {
-	static constexpr int BLCK = 32, BYTES = 22;
+	static constexpr int BLCK = 32, BYTES = 22, OFF = 16;
 	static constexpr bool HAS_MIN = false, SPLIT16 = false;
 	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
 	{
@@ -94,16 +102,14 @@ template <> struct wq<GGUF_DTYPE_Q5_0> {
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
 			int v = h[1 + i];
-			int lo = (v & 0x0F0F0F0F) | (spread4(qh >> (4 * i)) << 4);
-			int hi = ((v >> 4) & 0x0F0F0F0F) | (spread4(qh >> (16 + 4 * i)) << 4);
-			w.q[i] = __vsub4(lo, 0x10101010);
-			w.q[i + 4] = __vsub4(hi, 0x10101010);
+			w.q[i] = (v & 0x0F0F0F0F) | (spread4(qh >> (4 * i)) << 4);
+			w.q[i + 4] = ((v >> 4) & 0x0F0F0F0F) | (spread4(qh >> (16 + 4 * i)) << 4);
 		}
 	}
 };
 
 template <> struct wq<GGUF_DTYPE_Q5_1> {
-	static constexpr int BLCK = 32, BYTES = 24;
+	static constexpr int BLCK = 32, BYTES = 24, OFF = 0;
 	static constexpr bool HAS_MIN = true, SPLIT16 = false;
 	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
 	{
@@ -121,7 +127,7 @@ template <> struct wq<GGUF_DTYPE_Q5_1> {
 };
 
 template <> struct wq<GGUF_DTYPE_Q8_0> {
-	static constexpr int BLCK = 32, BYTES = 34;
+	static constexpr int BLCK = 32, BYTES = 34, OFF = 0;
 	static constexpr bool HAS_MIN = false, SPLIT16 = false;
 	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
 	{
@@ -134,7 +140,7 @@ template <> struct wq<GGUF_DTYPE_Q8_0> {
 
 /* K types: 256-element super-blocks of 8 groups. */
 template <> struct wq<GGUF_DTYPE_Q2_K> {
-	static constexpr int BLCK = 256, BYTES = 84;
+	static constexpr int BLCK = 256, BYTES = 84, OFF = 0;
 	static constexpr bool HAS_MIN = true, SPLIT16 = true;
 	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
 	{
@@ -160,7 +166,7 @@ static __device__ __forceinline__ int q3k_scale(const uint8_t *sc, int s)
 }
 
 template <> struct wq<GGUF_DTYPE_Q3_K> {
-	static constexpr int BLCK = 256, BYTES = 110;
+	static constexpr int BLCK = 256, BYTES = 110, OFF = 4;
 	static constexpr bool HAS_MIN = false, SPLIT16 = true;
 	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
 	{
@@ -177,13 +183,13 @@ template <> struct wq<GGUF_DTYPE_Q3_K> {
 		for (int i = 0; i < 8; i++) {
 			int low = (qs[i] >> (2 * j)) & 0x03030303;
 			int hb = (hm[i] >> j8) & 0x01010101;
-			w.q[i] = __vsub4(low | (hb << 2), 0x04040404);
+			w.q[i] = low | (hb << 2);
 		}
 	}
 };
 
 template <> struct wq<GGUF_DTYPE_Q4_K> {
-	static constexpr int BLCK = 256, BYTES = 144;
+	static constexpr int BLCK = 256, BYTES = 144, OFF = 0;
 	static constexpr bool HAS_MIN = true, SPLIT16 = false;
 	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
 	{
@@ -200,7 +206,7 @@ template <> struct wq<GGUF_DTYPE_Q4_K> {
 };
 
 template <> struct wq<GGUF_DTYPE_Q5_K> {
-	static constexpr int BLCK = 256, BYTES = 176;
+	static constexpr int BLCK = 256, BYTES = 176, OFF = 0;
 	static constexpr bool HAS_MIN = true, SPLIT16 = false;
 	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
 	{
@@ -220,7 +226,7 @@ template <> struct wq<GGUF_DTYPE_Q5_K> {
 };
 
 template <> struct wq<GGUF_DTYPE_Q6_K> {
-	static constexpr int BLCK = 256, BYTES = 210;
+	static constexpr int BLCK = 256, BYTES = 210, OFF = 32;
 	static constexpr bool HAS_MIN = false, SPLIT16 = true;
 	static __device__ __forceinline__ void load(const uint8_t *row, int g, wgroup &w)
 	{
@@ -239,13 +245,14 @@ template <> struct wq<GGUF_DTYPE_Q6_K> {
 		for (int i = 0; i < 8; i++) {
 			int nib = (ql[i] >> shift) & 0x0F0F0F0F;
 			int hb = (qh[i] >> (2 * k)) & 0x03030303;
-			w.q[i] = __vsub4(nib | (hb << 4), 0x20202020);
+			w.q[i] = nib | (hb << 4);
 		}
 	}
 };
 
 /* Dot product of one weight group with one q8 activation group (32 bytes
- * at a, scales ds). */
+ * at a, scales ds).  The type's offset comes off the integer sums:
+ * sum((q - OFF) a) = sum(q a) - OFF sum(a), exactly. */
 template <int TYPE>
 static __device__ __forceinline__ float dot_group(const wgroup &w, const int *a, float2 ds)
 {
@@ -256,31 +263,35 @@ static __device__ __forceinline__ float dot_group(const wgroup &w, const int *a,
 		slo = __dp4a(w.q[i], a[i], slo);
 		shi = __dp4a(w.q[i + 4], a[i + 4], shi);
 	}
+	int alo = 0, ahi = 0; /* sums of the activation's halves (OFF or a min term) */
+	if (T::OFF != 0 || (T::HAS_MIN && T::SPLIT16)) {
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			alo = __dp4a(0x01010101, a[i], alo);
+			ahi = __dp4a(0x01010101, a[i + 4], ahi);
+		}
+		slo -= T::OFF * alo;
+		shi -= T::OFF * ahi;
+	}
 	float r;
 	if (T::SPLIT16)
 		r = ds.x * (w.dlo * (float)slo + w.dhi * (float)shi);
 	else
 		r = ds.x * w.dlo * (float)(slo + shi);
 	if (T::HAS_MIN) {
-		if (T::SPLIT16) {
-			int alo = 0, ahi = 0;
-#pragma unroll
-			for (int i = 0; i < 4; i++) {
-				alo = __dp4a(0x01010101, a[i], alo);
-				ahi = __dp4a(0x01010101, a[i + 4], ahi);
-			}
+		if (T::SPLIT16)
 			r += ds.x * (w.mlo * (float)alo + w.mhi * (float)ahi);
-		} else {
+		else
 			r += w.mlo * ds.y;
-		}
 	}
 	return r;
 }
 
 /* Element e (0..31) of an unpacked group as a float. */
+template <int TYPE>
 static __device__ __forceinline__ float group_elem(const wgroup &w, int e)
 {
-	int q = (int)(int8_t)((w.q[e >> 2] >> (8 * (e & 3))) & 0xFF);
+	const int q = (int)(int8_t)((w.q[e >> 2] >> (8 * (e & 3))) & 0xFF) - wq<TYPE>::OFF;
 	return e < 16 ? w.dlo * (float)q + w.mlo : w.dhi * (float)q + w.mhi;
 }
 
@@ -318,6 +329,21 @@ static __device__ __forceinline__ float ld_float_weight(const void *w, size_t i)
 	if (TYPE == GGUF_DTYPE_F16)
 		return __half2float(((const __half *)w)[i]);
 	return __bfloat162float(((const __nv_bfloat16 *)w)[i]);
+}
+
+/* 4 consecutive weights from a 4-element-aligned index. */
+template <int TYPE>
+static __device__ __forceinline__ float4 ldw4(const void *w, size_t i)
+{
+	if (TYPE == GGUF_DTYPE_F32)
+		return *(const float4 *)((const float *)w + i);
+	uint2 u = *(const uint2 *)((const uint16_t *)w + i);
+	if (TYPE == GGUF_DTYPE_F16) {
+		float2 a = __half22float2(*(const __half2 *)&u.x), b = __half22float2(*(const __half2 *)&u.y);
+		return make_float4(a.x, a.y, b.x, b.y);
+	}
+	return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u),
+	                   __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xFFFF0000u));
 }
 
 #endif /* PROMPTFS_CUDA_QUANT_CUH */

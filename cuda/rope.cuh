@@ -16,15 +16,35 @@
 
 #include "common.cuh"
 
-/* s[D] (shared) = rope(norm(raw + bias)); call with the whole warp.
- * bias, nw may be NULL; rotate false for V. */
-static __device__ __forceinline__ void head_prep(float *s, const float *raw, const float *bias,
-                                                 const float *nw, float eps, int D, bool rotate,
-                                                 int pos, int n_rot, bool neox, float base)
+/* (cos, sin) of pair i's angle at pos; lb = log2(base). */
+static __device__ __forceinline__ float2 rope_cs(int pos, int i, int n_rot, double lb)
+{
+	const double th = (double)pos * exp2(-2.0 * i / (double)n_rot * lb);
+	const double r = th - 6.283185307179586 * rint(th * 0.15915494309189535);
+	float sn, cs;
+	__sincosf((float)r, &sn, &cs);
+	return make_float2(cs, sn);
+}
+
+/* Rotates pair i of s[] by (cos, sin). */
+static __device__ __forceinline__ void rope_pair(float *s, int i, int n_rot, bool neox, float2 cs)
+{
+	const int half = n_rot / 2;
+	const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+	const float x0 = s[i0], x1 = s[i1];
+	s[i0] = x0 * cs.x - x1 * cs.y;
+	s[i1] = x0 * cs.y + x1 * cs.x;
+}
+
+/* s[D] (shared) += bias, then the per-head RMSNorm when nw; call with the
+ * whole warp, s already holding the raw vector. */
+static __device__ __forceinline__ void head_bias_norm(float *s, const float *bias, const float *nw,
+                                                      float eps, int D)
 {
 	const int lane = threadIdx.x % WARP;
-	for (int d = lane; d < D; d += WARP)
-		s[d] = raw[d] + (bias ? bias[d] : 0.0f);
+	if (bias)
+		for (int d = lane; d < D; d += WARP)
+			s[d] += bias[d];
 	__syncwarp();
 	if (nw) {
 		float ss = 0.0f;
@@ -36,19 +56,36 @@ static __device__ __forceinline__ void head_prep(float *s, const float *raw, con
 			s[d] = s[d] * sc * nw[d];
 		__syncwarp();
 	}
+}
+
+/* s[D] (shared) = rope(norm(raw + bias)); call with the whole warp.
+ * bias, nw may be NULL; rotate false for V. */
+static __device__ __forceinline__ void head_prep(float *s, const float *raw, const float *bias,
+                                                 const float *nw, float eps, int D, bool rotate,
+                                                 int pos, int n_rot, bool neox, float base)
+{
+	const int lane = threadIdx.x % WARP;
+	for (int d = lane; d < D; d += WARP) /* both loads in flight at once */
+		s[d] = raw[d] + (bias ? bias[d] : 0.0f);
+	head_bias_norm(s, nullptr, nw, eps, D);
 	if (rotate) {
-		const int half = n_rot / 2;
 		const double lb = log2((double)base);
-		for (int i = lane; i < half; i += WARP) {
-			const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
-			const double th = (double)pos * exp2(-2.0 * i / (double)n_rot * lb);
-			const double r = th - 6.283185307179586 * rint(th * 0.15915494309189535);
-			float sn, cs;
-			__sincosf((float)r, &sn, &cs);
-			const float x0 = s[i0], x1 = s[i1];
-			s[i0] = x0 * cs - x1 * sn;
-			s[i1] = x0 * sn + x1 * cs;
-		}
+		for (int i = lane; i < n_rot / 2; i += WARP)
+			rope_pair(s, i, n_rot, neox, rope_cs(pos, i, n_rot, lb));
+		__syncwarp();
+	}
+}
+
+/* The same with the angles' (cos, sin) precomputed for this position
+ * (cs[n_rot / 2], rope_cs()), s already holding the raw vector. */
+static __device__ __forceinline__ void head_prep_cs(float *s, const float *bias, const float *nw,
+                                                    float eps, int D, bool rotate, int n_rot,
+                                                    bool neox, const float2 *cs)
+{
+	head_bias_norm(s, bias, nw, eps, D);
+	if (rotate) {
+		for (int i = threadIdx.x % WARP; i < n_rot / 2; i += WARP)
+			rope_pair(s, i, n_rot, neox, cs[i]);
 		__syncwarp();
 	}
 }

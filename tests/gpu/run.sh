@@ -4,7 +4,8 @@
 # models vs the CPU (gpu_model), the mount through FUSE on the GPU, and the
 # benchmarks.  Exits non-zero if any check fails; prints a summary last.
 #
-#   tests/gpu/run.sh [STEP...]      STEP: info ops model mount bench profile (default: all)
+#   tests/gpu/run.sh [STEP...]      STEP: info ops model mount bench ab profile perf
+#                                   (default: all but ab)
 #
 # Binaries come from $PF_BIN (default: .carry/bin.txz unpacked into
 # $PF_WORK/bin, or .carry/bin: promptfs, gpu_*), test
@@ -65,7 +66,7 @@ synth() { # preset file
 	[ -s "$WORK/$2" ] && return 0
 	"$PF" synth --preset "$1" -o "$WORK/$2" --vocab "$MODELS/ggml-vocab-qwen2.gguf" -q
 }
-if want model || want bench || want mount || want profile || want perf; then
+if want model || want bench || want mount || want profile || want perf || want ab; then
 	t0=$(date +%s)
 	ok=PASS
 	synth qwen2.5-0.5b-instruct-q4_k_m q4_k_m.gguf || ok=FAIL
@@ -90,6 +91,10 @@ if want model; then
 	run "model: qwen2.5-0.5b q8_0" m_q8.log "$BIN/gpu_model" "$WORK/q8_0.gguf" --tol 5e-3
 	run "model: qwen2.5-0.5b f16" m_f16.log "$BIN/gpu_model" "$WORK/f16.gguf" --tol 1e-4
 	run "model: q4_k_m unfused kernels" m_q4km_nofuse.log env PROMPTFS_CUDA_NO_FUSE=1 "$BIN/gpu_model" "$WORK/q4_k_m.gguf" --tol 5e-3 --gen 50
+	# single-sequence decode runs in the persistent kernel (mega.cu) by default:
+	# the layered fused kernels it replaces stay checked too
+	run "model: q4_k_m layered decode" m_q4km_nomega.log env PROMPTFS_CUDA_NO_MEGA=1 "$BIN/gpu_model" "$WORK/q4_k_m.gguf" --tol 5e-3 --gen 50
+	run "model: stories260K layered decode" m_stories_nomega.log env PROMPTFS_CUDA_NO_MEGA=1 "$BIN/gpu_model" "$MODELS/stories260K.gguf" --exact --tol 1e-5 --prompt 40
 	run "model: stories260K no graphs" m_stories_nograph.log env PROMPTFS_NO_CUDA_GRAPHS=1 "$BIN/gpu_model" "$MODELS/stories260K.gguf" --exact --tol 1e-5 --prompt 40
 fi
 
@@ -133,6 +138,21 @@ if want bench; then
 	for m in q4_k_m q8_0 f16; do
 		run "bench: promptfs bench $m" pbench_$m.log "$PF" bench "$WORK/$m.gguf" --backend cuda -b 2048
 	done
+fi
+
+if want ab; then
+	# decode A/B on this card: the persistent kernel against the layered kernels
+	for m in q4_k_m q8_0 f16; do
+		synth "qwen2.5-0.5b-instruct-$m" "$m.gguf"
+		ctxs="0 512"; [ $m = q4_k_m ] && ctxs="0 128 512 1024 4096"
+		for ctx in $ctxs; do
+			for v in default PROMPTFS_CUDA_NO_MEGA=1 ${PF_AB_EXTRA:-}; do
+				e=""; [ "$v" != default ] && e="$v"
+				echo "== decode $m @$ctx [$v]: $(env $e timeout 120 "$BIN/gpu_bench" "$WORK/$m.gguf" --decode-only $ctx 256 1 2>&1 | tail -1)"
+			done
+		done
+	done | tee "$LOGS/ab_mega.txt"
+	if grep -q "tok/s" "$LOGS/ab_mega.txt" && ! grep -qiE "error|fail" "$LOGS/ab_mega.txt"; then note "ab: decode mega vs layered" PASS; else note "ab: decode mega vs layered" FAIL "see ab_mega.txt"; fi
 fi
 
 if want profile; then

@@ -1,0 +1,142 @@
+/*
+ * attn_dec.cuh — the inner loop of decode attention, shared by the cluster
+ * kernel (attn.cu) and the persistent decode kernel (mega.cu).
+ *
+ * One warp walks 32-key chunks [cbeg, cend) of one KV head g for RM query
+ * rows at once (one token; the H/G heads that share g, zero-padded to RM).
+ * Q·K: lane = key, each lane reads its key row straight from the F16 page
+ * (L2 loads, no shared-memory staging) and scores it against every row of
+ * Qs (scaled Q, broadcast from shared memory); online softmax per row in
+ * registers.  P·V: lane = NI = D/32 consecutive dims, the chunk's
+ * probabilities through the warp's slice of shared memory; the chunk's V
+ * rows are all requested before the first is used (a chunk costs two round
+ * trips to L2, K then V, instead of one per V row: measured on the H100,
+ * the per-row loop made a 32-key chunk cost ~10 us).  The warp ends
+ * with its unnormalised running max m (uniform), sum l (this lane's share)
+ * and output o (this lane's dims).
+ */
+#ifndef PROMPTFS_CUDA_ATTN_DEC_CUH
+#define PROMPTFS_CUDA_ATTN_DEC_CUH
+
+#include <math.h>
+
+#include "common.cuh"
+#include "cuda_ops.h"
+
+#define DEC_RM 8 /* query rows per KV head taken at once */
+
+/* Qs [DEC_RM][D] scaled query rows; Pw [WARP][DEC_RM] this warp's scratch;
+ * ptab: the sequence's page table; kv_end: keys in the context. */
+template <int D>
+static __device__ __forceinline__ void dec_chunks(const float *Qs, float (*Pw)[DEC_RM],
+                                                  const __half *kpool, const __half *vpool,
+                                                  const int32_t *ptab, int g, int G, int cbeg,
+                                                  int cend, int kv_end, float (&m)[DEC_RM],
+                                                  float (&l)[DEC_RM], float (&o)[DEC_RM][D / WARP])
+{
+	constexpr int NI = D / WARP, RM = DEC_RM;
+	static_assert(RM == 8, "probabilities are stored as two float4");
+	const int lane = threadIdx.x % WARP;
+#pragma unroll
+	for (int r = 0; r < RM; r++) {
+		m[r] = -INFINITY;
+		l[r] = 0.0f;
+#pragma unroll
+		for (int i = 0; i < NI; i++)
+			o[r][i] = 0.0f;
+	}
+	for (int c = cbeg; c < cend; c++) {
+		const size_t base =
+		    cuda_kv_offset(ptab[c * WARP / CUDA_ATTN_KT], g, c * WARP % CUDA_ATTN_KT, G, D) / 2;
+		const __half *Kp = kpool + base, *Vp = vpool + base;
+		const int nk = min(WARP, kv_end - c * WARP);
+		float s[RM];
+#pragma unroll
+		for (int r = 0; r < RM; r++)
+			s[r] = 0.0f;
+		if (lane < nk) {
+			const uint4 *kr = (const uint4 *)(Kp + (size_t)lane * D);
+#pragma unroll
+			for (int i = 0; i < D / 8; i++) {
+				const uint4 kk = __ldcg(kr + i);
+				const float2 k0 = __half22float2(*(const __half2 *)&kk.x);
+				const float2 k1 = __half22float2(*(const __half2 *)&kk.y);
+				const float2 k2 = __half22float2(*(const __half2 *)&kk.z);
+				const float2 k3 = __half22float2(*(const __half2 *)&kk.w);
+#pragma unroll
+				for (int r = 0; r < RM; r++) {
+					const float4 qa = *(const float4 *)(Qs + r * D + 8 * i);
+					const float4 qb = *(const float4 *)(Qs + r * D + 8 * i + 4);
+					float t = s[r];
+					t = fmaf(qa.x, k0.x, t);
+					t = fmaf(qa.y, k0.y, t);
+					t = fmaf(qa.z, k1.x, t);
+					t = fmaf(qa.w, k1.y, t);
+					t = fmaf(qb.x, k2.x, t);
+					t = fmaf(qb.y, k2.y, t);
+					t = fmaf(qb.z, k3.x, t);
+					t = fmaf(qb.w, k3.y, t);
+					s[r] = t;
+				}
+			}
+		}
+		float p[RM];
+#pragma unroll
+		for (int r = 0; r < RM; r++) {
+			const float sr = lane < nk ? s[r] : -INFINITY;
+			const float mn = fmaxf(m[r], warp_max(sr)); /* finite: the chunk has a key */
+			const float corr = __expf(m[r] - mn);
+			p[r] = __expf(sr - mn);
+			l[r] = l[r] * corr + p[r];
+#pragma unroll
+			for (int i = 0; i < NI; i++)
+				o[r][i] *= corr;
+			m[r] = mn;
+		}
+		__syncwarp();
+		*(float4 *)&Pw[lane][0] = make_float4(p[0], p[1], p[2], p[3]);
+		*(float4 *)&Pw[lane][4] = make_float4(p[4], p[5], p[6], p[7]);
+		__syncwarp();
+		/* P·V: every V row of the chunk is loaded before the first use (VB
+		 * rows per batch: one round trip to L2 per batch, not one per row) */
+		constexpr int VB = NI == 2 ? WARP : WARP / 2;
+#pragma unroll
+		for (int j0 = 0; j0 < WARP; j0 += VB) {
+			if (j0 >= nk)
+				break;
+			uint2 vr[VB]; /* dims NI*lane.. of rows j0.., as halves */
+#pragma unroll
+			for (int j = 0; j < VB; j++) {
+				vr[j] = make_uint2(0u, 0u);
+				if (j0 + j < nk) {
+					if constexpr (NI == 2)
+						vr[j].x = __ldcg((const unsigned *)(Vp + (size_t)(j0 + j) * D + 2 * lane));
+					else
+						vr[j] = __ldcg((const uint2 *)(Vp + (size_t)(j0 + j) * D + 4 * lane));
+				}
+			}
+#pragma unroll
+			for (int j = 0; j < VB; j++) {
+				if (j0 + j >= nk)
+					break;
+				float v[NI];
+				const float2 t0v = __half22float2(*(const __half2 *)&vr[j].x);
+				v[0] = t0v.x, v[1] = t0v.y;
+				if constexpr (NI == 4) {
+					const float2 t1v = __half22float2(*(const __half2 *)&vr[j].y);
+					v[2] = t1v.x, v[3] = t1v.y;
+				}
+				const float4 pa = *(const float4 *)&Pw[j0 + j][0];
+				const float4 pb = *(const float4 *)&Pw[j0 + j][4];
+				const float pj[RM] = {pa.x, pa.y, pa.z, pa.w, pb.x, pb.y, pb.z, pb.w};
+#pragma unroll
+				for (int r = 0; r < RM; r++)
+#pragma unroll
+					for (int i = 0; i < NI; i++)
+						o[r][i] = fmaf(pj[r], v[i], o[r][i]);
+			}
+		}
+	}
+}
+
+#endif /* PROMPTFS_CUDA_ATTN_DEC_CUH */
