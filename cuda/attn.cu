@@ -403,14 +403,19 @@ static int launch_attn(const struct cuda_attn_args *a, cudaStream_t st)
  * P·V: lane = NI consecutive dims, the probabilities of the chunk through
  * shared memory.  Every warp's unnormalised (o, m, l) rows stay in its
  * block's shared memory and are merged across the cluster (distributed
- * shared memory) — one block barrier, two cluster barriers. */
+ * shared memory) — one block barrier, two cluster barriers.
+ *
+ * RW 4 (more than 4 query heads per KV head): two warps share each chunk,
+ * one per half of the rows (half the serial work per warp; the chunk's K/V
+ * rows are read twice, from L2): warp-unit u = (chunk slot u / 2, rows
+ * 4 (u % 2) ..); RW 8: one warp per chunk, all rows. */
 #define DEC_WARPS 8
 #define DEC_PARTS WARP /* at most one partial per lane of the merging warp */
 
-template <int DT>
+template <int DT, int RW>
 static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct cuda_attn_args a)
 {
-	constexpr int D = DT, NI = DT / WARP, W = DEC_WARPS, RM = DEC_RM;
+	constexpr int D = DT, NI = DT / WARP, W = DEC_WARPS, RM = DEC_RM, SH = RW == 4 ? 1 : 0;
 	__shared__ __align__(16) float Qs[RM * D];
 	__shared__ __align__(16) float Ps[W][WARP][RM]; /* chunk probabilities [key][row]; scratch */
 	__shared__ __align__(16) float Os[W * RM * D];
@@ -419,10 +424,13 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 	const int tile = blockIdx.x, g = blockIdx.y, split = blockIdx.z, ns = a.n_split;
 	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, hpg = a.H / a.G;
 	const int seq = a.tile_seq[tile], t0 = a.tile_tok0[tile], pos = a.pos[t0], kv_end = pos + 1;
-	const int n_ch = cdiv(kv_end, WARP), cpw = cdiv(n_ch, min(ns * W, DEC_PARTS)), n_part = cdiv(n_ch, cpw);
-	const int wid = split * W + warp, cbeg = min(wid * cpw, n_ch), cend = min(cbeg + cpw, n_ch);
+	const int n_ch = cdiv(kv_end, WARP), cpw = cdiv(n_ch, min((ns * W) >> SH, DEC_PARTS)), n_part = cdiv(n_ch, cpw);
+	const int wid = split * W + warp, cu = wid >> SH, r0 = (wid & SH) * RW;
+	const int cbeg = min(cu * cpw, n_ch), cend = min(cbeg + cpw, n_ch);
 	const int32_t *ptab = a.pages + (size_t)seq * a.page_stride;
 	const __half *kpool = (const __half *)a.k_pool, *vpool = (const __half *)a.v_pool;
+	if (hpg <= ns && !(a.dbg & 32)) /* (push merge: the matching wait comes before the pushes) */
+		asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
 
 	/* earlier positions' K/V were written by earlier steps: to L2 now */
 	for (int c = cbeg; c < cend; c++) {
@@ -461,7 +469,7 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 					s[d] = 0.0f;
 			}
 		}
-		const int owner = (pos / WARP) / cpw / W;
+		const int owner = (((pos / WARP) / cpw) << SH) / W;
 		if (split == owner && warp >= W - 2) {
 			const bool isk = warp == W - 1; /* (row W - 1 is padding: the heavier k there) */
 			float *s = &Ps[warp][0][0]; /* scratch: WARP * RM >= D floats */
@@ -480,30 +488,53 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 	}
 	__syncthreads();
 
-	float m[RM], l[RM], o[RM][NI];
-	dec_chunks<D>(Qs, Ps[warp], kpool, vpool, ptab, g, a.G, cbeg, (a.dbg & 4) ? cbeg : cend, kv_end, m,
-	              l, o); /* (dbg 4, timing only: no key work) */
-	/* this warp's partial rows (warps without keys never get read) */
+	float m[RW], l[RW], o[RW][NI];
+	dec_chunks<D, RW>(Qs + r0 * D, Ps[warp], kpool, vpool, ptab, g, a.G, cbeg, (a.dbg & 4) ? cbeg : cend,
+	                  kv_end, m, l, o); /* (dbg 4, timing only: no key work) */
+	/* this warp's partial rows (warps without keys never get read).  Push
+	 * (a row per block at most): straight into slot cu of the merging
+	 * block's shared memory (block r merges row r; one cluster barrier, then
+	 * local reads); else pull: kept here, read across the cluster. */
+	const bool push = hpg <= ns && !(a.dbg & 32);
+	if (push)
+		asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); /* every block has started */
 #pragma unroll
-	for (int r = 0; r < RM; r++) {
-		const float ls = warp_sum(l[r]);
-		if (r < hpg) {
+	for (int rr = 0; rr < RW; rr++) {
+		const int r = r0 + rr;
+		const float ls = warp_sum(l[rr]);
+		if (r < hpg && push) {
+			if (cbeg < cend) {
+				float *dst = cl.map_shared_rank(Os + cu * D, r);
+#pragma unroll
+				for (int i = 0; i < NI; i++)
+					dst[NI * lane + i] = o[rr][i];
+				if (lane == 0) {
+					*cl.map_shared_rank(Ms + cu, r) = m[rr];
+					*cl.map_shared_rank(Ls + cu, r) = ls;
+				}
+			}
+		} else if (r < hpg) {
 #pragma unroll
 			for (int i = 0; i < NI; i++)
-				Os[(warp * RM + r) * D + NI * lane + i] = o[r][i];
+				Os[(warp * RM + r) * D + NI * lane + i] = o[rr][i];
 			if (lane == 0) {
-				Ms[warp * RM + r] = m[r];
+				Ms[warp * RM + r] = m[rr];
 				Ls[warp * RM + r] = ls;
 			}
 		}
 	}
-	if (a.dbg & 2) /* timing only: no merge across the cluster */
+	if (a.dbg & 2) { /* timing only: no merge across the cluster */
+		if (push)
+			cl.sync(); /* (pushes into other blocks must land before they exit) */
 		return;
-	cl.sync(); /* every partial is complete */
+	}
+	cl.sync(); /* every partial is complete (and, pushed, in place) */
 	for (int r = split + ns * warp; r < hpg; r += ns * W) {
-		const int pb = lane / W, pw = lane % W; /* partial `lane`: block, warp */
-		const float mj = lane < n_part ? *cl.map_shared_rank(Ms + pw * RM + r, pb) : -INFINITY;
-		const float lj = lane < n_part ? *cl.map_shared_rank(Ls + pw * RM + r, pb) : 0.0f;
+		/* partial `lane`: pushed into slot lane here, or in the warp (block
+		 * pb, warp pw) of chunk slot lane with row r */
+		const int gw = (lane << SH) + (SH ? r / RW : 0), pb = gw / W, pw = gw % W;
+		const float mj = lane >= n_part ? -INFINITY : push ? Ms[lane] : *cl.map_shared_rank(Ms + pw * RM + r, pb);
+		const float lj = lane >= n_part ? 0.0f : push ? Ls[lane] : *cl.map_shared_rank(Ls + pw * RM + r, pb);
 		const float M = warp_max(mj), e = __expf(mj - M), L = warp_sum(lj * e);
 		const float w = e / L;
 		float acc[NI];
@@ -517,8 +548,9 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 			float t[PB][NI];
 #pragma unroll
 			for (int j = 0; j < PB; j++) {
-				const int jj = min(j0 + j, n_part - 1);
-				const float *src = cl.map_shared_rank(Os + ((jj % W) * RM + r) * D, jj / W);
+				const int jj = min(j0 + j, n_part - 1), gj = (jj << SH) + (SH ? r / RW : 0);
+				const float *src = push ? Os + jj * D
+				                        : cl.map_shared_rank(Os + ((gj % W) * RM + r) * D, gj / W);
 #pragma unroll
 				for (int i = 0; i < NI; i++)
 					t[j][i] = src[lane + WARP * i];
@@ -542,14 +574,29 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 			}
 		}
 	}
-	cl.sync(); /* keep this block's shared memory until the others have read it */
+	if (!push)
+		cl.sync(); /* keep this block's shared memory until the others have read it */
+}
+
+/* PROMPTFS_CUDA_DEC_NO_SPLIT=1: one warp per chunk for every row (A/B timing) */
+static bool dec_no_split(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		const char *e = getenv("PROMPTFS_CUDA_DEC_NO_SPLIT");
+		v = e && *e && *e != '0';
+	}
+	return v;
 }
 
 template <int DT>
 static int launch_attn_dec(const struct cuda_attn_args *a, cudaStream_t st)
 {
 	dim3 grid(a->n_tiles, a->G, a->n_split);
-	launch_kc(attn_dec_kernel<DT>, grid, DEC_WARPS * WARP, 0, st, dim3(1, 1, a->n_split), *a);
+	if (a->H / a->G > 4 && !dec_no_split())
+		launch_kc(attn_dec_kernel<DT, 4>, grid, DEC_WARPS * WARP, 0, st, dim3(1, 1, a->n_split), *a);
+	else
+		launch_kc(attn_dec_kernel<DT, 8>, grid, DEC_WARPS * WARP, 0, st, dim3(1, 1, a->n_split), *a);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

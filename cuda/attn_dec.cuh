@@ -1,6 +1,6 @@
 /*
  * attn_dec.cuh — the inner loop of decode attention, shared by the cluster
- * kernel (attn.cu) and the persistent decode kernel (mega.cu).
+ * kernel (attn.cu); kept apart so that other decode kernels can share it.
  *
  * One warp walks 32-key chunks [cbeg, cend) of one KV head g for RM query
  * rows at once (one token; the H/G heads that share g, zero-padded to RM).
@@ -25,17 +25,19 @@
 
 #define DEC_RM 8 /* query rows per KV head taken at once */
 
-/* Qs [DEC_RM][D] scaled query rows; Pw [WARP][DEC_RM] this warp's scratch;
- * ptab: the sequence's page table; kv_end: keys in the context. */
-template <int D>
+/* Qs [RM][D] scaled query rows (RM 8, or 4: a warp may take half of a
+ * KV head's rows, so that two warps share a chunk); Pw [WARP][DEC_RM] this
+ * warp's scratch; ptab: the sequence's page table; kv_end: keys in the
+ * context. */
+template <int D, int RM>
 static __device__ __forceinline__ void dec_chunks(const float *Qs, float (*Pw)[DEC_RM],
                                                   const __half *kpool, const __half *vpool,
                                                   const int32_t *ptab, int g, int G, int cbeg,
-                                                  int cend, int kv_end, float (&m)[DEC_RM],
-                                                  float (&l)[DEC_RM], float (&o)[DEC_RM][D / WARP])
+                                                  int cend, int kv_end, float (&m)[RM],
+                                                  float (&l)[RM], float (&o)[RM][D / WARP])
 {
-	constexpr int NI = D / WARP, RM = DEC_RM;
-	static_assert(RM == 8, "probabilities are stored as two float4");
+	constexpr int NI = D / WARP;
+	static_assert(RM == 8 || RM == 4, "probabilities are stored as float4s");
 	const int lane = threadIdx.x % WARP;
 #pragma unroll
 	for (int r = 0; r < RM; r++) {
@@ -95,7 +97,8 @@ static __device__ __forceinline__ void dec_chunks(const float *Qs, float (*Pw)[D
 		}
 		__syncwarp();
 		*(float4 *)&Pw[lane][0] = make_float4(p[0], p[1], p[2], p[3]);
-		*(float4 *)&Pw[lane][4] = make_float4(p[4], p[5], p[6], p[7]);
+		if constexpr (RM == 8)
+			*(float4 *)&Pw[lane][4] = make_float4(p[4], p[5], p[6], p[7]);
 		__syncwarp();
 		/* P·V: every V row of the chunk is loaded before the first use (VB
 		 * rows per batch: one round trip to L2 per batch, not one per row) */
@@ -127,8 +130,12 @@ static __device__ __forceinline__ void dec_chunks(const float *Qs, float (*Pw)[D
 					v[2] = t1v.x, v[3] = t1v.y;
 				}
 				const float4 pa = *(const float4 *)&Pw[j0 + j][0];
-				const float4 pb = *(const float4 *)&Pw[j0 + j][4];
-				const float pj[RM] = {pa.x, pa.y, pa.z, pa.w, pb.x, pb.y, pb.z, pb.w};
+				float pj[RM];
+				pj[0] = pa.x, pj[1] = pa.y, pj[2] = pa.z, pj[3] = pa.w;
+				if constexpr (RM == 8) {
+					const float4 pb = *(const float4 *)&Pw[j0 + j][4];
+					pj[4] = pb.x, pj[5] = pb.y, pj[6] = pb.z, pj[7] = pb.w;
+				}
 #pragma unroll
 				for (int r = 0; r < RM; r++)
 #pragma unroll

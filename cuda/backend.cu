@@ -8,10 +8,8 @@
  * PROMPTFS_CUDA_NO_FUSE=1 runs decode with the unfused kernels (one op per
  * launch: a reference for the fused ones); PROMPTFS_CUDA_NO_PDL=1 launches
  * without programmatic dependent launch (common.cuh);
- * PROMPTFS_CUDA_PROFILE=1 times every op with CUDA events (no graphs and no
- * persistent kernel) and logs a per-op table when the backend is freed;
- * PROMPTFS_CUDA_NO_MEGA=1 decodes single sequences with the layered kernels
- * instead of the persistent one (mega.cu).
+ * PROMPTFS_CUDA_PROFILE=1 times every op with CUDA events (no graphs) and
+ * logs a per-op table when the backend is freed.
  */
 #include <cublas_v2.h>
 #include <stdlib.h>
@@ -120,7 +118,43 @@ static int check_vec(const struct eng_tensor *t)
 	return 0;
 }
 
-static int mat(struct up_ctx *u, const struct eng_tensor *t, struct cuda_mat *m)
+/* NEOX rotary pairs (d, d + n_rot/2) of every head of D dims made adjacent
+ * (2d, 2d + 1): old dim d of a head goes to perm_dim(d).  Applied to the
+ * rows of Wq and Wk and to their biases and QK norms, it leaves every q·k
+ * unchanged (the same permutation on both sides) and lets RoPE rotate
+ * adjacent rows, which the decode QKV kernel does in its epilogue. */
+static int perm_dim(int d, int n_rot)
+{
+	if (d >= n_rot)
+		return d;
+	return d < n_rot / 2 ? 2 * d : 2 * (d - n_rot / 2) + 1;
+}
+
+/* t with its rows (matrix) or elements (vector) permuted head by head. */
+static const void *upload_perm(struct up_ctx *u, const struct eng_tensor *t, int D, int n_rot)
+{
+	if (!t->data || u->err || !u->base)
+		return upload(u, t);
+	const size_t nrow = t->ne[1] > 1 ? (size_t)t->ne[1] : (size_t)t->ne[0];
+	const size_t rb = t->nbytes / nrow; /* bytes per row, or per element */
+	uint8_t *h = (uint8_t *)malloc(t->nbytes);
+	if (!h) {
+		u->err = -ENOMEM;
+		return NULL;
+	}
+	for (size_t r = 0; r < nrow; r++) {
+		const size_t head = r / (size_t)D, d = r % (size_t)D;
+		memcpy(h + (head * D + perm_dim((int)d, n_rot)) * rb, (const uint8_t *)t->data + r * rb, rb);
+	}
+	struct eng_tensor tp = *t;
+	tp.data = h;
+	const void *r = upload(u, &tp);
+	free(h);
+	return r;
+}
+
+/* D > 0: rows permuted head by head (upload_perm) */
+static int mat_p(struct up_ctx *u, const struct eng_tensor *t, struct cuda_mat *m, int D, int n_rot)
 {
 	if (!cuda_matvec_supported(t->type)) {
 		LOG_ERR("tensor %s: type %s is not supported by the CUDA backend", t->name,
@@ -131,14 +165,20 @@ static int mat(struct up_ctx *u, const struct eng_tensor *t, struct cuda_mat *m)
 	m->K = (int)t->ne[0];
 	m->N = (int)t->ne[1];
 	m->row_bytes = gguf_row_size(t->type, t->ne[0]);
-	m->d = upload(u, t);
+	m->d = D > 0 ? upload_perm(u, t, D, n_rot) : upload(u, t);
 	return 0;
+}
+
+static int mat(struct up_ctx *u, const struct eng_tensor *t, struct cuda_mat *m)
+{
+	return mat_p(u, t, m, 0, 0);
 }
 
 static const float *vec(struct up_ctx *u, const struct eng_tensor *t)
 {
 	return (const float *)upload(u, t);
 }
+
 
 static bool q8(const struct cuda_mat *m)
 {
@@ -165,13 +205,21 @@ static int walk_weights(struct eng_backend *be, const struct eng_weights *w, str
 			TRY(check_vec(vs[i]));
 		d->attn_norm = vec(u, &s->attn_norm);
 		d->ffn_norm = vec(u, &s->ffn_norm);
-		d->bq = vec(u, &s->bq);
-		d->bk = vec(u, &s->bk);
+		const int D = be->cfg.head_dim, nr = be->cfg.n_rot;
+		if (be->rope_perm) {
+			d->bq = (const float *)upload_perm(u, &s->bq, D, nr);
+			d->bk = (const float *)upload_perm(u, &s->bk, D, nr);
+			d->q_norm = (const float *)upload_perm(u, &s->q_norm, D, nr);
+			d->k_norm = (const float *)upload_perm(u, &s->k_norm, D, nr);
+		} else {
+			d->bq = vec(u, &s->bq);
+			d->bk = vec(u, &s->bk);
+			d->q_norm = vec(u, &s->q_norm);
+			d->k_norm = vec(u, &s->k_norm);
+		}
 		d->bv = vec(u, &s->bv);
-		d->q_norm = vec(u, &s->q_norm);
-		d->k_norm = vec(u, &s->k_norm);
-		TRY(mat(u, &s->wq, &d->wq));
-		TRY(mat(u, &s->wk, &d->wk));
+		TRY(mat_p(u, &s->wq, &d->wq, be->rope_perm ? D : 0, nr));
+		TRY(mat_p(u, &s->wk, &d->wk, be->rope_perm ? D : 0, nr));
 		TRY(mat(u, &s->wv, &d->wv));
 		TRY(mat(u, &s->wo, &d->wo));
 		TRY(mat(u, &s->w_gate, &d->gate));
@@ -329,7 +377,6 @@ static void cuda_free_be(struct eng_backend *be)
 			cudaEventDestroy(be->ev[i]);
 	if (be->st)
 		cudaStreamDestroy(be->st);
-	cuda_mega_free(be);
 	cudaFree(be->wbuf);
 	cudaFree(be->kv);
 	cudaFree(be->scratch);
@@ -407,6 +454,9 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 		be->max_split = 64;
 	if (be->max_split > be->page_stride)
 		be->max_split = be->page_stride;
+	be->rope_epi = !(getenv("PROMPTFS_CUDA_NO_ROPE_EPI") && !strcmp(getenv("PROMPTFS_CUDA_NO_ROPE_EPI"), "1"));
+	be->rope_perm = be->rope_epi && cfg->rope_type == ENG_ROPE_TYPE_NEOX && cfg->n_rot % 2 == 0;
+	be->rope_neox = cfg->rope_type == ENG_ROPE_TYPE_NEOX && !be->rope_perm;
 	if ((rc = upload_weights(be, w)) || (rc = alloc_kv(be)) || (rc = alloc_scratch(be)) ||
 	    (rc = alloc_meta(be)) || (rc = cuda_attn_setup()) || (rc = cuda_sample_setup()) ||
 	    (rc = cuda_fused_setup()))
@@ -430,8 +480,6 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 	be->fuse = !(getenv("PROMPTFS_CUDA_NO_FUSE") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE"), "1"));
 	if (getenv("PROMPTFS_CUDA_PROFILE") && !strcmp(getenv("PROMPTFS_CUDA_PROFILE"), "1"))
 		cuda_backend_set_profile(be, true);
-	if ((rc = cuda_mega_init(be)))
-		goto fail;
 	LOG_INFO("%s: weights %zu MiB, KV %zu MiB (%d pages), scratch %zu MiB, graphs %s", be->name,
 	         be->wbytes >> 20, be->kv_bytes >> 20, p->n_pages, be->scratch_bytes >> 20,
 	         be->use_graphs ? "on" : "off");

@@ -112,6 +112,24 @@ struct cuda_mmv_seg {
 	int ldy;
 };
 
+/* Decode QKV epilogue (fused kernel, rows_per_warp 1, segments q, k, v):
+ * + bias, RoPE of adjacent row pairs (2i, 2i + 1) of q and k (the backend
+ * stores NEOX models' Wq / Wk rows interleaved to make the pairs adjacent),
+ * then q back into y and k, v as F16 into the KV cache at each column's
+ * position — what the RoPE pass (rope.cu) does, so that attention finds q
+ * ready and the new k, v stored.  Column c = token c (T == S decode). */
+struct cuda_qkv_rope {
+	int on;
+	int D, G, n_rot;
+	double log2_base;
+	const float *bias[3];   /* q, k, v biases or NULL (rows in the weights' order) */
+	const int32_t *pos;     /* device [T] */
+	const int32_t *tok_seq; /* device [T] */
+	const int32_t *pages;   /* device [S][page_stride] */
+	int page_stride;
+	void *k_pool, *v_pool;  /* this layer's F16 pools */
+};
+
 /* y_s = W_s norm(x) for up to three matrices sharing the input x (Q, K, V),
  * or y = silu(W norm(x)) * (W2 norm(x)) (GLU), in one launch.  Every block
  * first computes the RMSNorm of x (norm_w; NULL: x as is) and quantises it
@@ -137,6 +155,7 @@ struct cuda_mmv_fused {
 	int n_pf;
 	const void *pf[4];
 	size_t pf_bytes[4];
+	struct cuda_qkv_rope rope; /* rope.on: the decode QKV epilogue above */
 };
 /* Whether the fused kernel takes this shape (shared memory, alignment). */
 bool cuda_matvec_fused_ok(const struct cuda_mmv_fused *a);
@@ -218,7 +237,8 @@ struct cuda_attn_args {
 	                         * through distributed shared memory (no counters needed) */
 	int dbg;                /* timing experiments only (wrong results): 1 no RoPE math,
 	                         * 2 no cross-split combine, 4 no K/V tile work, 8 (decode
-	                         * kernel) no q/k/v preparation, 16 (decode kernel) empty */
+	                         * kernel) no q/k/v preparation, 16 (decode kernel) empty;
+	                         * 32 (decode kernel, A/B) pull merge instead of push */
 };
 /* Tokens per tile for H/G heads per group and head dim D. */
 int cuda_attn_tile_tokens(int H, int G, int D);

@@ -9,9 +9,6 @@
  *   T > CUDA_MMV_MAX_COLS (prefill): dequantise + cuBLAS GEMM, residual by
  *     beta = 1, one attention pass over query tiles.
  *
- * A step of one sequence and one token goes instead through the persistent
- * kernel of mega.cu (embedding, every layer and the LM head in one launch).
- *
  * Graphs: a step whose sequences each bring one token (decode) is recorded
  * once per (S, sampled) and replayed.  Nothing in it depends on positions:
  * every kernel reads tokens, positions, page tables, tiles and sampling
@@ -157,7 +154,7 @@ static int rope_pass(struct eng_backend *be, const struct shape *sh, int il)
 	const struct cuda_attn_args aa = attn_args(be, sh, il);
 	struct cuda_rope_args ra = {
 		be->qkv, be->ld_qkv, sh->T, c->n_head, c->n_head_kv, c->head_dim, c->n_rot,
-		c->rope_type == ENG_ROPE_TYPE_NEOX, c->rope_base, L->bq, L->bk, L->bv, L->q_norm,
+		be->rope_neox, c->rope_base, L->bq, L->bk, L->bv, L->q_norm,
 		L->k_norm, c->rms_eps, M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq),
 		M32(be, sh->ml.pages), be->page_stride, (void *)aa.k_pool, (void *)aa.v_pool,
 	};
@@ -190,10 +187,24 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 		}
 		fq.n_pf = 4;
 	}
+
+	/* one new token per sequence, no QK norm: bias, RoPE and the KV store
+	 * happen in the QKV kernel's epilogue */
+	const bool decode = T == sh->S;
+	bool roped = false;
+	if (be->fuse && be->rope_epi && decode && !L->q_norm && !L->k_norm) {
+		uint8_t *kpool = (uint8_t *)be->kv + (size_t)(2 * il) * be->kv_pool_bytes;
+		fq.rope = (struct cuda_qkv_rope){1, D, G, c->n_rot, log2((double)c->rope_base), {L->bq, L->bk, L->bv},
+		                                 M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq), M32(be, sh->ml.pages),
+		                                 be->page_stride, kpool, kpool + be->kv_pool_bytes};
+		if (!cuda_matvec_fused_ok(&fq) || !be->fuse_qkv)
+			fq.rope.on = 0;
+	}
 	if (be->skip & 1) {
 		/* timing experiment: no QKV */
 	} else if (be->fuse && be->fuse_qkv && cuda_matvec_fused_ok(&fq)) {
 		OP(be, CUDA_PROF_QKV, cuda_matvec_fused(&fq, st));
+		roped = fq.rope.on;
 	} else {
 		OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->attn_norm, c->rms_eps, be->xn, C,
 		                                    L->q8_qkv ? be->q8s : NULL, be->q8d, st));
@@ -203,14 +214,15 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	}
 
 	struct cuda_attn_args aa = attn_args(be, sh, il);
-	const bool decode = T == sh->S; /* one new token per sequence */
-	if (be->fuse && decode) {
+	if (roped) {
+		/* q roped in place, k and v stored by the QKV kernel */
+	} else if (be->fuse && decode) {
 		aa.fuse_rope = 1;
 		aa.k_new = be->qkv + HD;
 		aa.v_new = be->qkv + HD + G * D;
 		aa.bq = L->bq, aa.bk = L->bk, aa.bv = L->bv, aa.q_norm = L->q_norm, aa.k_norm = L->k_norm;
 		aa.eps = c->rms_eps, aa.base = c->rope_base, aa.n_rot = c->n_rot;
-		aa.neox = c->rope_type == ENG_ROPE_TYPE_NEOX;
+		aa.neox = be->rope_neox;
 	} else {
 		TRY(rope_pass(be, sh, il));
 	}
@@ -354,30 +366,10 @@ static int body(struct eng_backend *be, const struct shape *sh)
 	return 0;
 }
 
-/* One sequence, one token: the persistent kernel (mega.cu) does the
- * embedding, every layer and the LM head. */
-static bool mega_step(const struct eng_backend *be, const struct shape *sh)
-{
-	return be->mega && be->fuse && !be->prof && !be->skip && sh->mmv && sh->S == 1 && sh->T == 1;
-}
-
-static int mega_body(struct eng_backend *be, const struct shape *sh)
-{
-	TRY(copy_async(be->meta_d, be->meta_h, sh->ml.total, cudaMemcpyHostToDevice, be->st));
-	return cuda_mega_launch(be, M32(be, sh->ml.tok), M32(be, sh->ml.pos), M32(be, sh->ml.pages),
-	                        be->st);
-}
-
 /* A decode step as recorded in a graph: R == S rows, logits stay on the
  * device, optional sampling. */
 static int decode_step(struct eng_backend *be, const struct shape *sh)
 {
-	if (mega_step(be, sh)) {
-		TRY(mega_body(be, sh));
-		if (sh->sample)
-			TRY(sample_dev(be, sh));
-		return 0;
-	}
 	TRY(body(be, sh));
 	if (!(be->skip & 32))
 		TRY(head(be, M32(be, sh->ml.out_rows), sh->S));
@@ -520,15 +512,6 @@ static int run_graph(struct eng_backend *be, const struct shape *sh)
 		int rc = decode_step(be, sh);
 		cuda_pdl_capture(false);
 		cudaError_t e = cudaStreamEndCapture(be->st, &graph);
-		if ((rc || e != cudaSuccess) && mega_step(be, sh)) {
-			LOG_WARN("capturing the persistent kernel failed (%s); using the layered kernels",
-			         cudaGetErrorString(e));
-			(void)cudaGetLastError();
-			if (graph)
-				cudaGraphDestroy(graph);
-			be->mega = false;
-			return run_graph(be, sh);
-		}
 		if (rc || e != cudaSuccess) {
 			LOG_WARN("graph capture failed (%s); running without graphs", cudaGetErrorString(e));
 			(void)cudaGetLastError();
@@ -539,13 +522,6 @@ static int run_graph(struct eng_backend *be, const struct shape *sh)
 		}
 		e = cudaGraphInstantiate(&g->exec, graph, 0);
 		cudaGraphDestroy(graph);
-		if (e != cudaSuccess && mega_step(be, sh)) {
-			LOG_WARN("decode graph with the persistent kernel: %s; using the layered kernels",
-			         cudaGetErrorString(e));
-			(void)cudaGetLastError();
-			be->mega = false;
-			return run_graph(be, sh);
-		}
 		CUDA_CHECK(e);
 		g->ready = true;
 	}
@@ -639,16 +615,8 @@ static int forward(struct eng_backend *be, const struct eng_batch *b, float *log
 			                           cudaMemcpyDeviceToHost, be->st));
 	} else {
 		bool last_in_buf = false; /* be->logits holds the S last rows */
-		if (mega_step(be, &sh)) {
-			TRY(mega_body(be, &sh)); /* R == 1: its logits are in be->logits */
-			if (logits)
-				CUDA_CHECK(cudaMemcpyAsync(logits, be->logits, (size_t)V * 4,
-				                           cudaMemcpyDeviceToHost, be->st));
-			last_in_buf = true;
-		} else {
-			TRY(body(be, &sh));
-		}
-		for (int r0 = 0; logits && !last_in_buf && r0 < R; r0 += be->logit_rows) {
+		TRY(body(be, &sh));
+		for (int r0 = 0; logits && r0 < R; r0 += be->logit_rows) {
 			int n = R - r0 < be->logit_rows ? R - r0 : be->logit_rows;
 			TRY(head(be, M32(be, sh.ml.out_rows) + r0, n));
 			CUDA_CHECK(cudaMemcpyAsync(logits + (size_t)r0 * V, be->logits, (size_t)n * V * 4,
@@ -663,8 +631,6 @@ static int forward(struct eng_backend *be, const struct eng_batch *b, float *log
 			TRY(sample_host(be, b, samp, &sh, tokens_out));
 	}
 	CUDA_CHECK(cudaStreamSynchronize(be->st));
-	if (be->mega_trace && mega_step(be, &sh))
-		cuda_mega_trace_add(be);
 	if (sh.sample)
 		memcpy(tokens_out, be->tok_h, 4 * (size_t)sh.S);
 	return 0;

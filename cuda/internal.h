@@ -89,26 +89,15 @@ struct eng_backend {
 	bool cluster;           /* decode attention splits as one cluster (PROMPTFS_CUDA_NO_CLUSTER=1: off) */
 	bool fuse_qkv, fuse_glu; /* PROMPTFS_CUDA_NO_FUSE_QKV=1 / _GLU=1: those two unfused */
 	bool xpf;               /* fused kernels prefetch later kernels' weights (PROMPTFS_CUDA_NO_XPF=1: off) */
+	bool rope_perm;         /* NEOX model with Wq / Wk rows stored interleaved (backend.cu) */
+	bool rope_neox;         /* the RoPE pairing the kernels apply: NEOX unless rope_perm */
+	bool rope_epi;          /* decode: bias + RoPE + KV store in the QKV epilogue
+	                         * (PROMPTFS_CUDA_NO_ROPE_EPI=1: in the attention kernel) */
 	int attn_dbg;           /* PROMPTFS_CUDA_ATTN_DBG (timing only, see cuda_attn_args.dbg) */
 	unsigned skip;          /* PROMPTFS_CUDA_TIMING_SKIP: op families left out of decode (timing
 	                         * experiments only: the results are wrong) */
 	int32_t *attn_counters; /* [CUDA_MMV_MAX_COLS * G] split tickets, zero between launches */
 	struct cuda_graph_slot *graphs; /* [(max_seqs + 1) * 4]: (S, sampled, long context) */
-
-	/* mega.cu: the persistent decode kernel (one sequence, one token) */
-	bool mega;              /* in use (PROMPTFS_CUDA_NO_MEGA=1: off) */
-	int mega_blocks, mega_kmax, mega_solo;
-	size_t mega_smem;
-	void *mega_buf;         /* one allocation: the next four */
-	void *mega_layers;      /* device layer descriptors [L] */
-	float *mega_part_o;     /* attention block partials */
-	void *mega_part_ml;
-	unsigned *mega_sync;    /* barrier, exit counter, tickets: zero between launches */
-	int mega_flags;         /* PROMPTFS_CUDA_MEGA_FLAGS (timing experiments, mega.cu) */
-	unsigned long long *mega_trace; /* PROMPTFS_CUDA_MEGA_TRACE=1: stage stamps (device) */
-	double mega_tr[7][2];   /* accumulated stage times, ns */
-	double mega_sub[4];     /* attention sub-stage times, ns (cumulative) */
-	unsigned long long mega_tr_n;
 
 	bool prof;
 	cudaEvent_t ev[2];
@@ -121,14 +110,6 @@ struct eng_backend {
 int cuda_attn_setup(void);
 int cuda_sample_setup(void);
 int cuda_fused_setup(void);
-
-/* mega.cu: sets be->mega (after the weights, KV and scratch exist); the
- * launch runs a whole decode step of one token (logits in be->logits) */
-int cuda_mega_init(struct eng_backend *be);
-void cuda_mega_free(struct eng_backend *be);
-void cuda_mega_trace_add(struct eng_backend *be); /* after a synchronised step */
-int cuda_mega_launch(struct eng_backend *be, const int32_t *tok, const int32_t *pos,
-                     const int32_t *pages, cudaStream_t st);
 
 /* forward.cu */
 int cuda_be_forward(struct eng_backend *be, const struct eng_batch *b, float *logits,

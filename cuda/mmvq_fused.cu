@@ -15,6 +15,7 @@
 #include "cuda_ops.h"
 #include "internal.h"
 #include "quant.cuh"
+#include "rope.cuh"
 
 #include <string.h>
 
@@ -208,7 +209,7 @@ static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) 
 	}
 	__syncthreads();
 	for (int i = warp; i < NC * ng; i += FW) {
-		const int c = i / ng, g = i % ng, e = g * Q8_BLOCK + lane;
+		const int c = NC == 1 ? 0 : i / ng, g = NC == 1 ? i : i % ng, e = g * Q8_BLOCK + lane;
 		float v = a.x[(size_t)c * a.ldx + e] * scl[c];
 		if (a.norm_w)
 			v *= a.norm_w[e];
@@ -220,6 +221,32 @@ static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) 
 
 	/* rows */
 	rows_any<NC, RPW, TYPE>(sg, row0, K, xq, xd, xf, outv);
+	if (a.rope.on) {
+		/* bias, RoPE of the adjacent pair (rows r, r ^ 1 are in this block),
+		 * q back to y, k and v into the cache; thread = (column, row) */
+		const struct cuda_qkv_rope &q = a.rope;
+		__syncthreads();
+		const int t = threadIdx.x % FW, c = threadIdx.x / FW, r = row0 + t;
+		if (threadIdx.x < FW * NC && r < sg.w.N) {
+			const float *bias = q.bias[s];
+			const float x = outv[c][t] + (bias ? bias[r] : 0.0f);
+			const float xp = outv[c][t ^ 1] + (bias ? bias[r ^ 1] : 0.0f);
+			const int d = r % q.D, pos = q.pos[c];
+			float v = x;
+			if (s < 2 && d < q.n_rot) {
+				const float2 cs = rope_cs(pos, d / 2, q.n_rot, q.log2_base);
+				v = (d & 1) ? xp * cs.y + x * cs.x : x * cs.x - xp * cs.y;
+			}
+			if (s == 0) {
+				sg.y[(size_t)c * sg.ldy + r] = v;
+			} else {
+				const int32_t *pt = q.pages + (size_t)q.tok_seq[c] * q.page_stride;
+				__half *pool = (__half *)(s == 1 ? q.k_pool : q.v_pool);
+				pool[cuda_kv_offset(pt[pos / ENG_KV_PAGE], r / q.D, pos % ENG_KV_PAGE, q.G, q.D) / 2 + d] =
+				    __float2half_rn(v);
+			}
+		}
+	}
 	if (a.oqs && s == 0) {
 		__syncthreads();
 		if (warp < NC && FW * RPW == WARP) {
@@ -250,6 +277,10 @@ extern "C" bool cuda_matvec_fused_ok(const struct cuda_mmv_fused *a)
 	    a->n_seg > 3 || (a->rows_per_warp != 1 && a->rows_per_warp != 2))
 		return false;
 	if (a->oqs && (a->seg[0].w.N % 32 || FW * a->rows_per_warp != WARP))
+		return false;
+	if (a->rope.on && (a->rows_per_warp != 1 || a->n_seg != 3 || a->rope.D % 2 || FW % 2 ||
+	                   a->seg[0].w.N % a->rope.D || a->seg[1].w.N % a->rope.D || a->seg[0].w.N % FW ||
+	                   a->seg[1].w.N % FW || a->seg[2].w.N % FW))
 		return false;
 	for (int i = 0; i < a->n_seg; i++)
 		if (!cuda_matvec_supported(a->seg[i].w.type) || a->seg[i].w.K != a->K ||
