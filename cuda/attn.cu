@@ -432,8 +432,14 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 	if (hpg <= ns && !(a.dbg & 32)) /* (push merge: the matching wait comes before the pushes) */
 		asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
 
-	/* earlier positions' K/V were written by earlier steps: to L2 now */
-	for (int c = cbeg; c < cend; c++) {
+	/* earlier positions' K/V were written by earlier steps: the first chunk
+	 * into registers now (its new-position row, if any, is read again after
+	 * the wait), the others to L2 */
+	dec_regs<D> R;
+	const bool pre = cbeg < cend && !(a.dbg & 64);
+	if (pre)
+		dec_load<D>(R, kpool, vpool, ptab, g, a.G, cbeg, kv_end);
+	for (int c = pre ? cbeg + 1 : cbeg; c < cend; c++) {
 		const size_t off = cuda_kv_offset(ptab[c * WARP / CUDA_ATTN_KT], g, c * WARP % CUDA_ATTN_KT, a.G, D);
 		for (int b = lane * 128; b < WARP * D * 2; b += WARP * 128) {
 			asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)a.k_pool + off + b));
@@ -488,9 +494,11 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 	}
 	__syncthreads();
 
+	if (pre && cbeg == pos / WARP) /* the new position, written since the preload */
+		dec_reload<D>(R, kpool, vpool, ptab, g, a.G, cbeg, pos);
 	float m[RW], l[RW], o[RW][NI];
 	dec_chunks<D, RW>(Qs + r0 * D, Ps[warp], kpool, vpool, ptab, g, a.G, cbeg, (a.dbg & 4) ? cbeg : cend,
-	                  kv_end, m, l, o); /* (dbg 4, timing only: no key work) */
+	                  kv_end, m, l, o, R, pre); /* (dbg 4, timing only: no key work) */
 	/* this warp's partial rows (warps without keys never get read).  Push
 	 * (a row per block at most): straight into slot cu of the merging
 	 * block's shared memory (block r merges row r; one cluster barrier, then

@@ -238,7 +238,8 @@ struct cuda_attn_args {
 	int dbg;                /* timing experiments only (wrong results): 1 no RoPE math,
 	                         * 2 no cross-split combine, 4 no K/V tile work, 8 (decode
 	                         * kernel) no q/k/v preparation, 16 (decode kernel) empty;
-	                         * 32 (decode kernel, A/B) pull merge instead of push */
+	                         * 32 (decode kernel, A/B) pull merge instead of push, 64
+	                         * (decode kernel, A/B) no K/V preload before the wait */
 };
 /* Tokens per tile for H/G heads per group and head dim D. */
 int cuda_attn_tile_tokens(int H, int G, int D);
