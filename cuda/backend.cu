@@ -283,7 +283,7 @@ static int alloc_scratch(struct eng_backend *be)
 		(size_t)M * be->max_k, (size_t)M * (be->max_k / 32 + 1) * 8,
 		(size_t)Mt * HD * be->max_split * 4, (size_t)Mt * c->n_head * be->max_split * 8,
 		cuda_sample_scratch_bytes(be->p.max_seqs, V), w16, (size_t)T * be->max_k * 2,
-		CUBLAS_WS_BYTES, (size_t)M * c->n_head_kv * 4,
+		CUBLAS_WS_BYTES, (size_t)M * c->n_head_kv * 4, (size_t)M * (c->n_rot / 2 + 1) * 8,
 	};
 	size_t total = 0;
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
@@ -319,6 +319,9 @@ static int alloc_scratch(struct eng_backend *be)
 	void *ws = carve(&p, sizes[i++]);
 	be->attn_counters = (int32_t *)carve(&p, sizes[i]);
 	CUDA_CHECK(cudaMemset(be->attn_counters, 0, sizes[i++]));
+	be->rope_cs = carve(&p, sizes[i++]);
+	if (getenv("PROMPTFS_CUDA_NO_ROPE_TABLE") && !strcmp(getenv("PROMPTFS_CUDA_NO_ROPE_TABLE"), "1"))
+		be->rope_cs = NULL;
 	if (cublasSetWorkspace((cublasHandle_t)be->cublas, ws, CUBLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS) {
 		LOG_ERR("cublasSetWorkspace failed");
 		return -EIO;

@@ -128,6 +128,7 @@ struct cuda_qkv_rope {
 	const int32_t *pages;   /* device [S][page_stride] */
 	int page_stride;
 	void *k_pool, *v_pool;  /* this layer's F16 pools */
+	const void *cs;         /* float2 [T][n_rot/2] from cuda_rope_table(), or NULL: computed */
 };
 
 /* y_s = W_s norm(x) for up to three matrices sharing the input x (Q, K, V),
@@ -194,6 +195,9 @@ struct cuda_rope_args {
 	void *k_pool, *v_pool; /* this layer's F16 pools */
 };
 int cuda_rope_store(const struct cuda_rope_args *a, cudaStream_t st);
+/* cs float2 [T][n_rot/2] = (cos, sin) of every rotary pair at pos[t] (the
+ * angles rope_cs() forms), for kernels that read them instead. */
+int cuda_rope_table(const int32_t *pos, int T, int n_rot, double log2_base, void *cs, cudaStream_t st);
 
 // ---- attn.cu
 

@@ -196,7 +196,7 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 		uint8_t *kpool = (uint8_t *)be->kv + (size_t)(2 * il) * be->kv_pool_bytes;
 		fq.rope = (struct cuda_qkv_rope){1, D, G, c->n_rot, log2((double)c->rope_base), {L->bq, L->bk, L->bv},
 		                                 M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq), M32(be, sh->ml.pages),
-		                                 be->page_stride, kpool, kpool + be->kv_pool_bytes};
+		                                 be->page_stride, kpool, kpool + be->kv_pool_bytes, be->rope_cs};
 		if (!cuda_matvec_fused_ok(&fq) || !be->fuse_qkv)
 			fq.rope.on = 0;
 	}
@@ -361,6 +361,9 @@ static int body(struct eng_backend *be, const struct shape *sh)
 	                                  cudaMemcpyHostToDevice, be->st));
 	OP(be, CUDA_PROF_EMBED, cuda_get_rows(&be->tok_embd, M32(be, sh->ml.tok), sh->T, be->x,
 	                                      be->cfg.n_embd, be->st));
+	if (be->rope_cs && be->fuse && be->rope_epi && sh->mmv && sh->T == sh->S) /* read by the QKV epilogues */
+		OP(be, CUDA_PROF_ROPE, cuda_rope_table(M32(be, sh->ml.pos), sh->T, be->cfg.n_rot,
+		                                       log2((double)be->cfg.rope_base), be->rope_cs, be->st));
 	for (int il = 0; il < be->cfg.n_layer; il++)
 		TRY(layer(be, sh, il));
 	return 0;

@@ -91,6 +91,8 @@ struct eng_backend {
 	bool xpf;               /* fused kernels prefetch later kernels' weights (PROMPTFS_CUDA_NO_XPF=1: off) */
 	bool rope_perm;         /* NEOX model with Wq / Wk rows stored interleaved (backend.cu) */
 	bool rope_neox;         /* the RoPE pairing the kernels apply: NEOX unless rope_perm */
+	void *rope_cs;          /* float2 [CUDA_MMV_MAX_COLS][n_rot/2]: this step's RoPE angles
+	                         * (decode with rope_epi; PROMPTFS_CUDA_NO_ROPE_TABLE=1: none) */
 	bool rope_epi;          /* decode: bias + RoPE + KV store in the QKV epilogue
 	                         * (PROMPTFS_CUDA_NO_ROPE_EPI=1: in the attention kernel) */
 	int attn_dbg;           /* PROMPTFS_CUDA_ATTN_DBG (timing only, see cuda_attn_args.dbg) */

@@ -16,6 +16,8 @@
  * Epilogues: add (residual: y += W x, one writer per element, no race) and
  * GLU (silu(gate) * up from two matrices in one pass).
  */
+#include <stdlib.h>
+
 #include "cuda_ops.h"
 #include "quant.cuh"
 
@@ -62,7 +64,7 @@ template <int TYPE, int NC, bool GLU, int WR>
 static __global__ void __launch_bounds__(MMV_WARPS *WARP)
 mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_t row_bytes, int K,
             int N, const int8_t *__restrict__ qs, const float2 *__restrict__ ds, float *y, int ldy,
-            bool add)
+            int add)
 {
 	__shared__ float red[MMV_WARPS][2][NC];
 	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
@@ -77,6 +79,12 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 	pdl_enter();
 	if (row >= N)
 		return;
+	/* the residual's old values, requested before the dot products (not
+	 * one more round trip after them) */
+	float old[NC];
+#pragma unroll
+	for (int c = 0; c < NC; c++)
+		old[c] = add == 2 && lane == 0 && part == 0 ? y[(size_t)c * ldy + row] : 0.0f;
 	const int ng = K / Q8_BLOCK;
 	const uint8_t *wr = W + (size_t)row * row_bytes;
 	const uint8_t *wr2 = GLU ? W2 + (size_t)row * row_bytes : nullptr;
@@ -130,7 +138,7 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 		for (int c = 0; c < NC; c++) {
 			float v = GLU ? silu(acc[c]) * acc2[c] : acc[c];
 			float *o = y + (size_t)c * ldy + row;
-			*o = add ? *o + v : v;
+			*o = add ? (add == 2 ? old[c] : *o) + v : v;
 		}
 }
 
@@ -139,13 +147,17 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 template <int TYPE, int NC, bool GLU, bool VEC>
 static __global__ void __launch_bounds__(MMV_WARPS *WARP)
 mmvf_kernel(const void *__restrict__ W, const void *__restrict__ W2, int K, int N,
-            const float *__restrict__ x, int ldx, float *y, int ldy, bool add)
+            const float *__restrict__ x, int ldx, float *y, int ldy, int add)
 {
 	pdl_enter();
 	const int row = blockIdx.x * MMV_WARPS + threadIdx.x / WARP;
 	const int lane = threadIdx.x % WARP;
 	if (row >= N)
 		return;
+	float old[NC]; /* the residual's old values, requested first */
+#pragma unroll
+	for (int c = 0; c < NC; c++)
+		old[c] = add == 2 && lane == 0 ? y[(size_t)c * ldy + row] : 0.0f;
 	const size_t base = (size_t)row * K;
 	float acc[NC], acc2[NC];
 #pragma unroll
@@ -183,7 +195,7 @@ mmvf_kernel(const void *__restrict__ W, const void *__restrict__ W2, int K, int 
 		if (lane == 0) {
 			float v = GLU ? silu(s) * u : s;
 			float *o = y + (size_t)c * ldy + row;
-			*o = add ? *o + v : v;
+			*o = add ? (add == 2 ? old[c] : *o) + v : v;
 		}
 	}
 }
@@ -192,7 +204,7 @@ mmvf_kernel(const void *__restrict__ W, const void *__restrict__ W2, int K, int 
 
 template <int TYPE, bool GLU, int WR>
 static void launch_qw(const struct cuda_mat *w, const struct cuda_mat *w2, const struct cuda_act *a,
-                      int nc, float *y, int ldy, bool add, cudaStream_t st)
+                      int nc, float *y, int ldy, int add, cudaStream_t st)
 {
 	dim3 grid(cdiv(w->N, MMV_WARPS / WR)), block(MMV_WARPS * WARP);
 	const uint8_t *W = (const uint8_t *)w->d, *W2 = w2 ? (const uint8_t *)w2->d : nullptr;
@@ -211,7 +223,7 @@ static void launch_qw(const struct cuda_mat *w, const struct cuda_mat *w2, const
 /* Rows of 128 groups and more (K >= 4096) get four warps each. */
 template <int TYPE, bool GLU>
 static void launch_q(const struct cuda_mat *w, const struct cuda_mat *w2, const struct cuda_act *a,
-                     int nc, float *y, int ldy, bool add, cudaStream_t st)
+                     int nc, float *y, int ldy, int add, cudaStream_t st)
 {
 	if (w->K / Q8_BLOCK >= 128 && !GLU)
 		launch_qw<TYPE, GLU, 4>(w, w2, a, nc, y, ldy, add, st);
@@ -221,7 +233,7 @@ static void launch_q(const struct cuda_mat *w, const struct cuda_mat *w2, const 
 
 template <int TYPE, bool GLU, bool VEC>
 static void launch_f(const struct cuda_mat *w, const struct cuda_mat *w2, const struct cuda_act *a,
-                     int nc, float *y, int ldy, bool add, cudaStream_t st)
+                     int nc, float *y, int ldy, int add, cudaStream_t st)
 {
 	dim3 grid(cdiv(w->N, MMV_WARPS)), block(MMV_WARPS * WARP);
 	const void *W2 = w2 ? w2->d : nullptr;
@@ -245,19 +257,27 @@ static int matvec_any(const struct cuda_mat *w, const struct cuda_mat *w2, const
 		return -EINVAL;
 	}
 	bool vec = w->K % 4 == 0 && a->ldx % 4 == 0 && ((uintptr_t)a->x % 16) == 0;
+	/* the kernels' add: 0 none, 1 read the old value after the dot products,
+	 * 2 request it first (PROMPTFS_CUDA_NO_EARLY_RES=1: 1, for A/B) */
+	static int early = -1;
+	if (early < 0) {
+		const char *e = getenv("PROMPTFS_CUDA_NO_EARLY_RES");
+		early = !(e && *e && *e != '0');
+	}
+	const int addm = add ? 1 + early : 0;
 	switch (w->type) {
 #define X(t)                                                            \
 	case t:                                                         \
-		launch_q<t, GLU>(w, w2, a, nc, y, ldy, add, st);        \
+		launch_q<t, GLU>(w, w2, a, nc, y, ldy, addm, st);        \
 		break;
 		CUDA_QUANT_TYPES(X)
 #undef X
 #define F(t)                                                                    \
 	case t:                                                                 \
 		if (vec)                                                        \
-			launch_f<t, GLU, true>(w, w2, a, nc, y, ldy, add, st);  \
+			launch_f<t, GLU, true>(w, w2, a, nc, y, ldy, addm, st);  \
 		else                                                            \
-			launch_f<t, GLU, false>(w, w2, a, nc, y, ldy, add, st); \
+			launch_f<t, GLU, false>(w, w2, a, nc, y, ldy, addm, st); \
 		break;
 		F(GGUF_DTYPE_F32) F(GGUF_DTYPE_F16) F(GGUF_DTYPE_BF16)
 #undef F

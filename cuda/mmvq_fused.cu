@@ -219,6 +219,14 @@ static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) 
 	}
 	__syncthreads();
 
+	/* the RoPE angles of this thread's epilogue row, requested now */
+	float2 cs_pre = make_float2(1.0f, 0.0f);
+	if (a.rope.on && a.rope.cs && threadIdx.x < FW * NC && s < 2) {
+		const int d = (row0 + (int)threadIdx.x % FW) % a.rope.D;
+		if (d < a.rope.n_rot)
+			cs_pre = ((const float2 *)a.rope.cs)[(threadIdx.x / FW) * (a.rope.n_rot / 2) + d / 2];
+	}
+
 	/* rows */
 	rows_any<NC, RPW, TYPE>(sg, row0, K, xq, xd, xf, outv);
 	if (a.rope.on) {
@@ -234,7 +242,7 @@ static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) 
 			const int d = r % q.D, pos = q.pos[c];
 			float v = x;
 			if (s < 2 && d < q.n_rot) {
-				const float2 cs = rope_cs(pos, d / 2, q.n_rot, q.log2_base);
+				const float2 cs = q.cs ? cs_pre : rope_cs(pos, d / 2, q.n_rot, q.log2_base);
 				v = (d & 1) ? xp * cs.y + x * cs.x : x * cs.x - xp * cs.y;
 			}
 			if (s == 0) {

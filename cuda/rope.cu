@@ -43,6 +43,27 @@ static __global__ void __launch_bounds__(ROPE_WARPS *WARP) rope_store_kernel(str
 		dst[d] = __float2half_rn(s[d]);
 }
 
+/* cs[t][i] = (cos, sin) of pair i at pos[t]: grid T, block n_rot / 2 */
+static __global__ void rope_table_kernel(const int32_t *pos, int n_rot, double lb, float2 *cs)
+{
+	pdl_enter();
+	cs[blockIdx.x * (n_rot / 2) + threadIdx.x] = rope_cs(pos[blockIdx.x], threadIdx.x, n_rot, lb);
+}
+
+extern "C" int cuda_rope_table(const int32_t *pos, int T, int n_rot, double log2_base, void *cs,
+                               cudaStream_t st)
+{
+	if (T <= 0)
+		return 0;
+	if (n_rot < 2 || n_rot % 2 || n_rot / 2 > 1024) {
+		LOG_ERR("unsupported n_rot %d", n_rot);
+		return -EINVAL;
+	}
+	launch_k(rope_table_kernel, T, n_rot / 2, 0, st, pos, n_rot, log2_base, (float2 *)cs);
+	CUDA_CHECK_LAUNCH();
+	return 0;
+}
+
 extern "C" int cuda_rope_store(const struct cuda_rope_args *a, cudaStream_t st)
 {
 	if (a->T <= 0)
