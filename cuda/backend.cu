@@ -476,7 +476,6 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 	}
 	be->fuse_qkv = !(getenv("PROMPTFS_CUDA_NO_FUSE_QKV") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE_QKV"), "1"));
 	be->fuse_glu = !(getenv("PROMPTFS_CUDA_NO_FUSE_GLU") && !strcmp(getenv("PROMPTFS_CUDA_NO_FUSE_GLU"), "1"));
-	be->xpf = !(getenv("PROMPTFS_CUDA_NO_XPF") && !strcmp(getenv("PROMPTFS_CUDA_NO_XPF"), "1"));
 	be->cluster = !(getenv("PROMPTFS_CUDA_NO_CLUSTER") && !strcmp(getenv("PROMPTFS_CUDA_NO_CLUSTER"), "1"));
 	be->attn_dbg = getenv("PROMPTFS_CUDA_ATTN_DBG") ? atoi(getenv("PROMPTFS_CUDA_ATTN_DBG")) : 0;
 	be->attn_min_pages = getenv("PROMPTFS_CUDA_ATTN_MIN_PAGES") ? atoi(getenv("PROMPTFS_CUDA_ATTN_MIN_PAGES")) : 1;

@@ -149,13 +149,6 @@ struct cuda_mmv_fused {
 	int rows_per_warp;   /* 1 or 2 (16 warps per block) */
 	int8_t *oqs;
 	void *ods;
-	/* Weights of later kernels to pull into L2 while this one starts (its
-	 * blocks share them out; none: n_pf 0).  A decode layer asks QKV for
-	 * wo / gate / up / down and gate/up for the next layer's Q, K, V, so
-	 * that those kernels find their weights in L2 instead of DRAM. */
-	int n_pf;
-	const void *pf[4];
-	size_t pf_bytes[4];
 	struct cuda_qkv_rope rope; /* rope.on: the decode QKV epilogue above */
 };
 /* Whether the fused kernel takes this shape (shared memory, alignment). */

@@ -179,14 +179,6 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	                                {L->wk, NULL, be->qkv + HD, be->ld_qkv},
 	                                {L->wv, NULL, be->qkv + HD + G * D, be->ld_qkv}},
 	                            C, T, be->x, C, L->attn_norm, c->rms_eps, 1, NULL, NULL};
-	if (be->xpf) { /* the rest of the layer's weights, to L2 during attention */
-		const struct cuda_mat *ms[4] = {&L->wo, &L->gate, &L->up, &L->down};
-		for (int i = 0; i < 4; i++) {
-			fq.pf[i] = ms[i]->d;
-			fq.pf_bytes[i] = (size_t)ms[i]->N * ms[i]->row_bytes;
-		}
-		fq.n_pf = 4;
-	}
 
 	/* one new token per sequence, no QK norm: bias, RoPE and the KV store
 	 * happen in the QKV kernel's epilogue */
@@ -245,15 +237,6 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	const bool q8h = L->q8_down && F % Q8_BLOCK == 0;
 	struct cuda_mmv_fused fg = {1, {{L->gate, L->up.d, be->ffn_h, F}}, C, T, be->x, C, L->ffn_norm,
 	                            c->rms_eps, 2, q8h ? be->q8s : NULL, be->q8d};
-	if (be->xpf && il + 1 < c->n_layer) { /* the next layer's Q, K, V */
-		const struct cuda_layer_w *N = &be->layers[il + 1];
-		const struct cuda_mat *ms[3] = {&N->wq, &N->wk, &N->wv};
-		for (int i = 0; i < 3; i++) {
-			fg.pf[i] = ms[i]->d;
-			fg.pf_bytes[i] = (size_t)ms[i]->N * ms[i]->row_bytes;
-		}
-		fg.n_pf = 3;
-	}
 	bool h_q8 = false;
 	if (be->skip & 8) {
 		h_q8 = true; /* timing experiment: no gate/up */

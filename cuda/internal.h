@@ -88,7 +88,6 @@ struct eng_backend {
 	int attn_min_pages;     /* PROMPTFS_CUDA_ATTN_MIN_PAGES: fewest pages per decode split */
 	bool cluster;           /* decode attention splits as one cluster (PROMPTFS_CUDA_NO_CLUSTER=1: off) */
 	bool fuse_qkv, fuse_glu; /* PROMPTFS_CUDA_NO_FUSE_QKV=1 / _GLU=1: those two unfused */
-	bool xpf;               /* fused kernels prefetch later kernels' weights (PROMPTFS_CUDA_NO_XPF=1: off) */
 	bool rope_perm;         /* NEOX model with Wq / Wk rows stored interleaved (backend.cu) */
 	bool rope_neox;         /* the RoPE pairing the kernels apply: NEOX unless rope_perm */
 	void *rope_cs;          /* float2 [CUDA_MMV_MAX_COLS][n_rot/2]: this step's RoPE angles

@@ -178,11 +178,6 @@ static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) 
 		if (sg.w2)
 			prefetch_l2((const uint8_t *)sg.w2 + (size_t)row0 * sg.w.row_bytes,
 			            (size_t)nr * sg.w.row_bytes);
-		/* this block's share of later kernels' weights */
-		for (int i = 0; i < a.n_pf; i++) {
-			const size_t n = a.pf_bytes[i], b0 = n * b / gridDim.x, b1 = n * (b + 1) / gridDim.x;
-			prefetch_l2((const uint8_t *)a.pf[i] + b0, b1 - b0);
-		}
 	}
 	pdl_enter();
 

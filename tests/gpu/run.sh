@@ -147,7 +147,7 @@ if want ab; then
 	for m in q4_k_m q8_0 f16; do
 		synth "qwen2.5-0.5b-instruct-$m" "$m.gguf"
 		ctxs="0 512"; vs="default"
-		[ $m = q4_k_m ] && vs="default PROMPTFS_CUDA_NO_ROPE_EPI=1 PROMPTFS_CUDA_DEC_NO_SPLIT=1 PROMPTFS_CUDA_ATTN_DBG=32 PROMPTFS_CUDA_NO_XPF=1"
+		[ $m = q4_k_m ] && vs="default PROMPTFS_CUDA_NO_ROPE_EPI=1 PROMPTFS_CUDA_DEC_NO_SPLIT=1 PROMPTFS_CUDA_ATTN_DBG=32 PROMPTFS_CUDA_NO_ROPE_TABLE=1 PROMPTFS_CUDA_NO_EARLY_RES=1"
 		for ctx in $ctxs; do
 			for v in $vs ${PF_AB_EXTRA:-}; do
 				e=""; [ "$v" != default ] && e="$v"
