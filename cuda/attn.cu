@@ -586,15 +586,21 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 		cl.sync(); /* keep this block's shared memory until the others have read it */
 }
 
+/* An A/B switch from the environment, read once into *cache (-1: unread). */
+static bool env_switch(const char *name, int *cache)
+{
+	if (*cache < 0) {
+		const char *e = getenv(name);
+		*cache = e && *e && *e != '0';
+	}
+	return *cache;
+}
+
 /* PROMPTFS_CUDA_DEC_NO_SPLIT=1: one warp per chunk for every row (A/B timing) */
 static bool dec_no_split(void)
 {
 	static int v = -1;
-	if (v < 0) {
-		const char *e = getenv("PROMPTFS_CUDA_DEC_NO_SPLIT");
-		v = e && *e && *e != '0';
-	}
-	return v;
+	return env_switch("PROMPTFS_CUDA_DEC_NO_SPLIT", &v);
 }
 
 template <int DT>
@@ -613,11 +619,7 @@ static int launch_attn_dec(const struct cuda_attn_args *a, cudaStream_t st)
 static bool old_dec_attn(void)
 {
 	static int v = -1;
-	if (v < 0) {
-		const char *e = getenv("PROMPTFS_CUDA_OLD_DEC_ATTN");
-		v = e && *e && *e != '0';
-	}
-	return v;
+	return env_switch("PROMPTFS_CUDA_OLD_DEC_ATTN", &v);
 }
 
 extern "C" int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st)
