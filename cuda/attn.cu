@@ -42,6 +42,24 @@ extern "C" int cuda_attn_tile_tokens(int H, int G, int D)
 	return qt < 1 ? 1 : qt;
 }
 
+/* A merged output row (head h of token t0; dims lane + 32 i in v[i]) to
+ * out, and to its q8 form when the caller asked for it; call with the whole
+ * warp. */
+template <int NI>
+static __device__ __forceinline__ void store_row(const struct cuda_attn_args &a, int t0, int h, int D,
+                                                 const float *v)
+{
+	const int lane = threadIdx.x % WARP, HD = a.H * D;
+#pragma unroll
+	for (int i = 0; i < NI; i++) {
+		a.out[(size_t)t0 * a.ldo + h * D + i * WARP + lane] = v[i];
+		if (a.qs) {
+			const size_t e0 = (size_t)t0 * HD + h * D + i * WARP;
+			quant_group_warp(v[i], a.qs + e0, (float2 *)a.ds + e0 / WARP);
+		}
+	}
+}
+
 static size_t attn_smem(int D, int R)
 {
 	return sizeof(float) * ((size_t)CUDA_ATTN_KT * (D + 1) + (size_t)CUDA_ATTN_KT * D +
@@ -204,15 +222,7 @@ static __device__ void cluster_combine(const struct cuda_attn_args &a, const flo
 				for (int i = 0; i < NI; i++)
 					o[i] += wj * src[lane + WARP * i];
 			}
-			const int h = g * hpg + r, HD = a.H * D;
-#pragma unroll
-			for (int i = 0; i < NI; i++) {
-				a.out[(size_t)t0 * a.ldo + h * D + i * WARP + lane] = o[i];
-				if (a.qs) {
-					const size_t e0 = (size_t)t0 * HD + h * D + i * WARP;
-					quant_group_warp(o[i], a.qs + e0, (float2 *)a.ds + e0 / WARP);
-				}
-			}
+			store_row<NI>(a, t0, g * hpg + r, D, o);
 		}
 	cl.sync(); /* keep this block's shared memory until the others have read it */
 }
@@ -572,15 +582,7 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 						acc[i] = fmaf(wj, t[j][i], acc[i]);
 			}
 		}
-		const int h = g * hpg + r, HD = a.H * D;
-#pragma unroll
-		for (int i = 0; i < NI; i++) {
-			a.out[(size_t)t0 * a.ldo + h * D + i * WARP + lane] = acc[i];
-			if (a.qs) {
-				const size_t e0 = (size_t)t0 * HD + h * D + i * WARP;
-				quant_group_warp(acc[i], a.qs + e0, (float2 *)a.ds + e0 / WARP);
-			}
-		}
+		store_row<NI>(a, t0, g * hpg + r, D, acc);
 	}
 	if (!push)
 		cl.sync(); /* keep this block's shared memory until the others have read it */

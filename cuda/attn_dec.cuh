@@ -121,7 +121,6 @@ static __device__ __forceinline__ void dec_chunks(const float *Qs, float (*Pw)[D
 	for (int c = cbeg; c < cend; c++) {
 		if (c != cbeg || !pre)
 			dec_load<D>(R, kpool, vpool, ptab, g, G, c, kv_end);
-		const __half *Vp = vpool + dec_base(ptab, c, g, G, D);
 		const int nk = min(WARP, kv_end - c * WARP);
 		float s[RM];
 #pragma unroll
@@ -174,10 +173,12 @@ static __device__ __forceinline__ void dec_chunks(const float *Qs, float (*Pw)[D
 		for (int j0 = 0; j0 < WARP; j0 += VB) {
 			if (j0 >= nk)
 				break;
-			if (j0 > 0)
+			if (j0 > 0) {
+				const __half *Vp = vpool + dec_base(ptab, c, g, G, D);
 #pragma unroll
 				for (int j = 0; j < VB; j++)
 					R.v[j] = dec_vrow<D>(Vp, j0 + j, nk);
+			}
 #pragma unroll
 			for (int j = 0; j < VB; j++) {
 				if (j0 + j >= nk)
