@@ -5,6 +5,7 @@
 export PROMPTFS_CACHE
 export PIP_CACHE_DIR="$PROMPTFS_CACHE/pip"
 PROMPTFS_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+: "${PROMPTFS_SHARED:=$(cd "$PROMPTFS_SRC/.." && pwd)/shared}"
 PROMPTFS_VENV="$PROMPTFS_CACHE/venv"
 PROMPTFS_PY="$PROMPTFS_VENV/bin/python3"
 PROMPTFS_MODEL_DEFAULT="$PROMPTFS_CACHE/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"

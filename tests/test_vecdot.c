@@ -32,7 +32,7 @@
 #include "gguf/gguf.h"
 
 static int n_fail, n_pass, verbose;
-static const char *const isa_name[] = {"scalar", "avx2", "avx512"};
+static const char *const isa_name[] = {"scalar", "avx2", "avx512", "amx"};
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 
@@ -189,7 +189,7 @@ static void test_case(enum gguf_dtype type, int K, int T, struct cpu_pool **pool
 	reference(wdata, wdeq, type, x, K, N, T, &ref);
 
 	/* cpu_matmul at every kernel level this CPU runs */
-	for (int isa = CPU_ISA_SCALAR; isa <= CPU_ISA_AVX512; isa++) {
+	for (int isa = CPU_ISA_SCALAR; isa <= CPU_ISA_AMX; isa++) {
 		struct cpu_kernel kern = cpu_kernel_get(type, (enum cpu_isa)isa);
 		char what[64];
 		if ((int)kern.isa != isa)
@@ -270,7 +270,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		const int bs = (int)gguf_type_traits(types[i])->blck_size;
 		const int blk = bs == 1 ? 32 : bs; /* float types: odd small sizes too */
-		const int Ks[] = {blk, 3 * blk, 7 * 256, bs == 1 ? 7 : blk};
+		const int Ks[] = {blk, 3 * blk, 9 * 256, bs == 1 ? 7 : blk}; /* 9 * 256: past one AMX panel segment */
 		for (int k = 0; k < 4; k++) {
 			if (k == 3 && bs != 1)
 				continue;

@@ -136,7 +136,8 @@ int main(int argc, char **argv)
 			use_cpu_time = 1;
 		} else if (!strcmp(argv[i], "-i") && i + 1 < argc) {
 			const char *l = argv[++i];
-			cpu_set_isa(!strcmp(l, "scalar") ? CPU_ISA_SCALAR : !strcmp(l, "avx2") ? CPU_ISA_AVX2 : CPU_ISA_BEST);
+			cpu_set_isa(!strcmp(l, "scalar") ? CPU_ISA_SCALAR : !strcmp(l, "avx2") ? CPU_ISA_AVX2
+			            : !strcmp(l, "avx512") ? CPU_ISA_AVX512 : CPU_ISA_BEST);
 		} else if (!strcmp(argv[i], "-T") && i + 1 < argc) {
 			char *p = argv[++i];
 			for (nT = 0; nT < 8 && *p; nT++) {
@@ -145,14 +146,15 @@ int main(int argc, char **argv)
 					p++;
 			}
 		} else {
-			fprintf(stderr, "usage: %s [-t THREADS] [-T 1,64,512] [-r SECONDS] [-c] [-C] [-i scalar|avx2|avx512]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-t THREADS] [-T 1,64,512] [-r SECONDS] [-c] [-C] [-i scalar|avx2|avx512|best]\n", argv[0]);
 			return 2;
 		}
 	}
 	if (cpu_pool_init(n_threads, &pool) != 0)
 		return 1;
 	printf("threads %d, kernels %s, %s time\n", n_threads,
-	       cpu_get_isa() == CPU_ISA_SCALAR ? "scalar" : cpu_get_isa() == CPU_ISA_AVX2 ? "avx2" : "best",
+	       cpu_get_isa() == CPU_ISA_SCALAR ? "scalar" : cpu_get_isa() == CPU_ISA_AVX2 ? "avx2"
+	       : cpu_get_isa() == CPU_ISA_AVX512 ? "avx512" : "best",
 	       use_cpu_time ? "cpu" : "wall");
 	printf("%-22s %-5s %4s %10s %8s %9s\n", "matrix", "type", "T", "us/call", "GB/s", "GFLOP/s");
 	for (int ti = 0; ti < nT; ti++) {

@@ -422,6 +422,8 @@ static int check_params(const struct eng_backend_params *p)
 static const char *isa_name(const struct eng_weights *w)
 {
 	switch (cpu_kernel_get(w->layers[0].w_gate.type, cpu_get_isa()).isa) {
+	case CPU_ISA_AMX:
+		return "AMX-INT8";
 	case CPU_ISA_AVX512:
 		return "AVX-512 VNNI";
 	case CPU_ISA_AVX2:

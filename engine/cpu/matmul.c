@@ -25,7 +25,8 @@
 #include "vecdot_impl.h"
 
 #define SCRATCH_ALIGN 64
-#define T_BLOCK 64 /* activation rows per pass over a chunk of weight rows */
+#define T_BLOCK 64 /* activation rows per pass over a chunk of weight rows (a
+                    * multiple of every kernel's group) */
 
 struct mm_ctx {
 	/* weights: N rows of bw bytes */
@@ -65,12 +66,16 @@ static size_t act_row_bytes(const struct cpu_kernel *k, enum gguf_dtype wtype, i
  * (tests, benchmarks) never overflows a buffer sized earlier. */
 size_t cpu_matmul_scratch_size(enum gguf_dtype wtype, int64_t K, int T)
 {
-	size_t row = gguf_row_size(cpu_vec_dot_type(wtype), K);
-	struct cpu_kernel k = cpu_kernel_get(wtype, CPU_ISA_BEST);
-	size_t r2 = act_row_bytes(&k, wtype, K);
-	if (r2 > row)
-		row = r2;
-	return row * (size_t)(T > 0 ? T : 0) + SCRATCH_ALIGN;
+	size_t most = gguf_row_size(cpu_vec_dot_type(wtype), K) * (size_t)(T > 0 ? T : 0);
+	for (int isa = CPU_ISA_AVX2; isa <= CPU_ISA_AMX; isa++) {
+		struct cpu_kernel k = cpu_kernel_get(wtype, (enum cpu_isa)isa);
+		size_t rows = (size_t)(T > 0 ? T : 0);
+		if (k.group > 1) /* a partial group takes a whole group's bytes */
+			rows = (rows + (size_t)k.group - 1) / (size_t)k.group * (size_t)k.group;
+		if (act_row_bytes(&k, wtype, K) * rows > most)
+			most = act_row_bytes(&k, wtype, K) * rows;
+	}
+	return most + SCRATCH_ALIGN;
 }
 
 static void quant_task(void *arg, int ith, int nth)
@@ -81,7 +86,11 @@ static void quant_task(void *arg, int ith, int nth)
 	for (int t = t0; t < t1; t++) {
 		const float *x = c->x + (int64_t)t * c->K;
 		char *dst = c->act + (size_t)t * c->bx;
-		if (c->kern.prep)
+		if (c->kern.prep_group) {
+			const int g = c->kern.group, t0 = t / g * g;
+			c->kern.prep_group(c->wtype, x, c->act + (size_t)t0 * c->bx, t - t0,
+			                   c->T - t0 < g ? c->T - t0 : g, c->K);
+		} else if (c->kern.prep)
 			c->kern.prep(c->wtype, x, dst, c->K);
 		else
 			cpu_quantize_act(c->vtype, x, dst, c->K);
@@ -143,7 +152,7 @@ void cpu_matmul(struct cpu_pool *pool, const struct eng_tensor *w, const float *
 	c.y = y;
 	c.ldy = ldy;
 	c.vtype = cpu_vec_dot_type(w->type);
-	if (c.vtype == GGUF_DTYPE_F32 && !c.kern.prep) {
+	if (c.vtype == GGUF_DTYPE_F32 && !c.kern.prep && !c.kern.prep_group) {
 		c.act = (char *)x;
 		c.bx = (size_t)c.K * sizeof(float);
 	} else {

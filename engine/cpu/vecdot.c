@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "../../gguf/gguf.h"
+#include "../../gguf/log.h"
 #include "vecdot_impl.h"
 
 #define H2F(h) gguf_half_to_f32(h)
@@ -496,6 +497,12 @@ static enum cpu_isa isa_from_env(void)
 		return CPU_ISA_SCALAR;
 	if (!strcmp(e, "avx2"))
 		return CPU_ISA_AVX2;
+	if (!strcmp(e, "avx512"))
+		return CPU_ISA_AVX512;
+	if (!strcmp(e, "amx"))
+		return CPU_ISA_AMX;
+	if (strcmp(e, "best"))
+		LOG_WARN("PROMPTFS_CPU_ISA=%s: not one of scalar, avx2, avx512, amx, best: using the best", e);
 	return CPU_ISA_BEST;
 }
 
@@ -517,6 +524,11 @@ enum cpu_isa cpu_get_isa(void)
 struct cpu_kernel cpu_kernel_get(enum gguf_dtype wtype, enum cpu_isa isa)
 {
 	struct cpu_kernel k = {0};
+	if (isa >= CPU_ISA_AMX && cpu_amx_usable()) {
+		k = cpu_kernel_amx(wtype);
+		if (k.tile)
+			return k;
+	}
 	if (isa >= CPU_ISA_AVX512 && cpu_avx512_usable()) {
 		k = cpu_kernel_avx512(wtype);
 		if (k.tile) {

@@ -1,7 +1,7 @@
 /*
  * vecdot_impl.h — internals shared by vecdot.c (dispatch, scalar kernels),
  * vecdot_avx2.c (AVX2/FMA/F16C), vecdot_avx512.c (AVX-512 VNNI, chosen at
- * run time) and matmul.c.  Not for other files (tests excepted).
+ * run time), vecdot_amx.c (AMX-INT8, chosen at run time) and matmul.c.  Not for other files (tests excepted).
  *
  * A "tile" kernel computes a small block of the output at once:
  *   s[a * lds + r] = dot(weight row r, activation row a)   r < nw, a < na
@@ -28,6 +28,11 @@ typedef void (*cpu_tile_fn)(int64_t n, const void *w, size_t bw, int nw,
 
 /* Converts one activation row x[K] into a kernel's layout at dst. */
 typedef void (*cpu_prep_fn)(enum gguf_dtype wtype, const float *x, void *dst, int64_t K);
+/* Converts activation row `lane` of a group of n rows (n <= the kernel's
+ * group) into the layout of kernels that interleave rows (vecdot_amx.c); g
+ * is the group's first byte, the group takes group * prep_size bytes. */
+typedef void (*cpu_prep_group_fn)(enum gguf_dtype wtype, const float *x, void *g, int lane, int n,
+                                  int64_t K);
 /* Bytes of one activation row in a kernel's layout (a multiple of 64). */
 typedef size_t (*cpu_prep_size_fn)(enum gguf_dtype wtype, int64_t K);
 
@@ -35,19 +40,23 @@ enum cpu_isa {
 	CPU_ISA_SCALAR = 0,
 	CPU_ISA_AVX2 = 1,
 	CPU_ISA_AVX512 = 2,
-	CPU_ISA_BEST = 3,
+	CPU_ISA_AMX = 3,
+	CPU_ISA_BEST = 4,
 };
 
 struct cpu_kernel {
 	cpu_tile_fn tile;
 	cpu_prep_fn prep;           /* NULL: cpu_quantize_act into vec_dot blocks */
+	cpu_prep_group_fn prep_group; /* instead of prep: rows interleaved in groups */
+	int group;                  /* rows per group (prep_group), else 0; tiles
+	                             * then get x at a group's first byte */
 	cpu_prep_size_fn prep_size; /* NULL: gguf_row_size of the vec_dot type */
 	enum cpu_isa isa;           /* what was chosen */
 };
 
 /* The kernel for a weight type at the given level or the best one below
  * it that exists (BEST: the fastest this CPU runs; PROMPTFS_CPU_ISA=scalar|
- * avx2|avx512 in the environment caps it).  .tile is NULL only for types
+ * avx2|avx512|amx in the environment caps it, read once).  .tile is NULL only for types
  * with no kernel at all. */
 struct cpu_kernel cpu_kernel_get(enum gguf_dtype wtype, enum cpu_isa isa);
 /* The level cpu_matmul uses (tests and benchmarks switch it). */
@@ -59,6 +68,8 @@ cpu_tile_fn cpu_tile_scalar(enum gguf_dtype wtype);
 cpu_tile_fn cpu_tile_avx2(enum gguf_dtype wtype);
 struct cpu_kernel cpu_kernel_avx512(enum gguf_dtype wtype); /* .tile NULL if none */
 int cpu_avx512_usable(void); /* AVX-512 F/BW/VL/DQ + VNNI present at run time */
+struct cpu_kernel cpu_kernel_amx(enum gguf_dtype wtype);    /* .tile NULL if none */
+int cpu_amx_usable(void); /* AMX-INT8 present, tile state granted by Linux */
 
 /* Activation quantisation as ggml-cpu does it on x86 (id = 127/amax,
  * round-half-even), scalar and AVX2.  Q8_K uses the reference quantiser. */
