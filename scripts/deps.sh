@@ -40,18 +40,24 @@ fi
 # for the CPU separately (scripts/bench-cpu.sh).
 PROMPTFS_REF_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 stamp="$PROMPTFS_VENV/.promptfs-reqs"
-want=$(cat "$PROMPTFS_SRC/tests/requirements.txt"; echo "CMAKE_ARGS=$PROMPTFS_REF_CMAKE_ARGS")
-if [ "$want" != "$(cat "$stamp" 2>/dev/null)" ]; then
-	log "pip install tests/requirements.txt (llama-cpp-python compiles llama.cpp: a few minutes the first time)"
-	"$PROMPTFS_PY" -m pip install -q --upgrade pip >/dev/null
+llama_stamp="$PROMPTFS_VENV/.promptfs-llama-build"
+llama_want="$(grep -i '^llama-cpp-python' "$PROMPTFS_SRC/tests/requirements.txt") $PROMPTFS_REF_CMAKE_ARGS"
+if [ "$llama_want" != "$(cat "$llama_stamp" 2>/dev/null)" ]; then
 	# A llama-cpp-python built with other flags (an older deps.sh used
 	# GGML_NATIVE) is rebuilt: pip would otherwise keep it as it is.
 	if "$PROMPTFS_PY" -m pip show -q llama-cpp-python >/dev/null 2>&1; then
+		log "removing the llama-cpp-python built with other flags"
 		"$PROMPTFS_PY" -m pip uninstall -q -y llama-cpp-python
 	fi
+	rm -f "$stamp"
+fi
+if ! cmp -s "$PROMPTFS_SRC/tests/requirements.txt" "$stamp"; then
+	log "pip install tests/requirements.txt (llama-cpp-python compiles llama.cpp: a few minutes the first time)"
+	"$PROMPTFS_PY" -m pip install -q --upgrade pip >/dev/null
 	CMAKE_ARGS="$PROMPTFS_REF_CMAKE_ARGS" "$PROMPTFS_PY" -m pip install -q --no-cache-dir \
 		-r "$PROMPTFS_SRC/tests/requirements.txt"
-	printf '%s\n' "$want" >"$stamp"
+	printf '%s\n' "$llama_want" >"$llama_stamp"
+	cp "$PROMPTFS_SRC/tests/requirements.txt" "$stamp"
 fi
 
 # Prove the reference once before any test relies on it: a multi-token batch
