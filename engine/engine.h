@@ -21,10 +21,12 @@
  * while another is running waits for it (queued, in order).
  *
  * ---- Memory ----
- * KV pages come from one pool.  When it runs out, idle sessions lose their
- * pages, least recently used first, and are rebuilt from their token history
- * when next used.  A turn that cannot get pages even then fails with
- * -ENOSPC in the session's status.
+ * KV pages come from one pool, reference counted (pages.c): a fork
+ * (eng_session_fork) shares its source's pages, and a shared page is copied
+ * before the first write into it.  When the pool runs out, idle sessions
+ * lose their pages, least recently used first, and are rebuilt from their
+ * token history when next used.  A turn that cannot get pages even then
+ * fails with -ENOSPC in the session's status.
  */
 #ifndef PROMPTFS_ENGINE_ENGINE_H
 #define PROMPTFS_ENGINE_ENGINE_H

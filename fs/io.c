@@ -99,6 +99,7 @@ void fs_session_reset(struct fs *fs, struct fs_node *n)
 	n->epoch++;
 	fs_timespec_now(&n->mtime);
 	fs_journal_post(fs, FS_JOURNAL_TURNS, n->ino, 0);
+	fs_kvstate_post(fs, n->ino); /* an empty cache: its page file goes */
 	fs_notify_ino(fs, n->ino); /* parked readers now see EOF */
 }
 
