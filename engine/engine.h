@@ -268,6 +268,13 @@ int eng_kv_image_read(struct eng_kv_image *img);
  * of another geometry, -EBUSY. */
 int eng_session_kv_import(struct eng_session *s, const struct eng_kv_image *img);
 void eng_kv_image_free(struct eng_kv_image *img);
+/* Hands a saved cache (read from its page file, with pages) to a session
+ * whose cache is empty (evicted): the engine thread attaches its matching
+ * prefix before the session's next prefill, evicting idle sessions for the
+ * pages if it must, so that prefill covers only what the image lacks.  The
+ * session takes img's contents (img is emptied); an unused offer is dropped
+ * with the conversation. */
+void eng_session_kv_offer(struct eng_session *s, struct eng_kv_image *img);
 
 // ---- running
 

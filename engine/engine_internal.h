@@ -72,6 +72,7 @@ struct eng_session {
 	int32_t *pages;                  /* lock: [max pages] page table, one reference each (pages.c) */
 	int n_pages;                     /* lock: pages held */
 	bool evicted;                    /* lock: lost its cache to an eviction, not rebuilt yet */
+	struct eng_kv_image *offer;      /* lock: saved pages to attach before its next prefill */
 	uint64_t lru;                    /* lock: step number of the last use */
 
 	struct eng_detok detok;          /* lock: UTF-8 carry-over of the active turn */
@@ -158,6 +159,9 @@ int eng_page_unshare_locked(struct eng_model *m, struct eng_session *s, int i, i
 /* Releases every page of s (n_pages = n_cached = 0). */
 void eng_pages_release_locked(struct eng_model *m, struct eng_session *s);
 int eng_model_n_pages_shared(struct eng_model *m);
+/* kvimage.c: attaches s->offer (engine thread, lock held, before s's
+ * prefill is planned); make_room evicts idle sessions for the pages. */
+void eng_kv_offer_attach_locked(struct eng_session *s, int (*make_room)(struct eng_model *));
 /* Starts the first queued turn of an idle session (lock held).  Returns 0,
  * or -errno after ending that turn in ERROR (-EFBIG …). */
 int eng_turn_start_locked(struct eng_session *s);

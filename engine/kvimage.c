@@ -186,3 +186,57 @@ out:
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
+
+void eng_session_kv_offer(struct eng_session *s, struct eng_kv_image *img)
+{
+	struct eng_kv_image *o = malloc(sizeof(*o)), *old;
+
+	if (!o) {
+		eng_kv_image_free(img);
+		return;
+	}
+	*o = *img;
+	memset(img, 0, sizeof(*img));
+	pthread_mutex_lock(&s->m->lock);
+	old = s->offer;
+	s->offer = o;
+	pthread_mutex_unlock(&s->m->lock);
+	if (old) {
+		eng_kv_image_free(old);
+		free(old);
+	}
+}
+
+void eng_kv_offer_attach_locked(struct eng_session *s, int (*make_room)(struct eng_model *))
+{
+	struct eng_model *m = s->m;
+	struct eng_kv_image *img = s->offer;
+	int common = 0, np, got, rc = 0;
+
+	s->offer = NULL;
+	if (!img->pages || img->page_bytes != m->page_bytes || s->n_cached > 0 || s->n_pages > 0)
+		goto out;
+	while (common < img->n_tokens && common < s->n_past - 1 && s->tokens[common] == img->tokens[common])
+		common++;
+	np = (common + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
+	for (got = 0; got < np && rc == 0; got++) {
+		int p;
+
+		if ((rc = make_room(m)) < 0)
+			break;
+		p = eng_page_alloc_locked(m);
+		rc = m->ops->kv_page_write(m->be, p, img->pages + (size_t)got * m->page_bytes);
+		if (rc < 0) {
+			eng_page_release_locked(m, p);
+			break;
+		}
+		s->pages[got] = p;
+	}
+	s->n_pages = got;
+	s->n_cached = got * ENG_KV_PAGE < common ? got * ENG_KV_PAGE : common;
+	LOG_DEBUG("saved KV cache attached: %d of %d history tokens", s->n_cached, s->n_past);
+out:
+	eng_kv_image_free(img);
+	free(img);
+}
+

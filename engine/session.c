@@ -133,6 +133,11 @@ static void clear_conversation(struct eng_session *s)
 	s->n_hold = 0;
 	s->ignore_eog = false;
 	s->evicted = false;
+	if (s->offer) {
+		eng_kv_image_free(s->offer); /* no pages held: the engine lock may be held */
+		free(s->offer);
+		s->offer = NULL;
+	}
 	memset(&s->detok, 0, sizeof(s->detok));
 	free(s->conv_system);
 	s->conv_system = NULL;

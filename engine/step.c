@@ -298,6 +298,10 @@ static int plan(struct eng_model *m, int *n_notify)
 		int chunk = s->n_past - s->n_cached, rc, nr;
 		int32_t *tok, *pg, *rec;
 
+		if (s->offer) { /* its saved cache first: less to prefill */
+			eng_kv_offer_attach_locked(s, make_room);
+			chunk = s->n_past - s->n_cached;
+		}
 		if (chunk > budget)
 			chunk = budget;
 		rc = own_pages(m, s, s->n_cached, s->n_cached + chunk);

@@ -336,6 +336,9 @@ void fs_kvstate_close(struct fs *fs);   /* saves what is unsaved, stops the thre
 /* Loads the page file of a journal-restored session (before the engine runs). */
 void fs_kvstate_restore(struct fs *fs, struct fs_node *n);
 void fs_kvstate_post(struct fs *fs, uint64_t ino); /* a turn ended: save when idle */
+/* Before a turn: an evicted session's page file is offered back to the
+ * engine (lock held; dropped while the file is read). */
+void fs_kvstate_reload(struct fs *fs, struct fs_node *n);
 void fs_kvstate_delete(struct fs *fs, uint64_t jid);
 void fs_kvstate_stats(struct fs *fs, uint64_t *saved, uint64_t *loaded, uint64_t *ignored);
 

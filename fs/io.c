@@ -365,6 +365,10 @@ static int session_submit(struct fs *fs, struct fs_handle *h)
 	fs_settings_push(fs, n);
 	if (!h->append && !h->submitted)
 		fs_session_reset(fs, n); /* a new conversation, whatever came in since open */
+	else
+		fs_kvstate_reload(fs, n); /* evicted: its saved pages, not a prefill (drops the lock) */
+	if (!n->sess)
+		return -ENOENT; /* removed while the page file was read */
 	rc = eng_session_submit(n->sess, h->buf, len);
 	if (rc < 0) {
 		LOG_ERR("session '%s': prompt of %zu bytes refused: %s", n->name, len,

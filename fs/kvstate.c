@@ -19,8 +19,11 @@
  * idle session's pages do not change until its next turn, so an eviction
  * finds them saved already; a session evicted before its save ran keeps
  * its previous file, whose tokens are still a prefix of its history.
- * Files are read once, when the journal restores its session (before the
- * engine runs).  A file that is torn (a hash does not match, short),
+ * Files are read when the journal restores its session (before the engine
+ * runs; pages attached as far as the pool has free ones), and again when a
+ * session whose cache was evicted gets its next turn (fs_kvstate_reload:
+ * the engine attaches the pages before the prefill, evicting idle sessions
+ * if it must).  A file that is torn (a hash does not match, short),
  * foreign (another model file, KV type, backend or geometry) or unreadable
  * is ignored with a log line: the session is prefilled from its history on
  * first use, as without page files.  Only the prefix where the file's
@@ -393,6 +396,49 @@ void fs_kvstate_restore(struct fs *fs, struct fs_node *n)
 	if (rc < 0)
 		LOG_WARN("session '%s': KV page file %s ignored (%s); its history is prefilled on first use",
 			 n->name, path, why ? why : strerror(-rc));
+	free(path);
+}
+
+/* Before a turn of a session whose cache was evicted (fs->lock held; it is
+ * dropped while the file is read): its page file, if it is the one last
+ * saved, is offered to the engine, which attaches it before the prefill. */
+void fs_kvstate_reload(struct fs *fs, struct fs_node *n)
+{
+	struct fs_kvstate *k = fs->kv;
+	struct eng_session_info info;
+	struct eng_kv_image img;
+	uint64_t sig, jid = n->jid;
+	const char *why;
+	char *path;
+	int rc;
+
+	if (!k || !n->sess || !jid || !n->kv_saved_sig)
+		return;
+	eng_session_info(n->sess, &info);
+	if (info.n_cached > 0 || info.n_past == 0 || info.state == ENG_STATE_QUEUED ||
+	    info.state == ENG_STATE_PREFILL || info.state == ENG_STATE_GENERATING)
+		return;
+	sig = n->kv_saved_sig;
+	if (!(path = kv_path(k, jid, "")))
+		return;
+	pthread_mutex_unlock(&fs->lock);
+	rc = load_image(k, path, &img, &why);
+	pthread_mutex_lock(&fs->lock);
+	if (rc == 0 && eng_hash64((uint64_t)img.n_tokens + 1, img.tokens,
+				  sizeof(*img.tokens) * (size_t)img.n_tokens) != sig)
+		rc = -ESTALE, why = "older than the last save";
+	if (rc == 0 && n->sess && n->jid == jid) {
+		LOG_INFO("session '%s': evicted KV cache offered back from %s (%d tokens)", n->name, path,
+			 img.n_tokens);
+		eng_session_kv_offer(n->sess, &img);
+		pthread_mutex_lock(&k->lock);
+		k->n_loaded++;
+		pthread_mutex_unlock(&k->lock);
+	} else if (rc < 0 && rc != -ENOENT) {
+		LOG_WARN("session '%s': KV page file %s not used (%s); the history is prefilled", n->name, path,
+			 why ? why : strerror(-rc));
+	}
+	eng_kv_image_free(&img);
 	free(path);
 }
 

@@ -98,6 +98,27 @@ ok "damaged page file ignored with a log line; whole history prefilled ($pf toke
 wait_saved 1
 pf_umount
 
+# ---- an eviction: the next turn gets its pages back from the page file
+STATE2="$PF_TMP/state2"
+pf_mount "$PROMPTFS_MODEL" --state-dir "$STATE2" --kv-mem 1536K "${OPTS[@]}" # 2 pages
+[ "$(stat_of kv_pages_total)" = 2 ] || fail "--kv-mem 1536K: $(stat_of kv_pages_total) pages"
+turn a "$Q1" ">"
+turn a "$Q2"
+wait_saved 2
+x="$(extra a)"
+turn b "Write one sentence about the weather in spring, and another one about the weather in autumn, please." ">"
+[ "$(xattr cached_tokens "$MNT/a")" = 0 ] || fail "a was not evicted: $(xattr cached_tokens "$MNT/a") cached"
+turn a "$Q3"
+pf="$(xattr prefill_tokens "$MNT/a")"
+pt="$(xattr prompt_tokens "$MNT/a")"
+[ "$pf" -eq $((pt + x)) ] || fail "after an eviction the turn prefilled $pf tokens; its own are $pt (+$x)"
+cmp -s "$MNT/a" "$PF_TMP/ref3" || fail "reply after an eviction differs:
+got:  '$(cat "$MNT/a")'
+want: '$(cat "$PF_TMP/ref3")'"
+grep -q "evicted KV cache offered back" "$PF_TMP/daemon.log" || fail "no log line for the reload"
+ok "after an eviction the next turn prefilled $pf tokens (own $pt +$x), pages from the page file; same text"
+pf_umount
+
 # ---- the same state dir under another model: its page file is refused
 pf_mount "$STORIES" --state-dir "$STATE" "${OPTS[@]}"
 grep -q "ignored (saved for another model file)" "$PF_TMP/daemon.log" || fail "no log line for a foreign page file"
