@@ -410,7 +410,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (!rc)
 		rc = snap_add(d, ".", NULL, ino, S_IFDIR);
 	if (!rc)
-		rc = snap_add(d, "..", NULL, ino == FS_INO_ROOT ? FS_INO_ROOT : FS_INO_HISTORY, S_IFDIR);
+		rc = snap_add(d, "..", NULL, ino >= FS_INO_FIRST_SESSION ? FS_INO_HISTORY : FS_INO_ROOT, S_IFDIR);
 	if (!rc && ino >= FS_INO_FIRST_SESSION)
 		rc = snap_messages(d, fs_node_find(fs, ino));
 	for (int i = 0; !rc && ino == FS_INO_ROOT && i < N_ROOT_FILES; i++)
