@@ -1,6 +1,7 @@
 /*
  * fs_internal.h — the FUSE daemon's shared state (fs/daemon.c, ops.c, io.c,
- * inode.c, ctl.c, xattr.c, notify.c, journal.c).
+ * inode.c, ctl.c, xattr.c, notify.c, journal.c, fork.c, events.c,
+ * kvstate.c).
  *
  * ---- Inodes ----
  * Fixed inodes 1-7 (root, README, model, stats, defaults, history/,
