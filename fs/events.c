@@ -297,62 +297,66 @@ static void park_interrupted(fuse_req_t req, void *data)
 	}
 }
 
+static bool at_end(struct fs *fs, const struct fs_events *ev)
+{
+	return ev->drain || atomic_load(&fs->draining);
+}
+
+static void unpark(struct fs_events *ev, struct ev_park *p)
+{
+	for (struct ev_park **pp = &ev->parked; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+}
+
 void fs_events_read(fuse_req_t req, struct fs *fs, struct fs_ev_reader *r, size_t size, bool nonblock)
 {
 	struct fs_events *ev = fs->events;
-	struct ev_park *p, **pp;
+	struct ev_park *p = NULL;
+	bool parked = false;
 	char *buf = NULL;
 	ssize_t n;
-	int st;
 
 	pthread_mutex_lock(&ev->lock);
 	n = take_lines(ev, r, size, &buf);
-	if (n != 0 || nonblock || ev->drain || atomic_load(&fs->draining)) {
-		pthread_mutex_unlock(&ev->lock);
-		if (n < 0)
-			fuse_reply_err(req, (int)-n);
-		else if (n == 0 && nonblock && !ev->drain && !atomic_load(&fs->draining))
-			fuse_reply_err(req, EAGAIN);
-		else
-			fuse_reply_buf(req, buf, (size_t)n);
-		free(buf);
-		return;
-	}
-	free(buf);
-	buf = NULL;
+	if (n == 0 && nonblock && !at_end(fs, ev))
+		n = -EAGAIN;
+	if (n != 0 || at_end(fs, ev))
+		goto out_unlock; /* lines, an error, or end-of-file */
 	p = calloc(1, sizeof(*p));
 	if (!p) {
-		pthread_mutex_unlock(&ev->lock);
-		fuse_reply_err(req, ENOMEM);
-		return;
+		n = -ENOMEM;
+		goto out_unlock;
 	}
 	*p = (struct ev_park){ ++ev->next_park_id, req, r, size, 0, ev->parked };
 	ev->parked = p;
 	pthread_mutex_unlock(&ev->lock);
 
+	/* outside the lock: libfuse may call park_interrupted right here */
 	fuse_req_interrupt_func(req, park_interrupted, (void *)(uintptr_t)p->id);
 
 	pthread_mutex_lock(&ev->lock);
-	st = p->state;
-	n = st == 2 ? -EINTR : take_lines(ev, r, size, &buf);
+	free(buf);
+	buf = NULL;
+	n = p->state == 2 ? -EINTR : take_lines(ev, r, size, &buf);
 	if (n == 0 && !ev->drain) {
 		p->state = 1; /* fs_events_wake answers it */
-		pthread_mutex_unlock(&ev->lock);
-		free(buf);
-		return;
+		parked = true;
+	} else {
+		unpark(ev, p);
 	}
-	for (pp = &ev->parked; *pp; pp = &(*pp)->next)
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
+out_unlock:
 	pthread_mutex_unlock(&ev->lock);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
+	if (!parked) {
+		if (n < 0)
+			fuse_reply_err(req, (int)-n);
+		else
+			fuse_reply_buf(req, buf, (size_t)n);
+		free(p);
+	}
 	free(buf);
-	free(p);
 }
 
 unsigned fs_events_poll(struct fs *fs, struct fs_ev_reader *r, struct fuse_pollhandle *ph)

@@ -98,6 +98,26 @@ readlines <"$PF_TMP/ev4" >"$PF_TMP/got4"
 [ "$(wc -l <"$PF_TMP/got4")" -eq 4097 ] || fail "slow reader got $(wc -l <"$PF_TMP/got4") lines"
 ok "a reader 5001 lines behind: 'missed 905', then the 4096 kept"
 
+# a waiting read: Ctrl-C ends it at once; O_NONBLOCK gets EAGAIN
+# (python handles SIGINT, so the signal is not fatal: the read returns only
+# when the daemon answers the kernel's interrupt)
+t0="$(ms)"
+rc=0
+timeout -k 3 -s INT 1 "$PROMPTFS_PYTHON" -c 'import os, sys; os.read(os.open(sys.argv[1], os.O_RDONLY), 4096)' \
+	"$MNT/events" >/dev/null 2>&1 || rc=$?
+[ "$rc" -ne 137 ] && [ $(($(ms) - t0)) -lt 2500 ] ||
+	fail "SIGINT did not end a read waiting on events (rc $rc, $(($(ms) - t0)) ms)"
+"$PROMPTFS_PYTHON" - "$MNT/events" <<'EOF' || fail "O_NONBLOCK read of events"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+try:
+    os.read(fd, 4096)
+    sys.exit("read returned instead of EAGAIN")
+except BlockingIOError:
+    pass
+EOF
+ok "a waiting read of events: SIGINT ends it, O_NONBLOCK gets EAGAIN"
+
 kill "$R1" 2>/dev/null
 wait "$R1" 2>/dev/null || true
 readlines <"$PF_TMP/ev1" >"$PF_TMP/all1"
