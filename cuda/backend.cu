@@ -555,9 +555,85 @@ static int cuda_forward_op(struct eng_backend *be, const struct eng_batch *b, fl
 	return cuda_be_forward(be, b, logits, samp, tokens_out);
 }
 
+// ---- KV pages: per layer, K then V, P*G*D halves each (the kernels' own
+// element order inside a page, e.g. the interleaved RoPE pairs of rope_perm)
+
+static size_t page_chunk_bytes(const struct eng_backend *be)
+{
+	return (size_t)ENG_KV_PAGE * be->cfg.n_head_kv * be->cfg.head_dim * 2;
+}
+
+static uint8_t *page_at(struct eng_backend *be, int il, int kv, int page)
+{
+	return (uint8_t *)be->kv + (size_t)(2 * il + kv) * be->kv_pool_bytes +
+	       (size_t)page * page_chunk_bytes(be);
+}
+
+static bool page_ok(const struct eng_backend *be, int page)
+{
+	if (page >= 0 && page < be->p.n_pages)
+		return true;
+	LOG_ERR("KV page %d outside the pool of %d", page, be->p.n_pages);
+	return false;
+}
+
+/* Engine thread, between forward passes: on the backend's stream, so the
+ * copy is ordered after the pass that wrote src. */
+static int cuda_kv_page_copy(struct eng_backend *be, int dst, int src)
+{
+	cudaError_t e = cudaSuccess;
+
+	if (!page_ok(be, dst) || !page_ok(be, src))
+		return -EINVAL;
+	cudaSetDevice(be->dev);
+	for (int il = 0; il < be->cfg.n_layer && e == cudaSuccess; il++)
+		for (int kv = 0; kv < 2 && e == cudaSuccess; kv++)
+			e = cudaMemcpyAsync(page_at(be, il, kv, dst), page_at(be, il, kv, src),
+			                    page_chunk_bytes(be), cudaMemcpyDeviceToDevice, be->st);
+	if (e == cudaSuccess)
+		e = cudaStreamSynchronize(be->st);
+	if (e != cudaSuccess) {
+		LOG_ERR("KV page copy %d -> %d: %s", src, dst, cudaGetErrorString(e));
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Any thread: synchronous copies through the legacy stream (the pages
+ * touched are never written by a pass in flight). */
+static int page_xfer(struct eng_backend *be, int page, void *host, bool to_host)
+{
+	size_t n = page_chunk_bytes(be);
+	uint8_t *h = (uint8_t *)host;
+	cudaError_t e = cudaSuccess;
+
+	if (!page_ok(be, page))
+		return -EINVAL;
+	cudaSetDevice(be->dev);
+	for (int il = 0; il < be->cfg.n_layer && e == cudaSuccess; il++)
+		for (int kv = 0; kv < 2 && e == cudaSuccess; kv++, h += n)
+			e = to_host ? cudaMemcpy(h, page_at(be, il, kv, page), n, cudaMemcpyDeviceToHost)
+			            : cudaMemcpy(page_at(be, il, kv, page), h, n, cudaMemcpyHostToDevice);
+	if (e != cudaSuccess) {
+		LOG_ERR("KV page %d %s the host: %s", page, to_host ? "to" : "from", cudaGetErrorString(e));
+		return -EIO;
+	}
+	return 0;
+}
+
+static int cuda_kv_page_read(struct eng_backend *be, int page, void *dst)
+{
+	return page_xfer(be, page, dst, true);
+}
+
+static int cuda_kv_page_write(struct eng_backend *be, int page, const void *src)
+{
+	return page_xfer(be, page, (void *)src, false);
+}
+
 static const struct eng_backend_ops cuda_ops = {
 	"cuda", cuda_probe, cuda_init, cuda_free_be, cuda_device_name, cuda_memory, cuda_forward_op,
-	cuda_mem_bandwidth,
+	cuda_mem_bandwidth, cuda_kv_page_copy, cuda_kv_page_read, cuda_kv_page_write,
 };
 
 extern "C" const struct eng_backend_ops *cuda_backend_get(void)

@@ -88,6 +88,17 @@ struct eng_backend_ops {
 	/* Measured memory copy bandwidth of the device in bytes/s, counting bytes
 	 * read plus written (for `bench`); 0 when not measured.  May be NULL. */
 	double (*mem_bandwidth)(struct eng_backend *be);
+	/* One page, every layer, K and V: copy page src to page dst inside the
+	 * pool (the engine's copy-on-write of shared pages; engine thread,
+	 * between forward passes). */
+	int (*kv_page_copy)(struct eng_backend *be, int dst, int src);
+	/* One page between the pool and host memory: eng_kv_page_bytes() bytes
+	 * laid out [L][K|V][P][G][D] halves in the backend's own element order
+	 * (a file saved from one backend is only valid for the same backend).
+	 * May be called from any thread while forward() runs, for pages that
+	 * forward() does not write.  0 / -EIO. */
+	int (*kv_page_read)(struct eng_backend *be, int page, void *dst);
+	int (*kv_page_write)(struct eng_backend *be, int page, const void *src);
 };
 
 /* Bytes of one KV page (all layers, K and V) for a config. */

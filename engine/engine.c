@@ -91,8 +91,11 @@ static int init_arena(struct eng_model *m)
 	a->out = calloc(S, sizeof(*a->out));
 	a->ent = calloc(S, sizeof(*a->ent));
 	a->notify = calloc(3 * S, sizeof(*a->notify));
+	a->events = calloc(4 * S, sizeof(*a->events));
 	m->free_pages = malloc(sizeof(*m->free_pages) * (size_t)m->n_pages);
-	if (!a->seqs || !a->reqs || !a->out || !a->ent || !a->notify || !m->free_pages)
+	m->page_refs = calloc((size_t)m->n_pages, sizeof(*m->page_refs));
+	if (!a->seqs || !a->reqs || !a->out || !a->ent || !a->notify || !a->events ||
+	    !m->free_pages || !m->page_refs)
 		return -ENOMEM;
 	for (int i = 0; i < m->n_pages; i++)
 		m->free_pages[i] = m->n_pages - 1 - i; /* page 0 is handed out first */
@@ -190,8 +193,10 @@ void eng_model_free(struct eng_model *m)
 	free(a->out);
 	free(a->ent);
 	free(a->notify);
+	free(a->events);
 	free(a->buf);
 	free(m->free_pages);
+	free(m->page_refs);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->work);
 	free(m);
@@ -220,6 +225,12 @@ void eng_model_set_notify(struct eng_model *m, eng_notify_fn fn, void *user)
 	m->notify_user = user;
 }
 
+void eng_model_set_events(struct eng_model *m, eng_event_fn fn, void *user)
+{
+	m->on_event = fn;
+	m->event_user = user;
+}
+
 void eng_model_stats(struct eng_model *m, struct eng_stats *o)
 {
 	pthread_mutex_lock(&m->lock);
@@ -230,6 +241,7 @@ void eng_model_stats(struct eng_model *m, struct eng_stats *o)
 		o->n_busy += eng_session_has_work_locked(s);
 	o->kv_pages_total = m->n_pages;
 	o->kv_pages_used = m->n_pages - m->n_free;
+	o->kv_pages_shared = eng_model_n_pages_shared(m);
 	o->kv_bytes_total = (size_t)m->n_pages * m->page_bytes;
 	o->kv_bytes_used = (size_t)o->kv_pages_used * m->page_bytes;
 	pthread_mutex_unlock(&m->lock);

@@ -21,10 +21,12 @@
  * while another is running waits for it (queued, in order).
  *
  * ---- Memory ----
- * KV pages come from one pool.  When it runs out, idle sessions lose their
- * pages, least recently used first, and are rebuilt from their token history
- * when next used.  A turn that cannot get pages even then fails with
- * -ENOSPC in the session's status.
+ * KV pages come from one pool, reference counted (pages.c): a fork
+ * (eng_session_fork) shares its source's pages, and a shared page is copied
+ * before the first write into it.  When the pool runs out, idle sessions
+ * lose their pages, least recently used first, and are rebuilt from their
+ * token history when next used.  A turn that cannot get pages even then
+ * fails with -ENOSPC in the session's status.
  */
 #ifndef PROMPTFS_ENGINE_ENGINE_H
 #define PROMPTFS_ENGINE_ENGINE_H
@@ -79,6 +81,8 @@ struct eng_stats {
 	uint64_t forward_passes;
 	size_t kv_bytes_total, kv_bytes_used;
 	int kv_pages_total, kv_pages_used;
+	int kv_pages_shared;         /* pages in more than one session's table (forks) */
+	uint64_t pages_copied;       /* shared pages copied before a write (copy-on-write) */
 	uint64_t evictions;
 };
 void eng_model_stats(struct eng_model *m, struct eng_stats *out);
@@ -157,6 +161,19 @@ typedef void (*eng_notify_fn)(void *user, struct eng_session *s);
  * turn ended; set before eng_model_start(). */
 void eng_model_set_notify(struct eng_model *m, eng_notify_fn fn, void *user);
 
+enum eng_event {
+	ENG_EVENT_EVICTED = 1,  /* the session lost its KV cache to make room */
+	ENG_EVENT_RESTORED,     /* an evicted session's KV cache is whole again */
+	ENG_EVENT_DONE,         /* a turn ended: end of turn, stop string, max_tokens */
+	ENG_EVENT_CONTEXT_FULL, /* a turn ended at the end of the context */
+	ENG_EVENT_CANCELLED,
+	ENG_EVENT_ERROR,        /* a turn failed (status says why) */
+};
+typedef void (*eng_event_fn)(void *user, struct eng_session *s, enum eng_event ev);
+/* Called on the engine thread with no engine lock held; set before
+ * eng_model_start(). */
+void eng_model_set_events(struct eng_model *m, eng_event_fn fn, void *user);
+
 /* -ENOSPC when max_sessions exist. */
 int eng_session_init(struct eng_model *m, const struct eng_settings *s, struct eng_session **out);
 /* Cancels any running turn and frees the session once the engine thread has
@@ -183,6 +200,17 @@ void eng_session_cancel(struct eng_session *s);
 int eng_session_restore_turn(struct eng_session *s, const char *user, size_t ulen,
                              const char *reply, size_t rlen);
 
+/* Makes dst a fork of src: dst's conversation is replaced by src's first
+ * n_turns finished turns (n_turns < 0: every finished turn; a running or
+ * queued turn of src is not copied), with src's system prompt, token
+ * history and KV cache up to the end of the last copied turn.  Full KV
+ * pages are shared (refcounted, copy-on-write: whichever session writes
+ * into a shared page first gets its own copy), so the fork costs no
+ * prefill and dst's next turn prefills only its own tokens.  dst's
+ * settings are not touched.  -EINVAL: src == dst, different models, or
+ * n_turns above src's finished turns (dst unchanged). */
+int eng_session_fork(struct eng_session *dst, struct eng_session *src, int n_turns);
+
 void eng_session_info(struct eng_session *s, struct eng_session_info *out);
 /* Copies up to n bytes of the latest reply from offset off; returns bytes
  * copied (0 at the current end).  *final (if non-NULL) tells whether the
@@ -191,6 +219,62 @@ size_t eng_session_read_reply(struct eng_session *s, uint64_t off, char *buf, si
 /* The whole conversation: text ("### user\n…\n### assistant\n…\n") or JSON
  * ([{"role":"user","content":…},…]).  *out malloc'd. */
 int eng_session_history(struct eng_session *s, bool json, char **out, size_t *len);
+/* The byte length eng_session_history() would return, counted without
+ * building the text. */
+int eng_session_history_size(struct eng_session *s, bool json, size_t *len);
+/* Message j of the conversation: 0 the system prompt (when there is one),
+ * 2i+1 turn i's user text, 2i+2 its reply (once the turn started).  *role
+ * is "system", "user" or "assistant" (static); *text (malloc'd, NUL-
+ * terminated) only when text != NULL.  -ENOENT: no such message. */
+int eng_session_message(struct eng_session *s, int j, const char **role, char **text, size_t *len);
+/* One more than the highest message number that may exist (2 n_turns + 1). */
+int eng_session_n_messages(struct eng_session *s);
+
+// ---- KV images (page files of the state directory; kvimage.c)
+
+/* What a saved KV cache is valid for. */
+struct eng_kv_id {
+	uint64_t file_size;    /* of the model file */
+	uint64_t header_hash;  /* eng_hash64 of the GGUF header (metadata + tensor table) */
+	char kv_type[16];      /* "f16" */
+	char backend[16];      /* "cpu", "cuda": page bytes are in the backend's own order */
+	uint32_t n_layer, n_head_kv, head_dim, page_tokens;
+	uint64_t page_bytes;
+};
+int eng_model_kv_id(const struct eng_model *m, struct eng_kv_id *id);
+uint64_t eng_hash64(uint64_t h, const void *p, size_t n); /* h = 0 starts a hash */
+
+struct eng_kv_image {
+	int n_tokens;          /* the cached prefix of the history */
+	int32_t *tokens;       /* [n_tokens] */
+	int n_pages;           /* ceil(n_tokens / page) */
+	size_t page_bytes;
+	uint8_t *pages;        /* [n_pages][page_bytes]: after eng_kv_image_read() */
+	int32_t *page_ids;     /* export: pages held (a reference each) until read */
+	struct eng_model *m;
+};
+/* The session's cached prefix: its tokens, and a reference on the pages
+ * holding them (shared pages are never written, so they stay as they are).
+ * Brief, under the engine lock.  -EBUSY while it has a turn (try again
+ * when idle); n_tokens 0 when nothing is cached (evicted, reset). */
+int eng_session_kv_export(struct eng_session *s, struct eng_kv_image *img);
+/* Copies the exported pages to img->pages and lets them go (any thread, no
+ * lock held; the session may be gone by now).  0 / -errno. */
+int eng_kv_image_read(struct eng_kv_image *img);
+/* Attaches a saved cache to an idle session with no cache (a restored one):
+ * the prefix where the image's tokens equal the session's history, as far
+ * as free pages allow (no eviction).
+ * Returns the tokens now cached (0: nothing usable), -EINVAL for an image
+ * of another geometry, -EBUSY. */
+int eng_session_kv_import(struct eng_session *s, const struct eng_kv_image *img);
+void eng_kv_image_free(struct eng_kv_image *img);
+/* Hands a saved cache (read from its page file, with pages) to a session
+ * whose cache is empty (evicted): the engine thread attaches its matching
+ * prefix before the session's next prefill, evicting idle sessions for the
+ * pages if it must, so that prefill covers only what the image lacks.  The
+ * session takes img's contents (img is emptied); an unused offer is dropped
+ * with the conversation. */
+void eng_session_kv_offer(struct eng_session *s, struct eng_kv_image *img);
 
 // ---- running
 

@@ -39,6 +39,9 @@ struct eng_turn {
 	int n_prefill;         /* tokens prefilled for it (cache rebuilds included) */
 	int n_gen;             /* tokens sampled (EOG excluded) */
 	double prefill_s, decode_s;
+	int n_keep;            /* history tokens kept when it started (raw mode may rewrite the rest) */
+	int n_end;             /* tokens in the history once the turn finished (fork points) */
+	uint64_t draws_end;    /* the session's draw count then */
 };
 
 enum eng_phase { PHASE_QUEUED = 0, PHASE_PREFILL, PHASE_GENERATING };
@@ -66,8 +69,10 @@ struct eng_session {
 	int32_t *tokens;                 /* lock: [n_ctx] the conversation's token history */
 	int n_past;                      /* lock: tokens in the history */
 	int n_cached;                    /* lock: of which are in the KV cache (a prefix) */
-	int32_t *pages;                  /* lock: [max pages] page table */
+	int32_t *pages;                  /* lock: [max pages] page table, one reference each (pages.c) */
 	int n_pages;                     /* lock: pages held */
+	bool evicted;                    /* lock: lost its cache to an eviction, not rebuilt yet */
+	struct eng_kv_image *offer;      /* lock: saved pages to attach before its next prefill */
 	uint64_t lru;                    /* lock: step number of the last use */
 
 	struct eng_detok detok;          /* lock: UTF-8 carry-over of the active turn */
@@ -98,6 +103,7 @@ struct eng_model {
 	pthread_cond_t work;             /* signalled when there may be work */
 	int32_t *free_pages;             /* lock: stack of free page ids */
 	int n_free;
+	int32_t *page_refs;              /* lock: [n_pages] page tables holding each page */
 	struct eng_session *sessions;    /* lock: list head */
 	int n_sessions;
 	struct eng_stats stats;          /* lock */
@@ -105,6 +111,8 @@ struct eng_model {
 
 	eng_notify_fn notify;
 	void *notify_user;
+	eng_event_fn on_event;
+	void *event_user;
 	pthread_t thread;
 	bool thread_started;
 	atomic_bool stop;
@@ -124,13 +132,36 @@ struct eng_model {
 		int32_t *buf;                 /* tokens, page tables, recent tokens */
 		size_t cap;
 		struct eng_session **notify;  /* [max_sessions * 3]: notifications, candidates */
+		struct step_event {
+			struct eng_session *s; /* holds a reference */
+			enum eng_event ev;
+		} *events;                    /* [4 * max_sessions]: for on_event after the step */
+		int n_events;
 	} arena;
 };
 
 // ---- internal entry points (session.c, step.c, settings.c, history.c)
 
 void eng_session_unref_locked(struct eng_session *s); /* frees at 0 refs (lock held) */
+
+/* Queues an event for the engine's on_event callback after this step (lock
+ * held, engine thread). */
+void eng_event_queue_locked(struct eng_session *s, enum eng_event ev);
+
+/* pages.c: the page pool (lock held).  alloc: a page with one reference, or
+ * -ENOSPC; release frees the page at its last reference. */
+int eng_page_alloc_locked(struct eng_model *m);
+void eng_page_retain_locked(struct eng_model *m, int32_t page);
+void eng_page_release_locked(struct eng_model *m, int32_t page);
+bool eng_page_shared_locked(const struct eng_model *m, int32_t page);
+/* Gives s its own copy of s->pages[i] (keep: slots that must be copied). */
+int eng_page_unshare_locked(struct eng_model *m, struct eng_session *s, int i, int keep);
+/* Releases every page of s (n_pages = n_cached = 0). */
 void eng_pages_release_locked(struct eng_model *m, struct eng_session *s);
+int eng_model_n_pages_shared(struct eng_model *m);
+/* kvimage.c: attaches s->offer (engine thread, lock held, before s's
+ * prefill is planned); make_room evicts idle sessions for the pages. */
+void eng_kv_offer_attach_locked(struct eng_session *s, int (*make_room)(struct eng_model *));
 /* Starts the first queued turn of an idle session (lock held).  Returns 0,
  * or -errno after ending that turn in ERROR (-EFBIG …). */
 int eng_turn_start_locked(struct eng_session *s);

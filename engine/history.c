@@ -6,6 +6,8 @@
  *         "### assistant\n…\n" (the reply so far; absent while queued)
  *   JSON: [{"role":"system","content":…},{"role":"user","content":…},
  *          {"role":"assistant","content":…},…]  (UTF-8 kept, controls escaped)
+ * and one message at a time (`history/NAME.d/001-user` …), and the sizes of
+ * both forms counted without building them (stat).
  */
 #include "engine_internal.h"
 
@@ -18,12 +20,17 @@ struct hbuf {
 	char *s;
 	size_t n, cap;
 	int err;
+	bool count_only; /* sizes only: nothing is stored */
 };
 
 static void put(struct hbuf *b, const char *s, size_t n)
 {
 	if (b->err)
 		return;
+	if (b->count_only) {
+		b->n += n;
+		return;
+	}
 	if (b->n + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 1024;
 		char *t;
@@ -94,25 +101,93 @@ static void put_msg(struct hbuf *b, bool json, bool *first, const char *role, co
 	*first = false;
 }
 
-int eng_session_history(struct eng_session *s, bool json, char **out, size_t *len)
+/* Lock held: the whole conversation into b (or only its size). */
+static void history_put(struct eng_session *s, bool json, struct hbuf *b)
 {
-	struct hbuf b = { 0 };
 	bool first = true;
 
-	pthread_mutex_lock(&s->m->lock);
 	if (json)
-		puts_(&b, "[");
+		puts_(b, "[");
 	if (s->conv_system)
-		put_msg(&b, json, &first, "system", s->conv_system, strlen(s->conv_system));
+		put_msg(b, json, &first, "system", s->conv_system, strlen(s->conv_system));
 	for (int i = 0; i < s->n_turns; i++) {
 		const struct eng_turn *t = &s->turns[i];
 
-		put_msg(&b, json, &first, "user", t->user, t->ulen);
+		put_msg(b, json, &first, "user", t->user, t->ulen);
 		if (t->started)
-			put_msg(&b, json, &first, "assistant", t->reply ? t->reply : "", t->rlen);
+			put_msg(b, json, &first, "assistant", t->reply ? t->reply : "", t->rlen);
 	}
 	if (json)
-		puts_(&b, "]\n");
+		puts_(b, "]\n");
+}
+
+int eng_session_history_size(struct eng_session *s, bool json, size_t *len)
+{
+	struct hbuf b = { .count_only = true };
+
+	pthread_mutex_lock(&s->m->lock);
+	history_put(s, json, &b);
+	pthread_mutex_unlock(&s->m->lock);
+	*len = b.n;
+	return 0;
+}
+
+int eng_session_message(struct eng_session *s, int j, const char **role, char **text, size_t *len)
+{
+	const char *src = NULL, *r = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->m->lock);
+	if (j == 0 && s->conv_system) {
+		r = "system";
+		src = s->conv_system;
+		n = strlen(src);
+	} else if (j > 0 && (j - 1) / 2 < s->n_turns) {
+		const struct eng_turn *t = &s->turns[(j - 1) / 2];
+
+		if (j % 2 == 1) {
+			r = "user";
+			src = t->user;
+			n = t->ulen;
+		} else if (t->started) {
+			r = "assistant";
+			src = t->reply ? t->reply : "";
+			n = t->rlen;
+		}
+	}
+	if (!r)
+		rc = -ENOENT;
+	else if (text && !(*text = malloc(n + 1)))
+		rc = -ENOMEM;
+	else if (text) {
+		memcpy(*text, src, n);
+		(*text)[n] = 0;
+	}
+	pthread_mutex_unlock(&s->m->lock);
+	if (rc == 0) {
+		*role = r;
+		*len = n;
+	}
+	return rc;
+}
+
+int eng_session_n_messages(struct eng_session *s)
+{
+	int n;
+
+	pthread_mutex_lock(&s->m->lock);
+	n = 2 * s->n_turns + 1;
+	pthread_mutex_unlock(&s->m->lock);
+	return n;
+}
+
+int eng_session_history(struct eng_session *s, bool json, char **out, size_t *len)
+{
+	struct hbuf b = { 0 };
+
+	pthread_mutex_lock(&s->m->lock);
+	history_put(s, json, &b);
 	put(&b, "", 0); /* an empty conversation is still a string */
 	pthread_mutex_unlock(&s->m->lock);
 	if (b.err) {

@@ -70,14 +70,6 @@ bool eng_model_has_work_locked(const struct eng_model *m)
 	return false;
 }
 
-void eng_pages_release_locked(struct eng_model *m, struct eng_session *s)
-{
-	for (int i = 0; i < s->n_pages; i++)
-		m->free_pages[m->n_free++] = s->pages[i];
-	s->n_pages = 0;
-	s->n_cached = 0;
-}
-
 // ---- public API
 
 int eng_session_init(struct eng_model *m, const struct eng_settings *st, struct eng_session **out)
@@ -140,6 +132,12 @@ static void clear_conversation(struct eng_session *s)
 	s->draws = 0;
 	s->n_hold = 0;
 	s->ignore_eog = false;
+	s->evicted = false;
+	if (s->offer) {
+		eng_kv_image_free(s->offer); /* no pages held: the engine lock may be held */
+		free(s->offer);
+		s->offer = NULL;
+	}
 	memset(&s->detok, 0, sizeof(s->detok));
 	free(s->conv_system);
 	s->conv_system = NULL;
@@ -303,6 +301,7 @@ int eng_session_submit_tokens(struct eng_session *s, const int32_t *tokens, int 
 		t->mode = ENG_MODE_RAW;
 		t->started = true;
 		t->n_prompt = n;
+		t->n_keep = s->n_past;
 		eng_turn_apply_tokens(s, tokens, n, s->n_past);
 		s->cur = s->n_turns - 1;
 		s->phase = PHASE_QUEUED;
@@ -330,6 +329,7 @@ void eng_session_evict(struct eng_session *s)
 {
 	lock(s->m);
 	if (!s->in_batch && s->cur < 0) {
+		s->evicted = s->n_cached > 0;
 		eng_pages_release_locked(s->m, s);
 		s->m->stats.evictions++;
 	}
@@ -378,9 +378,116 @@ int eng_session_restore_turn(struct eng_session *s, const char *user, size_t ule
 		eng_conv_set_system(s, t->mode);
 	eng_turn_apply_tokens(s, v, n, keep);
 	free(v);
+	t->n_keep = keep;
 	t->started = t->finished = true;
 	t->stop = ENG_STOP_EOG;
 	t->n_prompt = n;
+	t->n_end = s->n_past;
+	t->draws_end = s->draws;
+out:
+	unlock(m);
+	return rc;
+}
+
+// ---- forks
+
+static int copy_turn(struct eng_turn *d, const struct eng_turn *t)
+{
+	*d = *t;
+	d->user = malloc(t->ulen + 1);
+	d->reply = malloc(t->rlen + 1);
+	d->rcap = t->rlen + 1;
+	if (!d->user || !d->reply) {
+		free(d->user);
+		free(d->reply);
+		memset(d, 0, sizeof(*d));
+		return -ENOMEM;
+	}
+	memcpy(d->user, t->user, t->ulen + 1);
+	if (t->rlen)
+		memcpy(d->reply, t->reply, t->rlen);
+	d->reply[t->rlen] = 0;
+	return 0;
+}
+
+/* Lock held: the finished turns of src that lead its list. */
+static int finished_turns(const struct eng_session *s)
+{
+	int n = 0;
+
+	while (n < s->n_turns && s->turns[n].finished && n != s->cur)
+		n++;
+	return n;
+}
+
+/* Lock held; dst has been cleared.  Copies turns, tokens, system, pages. */
+static int fork_locked(struct eng_session *dst, const struct eng_session *src, int n)
+{
+	struct eng_model *m = src->m;
+	struct eng_turn *v = n ? malloc(sizeof(*v) * (size_t)n) : NULL;
+	int end = n ? src->turns[n - 1].n_end : 0, cached, np;
+
+	if (n && !v)
+		return -ENOMEM;
+	/* raw mode: a later turn may have rewritten the history past its keep
+	 * point; dst's next turn re-tokenises the text and prefills the rest */
+	for (int i = n; i < src->n_turns; i++)
+		if (src->turns[i].started && src->turns[i].n_keep < end)
+			end = src->turns[i].n_keep;
+	for (int i = 0; i < n; i++)
+		if (copy_turn(&v[i], &src->turns[i]) < 0) {
+			while (i--)
+				turn_clear(&v[i]);
+			free(v);
+			return -ENOMEM;
+		}
+	if (src->conv_system && n && !(dst->conv_system = strdup(src->conv_system))) {
+		for (int i = 0; i < n; i++)
+			turn_clear(&v[i]);
+		free(v);
+		return -ENOMEM;
+	}
+	free(dst->turns);
+	dst->turns = v;
+	dst->n_turns = dst->cap_turns = n;
+	memcpy(dst->tokens, src->tokens, sizeof(*dst->tokens) * (size_t)end);
+	dst->n_past = end;
+	dst->draws = n ? src->turns[n - 1].draws_end : 0;
+	/* the KV cache up to the fork point: pages shared, not copied */
+	cached = src->n_cached < end ? src->n_cached : end;
+	np = (cached + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
+	for (int i = 0; i < np; i++) {
+		eng_page_retain_locked(m, src->pages[i]);
+		dst->pages[i] = src->pages[i];
+	}
+	dst->n_pages = np;
+	dst->n_cached = cached;
+	return 0;
+}
+
+int eng_session_fork(struct eng_session *dst, struct eng_session *src, int n_turns)
+{
+	struct eng_model *m = src->m;
+	int rc = 0, nf;
+
+	if (dst == src || dst->m != m) {
+		LOG_ERR("fork: a session cannot be forked onto itself or across models");
+		return -EINVAL;
+	}
+	lock(m);
+	nf = finished_turns(src);
+	if (n_turns < 0)
+		n_turns = nf;
+	if (n_turns > nf) {
+		LOG_ERR("fork: turn %d asked, the source has %d finished turns", n_turns, nf);
+		rc = -EINVAL;
+		goto out;
+	}
+	clear_conversation(dst);
+	rc = fork_locked(dst, src, n_turns);
+	if (rc == 0)
+		LOG_DEBUG("fork: %d turns, %d tokens, %d cached in %d shared pages", n_turns, dst->n_past,
+		          dst->n_cached, dst->n_pages);
 out:
 	unlock(m);
 	return rc;

@@ -102,6 +102,18 @@ static int commit_text(struct eng_session *s, const char *text, size_t n, bool f
 	return rc;
 }
 
+void eng_event_queue_locked(struct eng_session *s, enum eng_event ev)
+{
+	struct step_arena *a = &s->m->arena;
+
+	if (a->n_events >= 4 * s->m->p.max_sessions) {
+		LOG_WARN("more than %d engine events in one step: one dropped", a->n_events);
+		return;
+	}
+	s->refs++;
+	a->events[a->n_events++] = (struct step_event){ s, ev };
+}
+
 void eng_turn_finish_locked(struct eng_session *s, enum eng_stop_reason why, int err)
 {
 	struct eng_turn *t;
@@ -119,6 +131,10 @@ void eng_turn_finish_locked(struct eng_session *s, enum eng_stop_reason why, int
 	t->finished = true;
 	t->stop = err ? ENG_STOP_NONE : why;
 	t->error = err;
+	t->n_end = s->n_past;
+	t->draws_end = s->draws;
+	eng_event_queue_locked(s, err ? ENG_EVENT_ERROR : why == ENG_STOP_CONTEXT ? ENG_EVENT_CONTEXT_FULL
+	                       : why == ENG_STOP_CANCEL ? ENG_EVENT_CANCELLED : ENG_EVENT_DONE);
 	s->cur = -1;
 	s->cancel = false;
 	s->ignore_eog = false;
@@ -167,22 +183,54 @@ static struct eng_session *lru_idle(struct eng_model *m)
 	return best;
 }
 
+/* Frees pages until one is free: evicts idle sessions, least recently used
+ * first (their pages may be shared with a fork, so one eviction may free
+ * nothing).  0 / -ENOSPC. */
+static int make_room(struct eng_model *m)
+{
+	while (m->n_free == 0) {
+		struct eng_session *v = lru_idle(m);
+
+		if (!v)
+			return -ENOSPC;
+		LOG_DEBUG("evicting an idle session's %d KV pages (%d tokens)", v->n_pages, v->n_cached);
+		if (v->n_cached > 0 && !v->evicted)
+			eng_event_queue_locked(v, ENG_EVENT_EVICTED);
+		v->evicted = v->evicted || v->n_cached > 0;
+		eng_pages_release_locked(m, v);
+		m->stats.evictions++;
+	}
+	return 0;
+}
+
 /* Gives s pages for positions [0, n).  0 / -ENOSPC. */
 static int ensure_pages(struct eng_model *m, struct eng_session *s, int n)
 {
 	int need = (n + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
 
 	while (s->n_pages < need) {
-		if (m->n_free == 0) {
-			struct eng_session *v = lru_idle(m);
+		if (make_room(m) < 0)
+			return -ENOSPC;
+		s->pages[s->n_pages++] = eng_page_alloc_locked(m);
+	}
+	return 0;
+}
 
-			if (!v)
-				return -ENOSPC;
-			LOG_DEBUG("evicting an idle session's %d KV pages (%d tokens)", v->n_pages, v->n_cached);
-			eng_pages_release_locked(m, v);
-			m->stats.evictions++;
-		}
-		s->pages[s->n_pages++] = m->free_pages[--m->n_free];
+/* Copy-on-write: the pages that positions [from, to) fall in become s's own
+ * before the pass writes them.  Only the page holding `from` has content
+ * to keep (its slots below from).  0 / -ENOSPC / -EIO. */
+static int own_pages(struct eng_model *m, struct eng_session *s, int from, int to)
+{
+	int last = (to - 1) / ENG_KV_PAGE, rc;
+
+	for (int i = from / ENG_KV_PAGE; i <= last && i < s->n_pages; i++) {
+		if (!eng_page_shared_locked(m, s->pages[i]))
+			continue;
+		if ((rc = make_room(m)) < 0)
+			return rc;
+		rc = eng_page_unshare_locked(m, s, i, i == from / ENG_KV_PAGE ? from % ENG_KV_PAGE : 0);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -250,14 +298,22 @@ static int plan(struct eng_model *m, int *n_notify)
 		int chunk = s->n_past - s->n_cached, rc, nr;
 		int32_t *tok, *pg, *rec;
 
+		if (s->offer) { /* its saved cache first: less to prefill */
+			eng_kv_offer_attach_locked(s, make_room);
+			chunk = s->n_past - s->n_cached;
+		}
 		if (chunk > budget)
 			chunk = budget;
-		rc = ensure_pages(m, s, s->n_cached + chunk);
-		if (rc < 0 && s->n_pages * ENG_KV_PAGE > s->n_cached)
+		rc = own_pages(m, s, s->n_cached, s->n_cached + chunk);
+		if (rc == 0)
+			rc = ensure_pages(m, s, s->n_cached + chunk);
+		if (rc == -ENOSPC && s->n_pages * ENG_KV_PAGE > s->n_cached &&
+		    !eng_page_shared_locked(m, s->pages[s->n_cached / ENG_KV_PAGE]))
 			chunk = s->n_pages * ENG_KV_PAGE - s->n_cached; /* what fits; rest later */
 		else if (rc < 0) {
-			LOG_WARN("no KV page for a session (pool of %d pages, all in use)", m->n_pages);
-			eng_turn_finish_locked(s, ENG_STOP_NONE, -ENOSPC);
+			if (rc == -ENOSPC)
+				LOG_WARN("no KV page for a session (pool of %d pages, all in use)", m->n_pages);
+			eng_turn_finish_locked(s, ENG_STOP_NONE, rc);
 			a->notify[(*n_notify)++] = s;
 			continue;
 		}
@@ -334,6 +390,10 @@ static void collect(struct eng_model *m, int n, int rc, double dt, int *n_notify
 			t->decode_s += dt;
 			m->stats.decode_tokens++;
 		}
+		if (e->final && s->evicted) {
+			s->evicted = false; /* its history is all cached again */
+			eng_event_queue_locked(s, ENG_EVENT_RESTORED);
+		}
 		if (e->final) {
 			size_t before = t->rlen;
 
@@ -390,13 +450,19 @@ int eng_step(struct eng_model *m)
 		pthread_mutex_unlock(&m->lock);
 	}
 
+	for (int i = 0; i < a->n_events; i++)
+		if (m->on_event && !a->events[i].s->dead)
+			m->on_event(m->event_user, a->events[i].s, a->events[i].ev);
 	for (int i = 0; i < n_notify; i++)
 		if (m->notify && !a->notify[i]->dead)
 			m->notify(m->notify_user, a->notify[i]);
-	if (n_notify) {
+	if (n_notify || a->n_events) {
 		pthread_mutex_lock(&m->lock);
 		for (int i = 0; i < n_notify; i++)
 			eng_session_unref_locked(a->notify[i]);
+		for (int i = 0; i < a->n_events; i++)
+			eng_session_unref_locked(a->events[i].s);
+		a->n_events = 0;
 		pthread_mutex_unlock(&m->lock);
 	}
 	(void)n_extra;

@@ -303,6 +303,7 @@ int eng_turn_start_locked(struct eng_session *s)
 	eng_turn_apply_tokens(s, v, n, keep);
 	free(v);
 	t->n_prompt = n;
+	t->n_keep = keep;
 	s->cur = idx;
 	s->phase = PHASE_QUEUED;
 	s->cancel = false;

@@ -38,6 +38,8 @@ static const char readme_text[] =
 	"  cat history/poem                           # the whole conversation (history/poem.json too)\n"
 	"  : > poem                                   # reset (truncate -s 0 does the same)\n"
 	"  mv poem sea; rm sea                        # rename; remove (frees the session)\n"
+	"  cp poem draft                              # fork: same conversation and KV cache\n"
+	"  setfattr -n user.fork_from -v poem@2 alt   # fork from the end of turn 2\n"
 	"\n"
 	"The prompt is everything written between open and close; it is sent when\n"
 	"the file is closed (one trailing newline is dropped).  Reads never consume\n"
@@ -49,7 +51,9 @@ static const char readme_text[] =
 	"  model      the model: architecture, size, context, tensor types, backend\n"
 	"  stats      sessions, tokens in/out, tokens/s, KV cache memory\n"
 	"  defaults   settings for sessions (key = value lines; write to change)\n"
-	"  history/   NAME and NAME.json: each session's conversation\n"
+	"  history/   NAME and NAME.json: each session's conversation;\n"
+	"             NAME.d/001-user, 002-assistant ...: one file per message\n"
+	"  events     one line per change (time session what), from the open on\n"
 	"\n"
 	"Settings (defaults keys, and per session as extended attributes):\n"
 	"  temperature top_k top_p min_p repeat_penalty repeat_last_n seed\n"
@@ -162,6 +166,7 @@ static int stats_text(struct fs *fs, char **out, size_t *len)
 {
 	struct eng_stats st;
 	struct sbuf b = {0};
+	uint64_t saved, loaded, ignored;
 	int n_parked = 0;
 
 	eng_model_stats(fs->model, &st);
@@ -182,7 +187,13 @@ static int stats_text(struct fs *fs, char **out, size_t *len)
 	sb_printf(&b, "kv_bytes_total: %zu\n", st.kv_bytes_total);
 	sb_printf(&b, "kv_pages_used: %d\n", st.kv_pages_used);
 	sb_printf(&b, "kv_pages_total: %d\n", st.kv_pages_total);
+	sb_printf(&b, "kv_pages_shared: %d\n", st.kv_pages_shared);
+	sb_printf(&b, "kv_pages_copied: %llu\n", (unsigned long long)st.pages_copied);
 	sb_printf(&b, "evictions: %llu\n", (unsigned long long)st.evictions);
+	fs_kvstate_stats(fs, &saved, &loaded, &ignored);
+	sb_printf(&b, "kv_files_saved: %llu\n", (unsigned long long)saved);
+	sb_printf(&b, "kv_files_loaded: %llu\n", (unsigned long long)loaded);
+	sb_printf(&b, "kv_files_ignored: %llu\n", (unsigned long long)ignored);
 	sb_printf(&b, "reads: %llu\n", (unsigned long long)fs->n_reads);
 	sb_printf(&b, "reads_parked: %d\n", n_parked);
 	sb_printf(&b, "reads_parked_total: %llu\n", (unsigned long long)fs->n_parks);
@@ -378,7 +389,69 @@ int fs_ctl_content(struct fs *fs, uint64_t ino, char **out, size_t *len)
 		if (!n || !n->sess)
 			return -ENOENT;
 		return eng_session_history(n->sess, kind == FS_KIND_HIST_JSON, out, len);
+	case FS_KIND_HIST_MSG: {
+		const char *role;
+
+		n = fs_node_find(fs, ino);
+		if (!n || !n->sess)
+			return -ENOENT;
+		return eng_session_message(n->sess, (int)(FS_INO_SUB(ino) - FS_INO_MSG0), &role, out, len);
+	}
+	case FS_KIND_EVENTS:
+		return 0; /* a stream (events.c), no snapshot */
 	default:
 		return -EISDIR;
 	}
+}
+
+int fs_ctl_size(struct fs *fs, uint64_t ino, size_t *len)
+{
+	enum fs_kind kind = fs_ino_kind(fs, ino);
+	struct fs_node *n = fs_node_find(fs, ino);
+	const char *role;
+	char *text = NULL;
+	int rc;
+
+	*len = 0;
+	switch (kind) {
+	case FS_KIND_HIST_TEXT:
+	case FS_KIND_HIST_JSON:
+		if (!n || !n->sess)
+			return -ENOENT;
+		return eng_session_history_size(n->sess, kind == FS_KIND_HIST_JSON, len);
+	case FS_KIND_HIST_MSG:
+		if (!n || !n->sess)
+			return -ENOENT;
+		return eng_session_message(n->sess, (int)(FS_INO_SUB(ino) - FS_INO_MSG0), &role, NULL, len);
+	default:
+		rc = fs_ctl_content(fs, ino, &text, len);
+		free(text);
+		return rc;
+	}
+}
+
+// ---- history/NAME.d/ names: "%03d-role" (000-system, 001-user, 002-assistant …)
+
+bool fs_ctl_msg_name(struct fs_node *n, int j, char *buf, size_t cap)
+{
+	const char *role;
+	size_t len;
+
+	if (!n->sess || eng_session_message(n->sess, j, &role, NULL, &len) < 0)
+		return false;
+	snprintf(buf, cap, "%03d-%s", j, role);
+	return true;
+}
+
+int fs_ctl_msg_index(struct fs_node *n, const char *name)
+{
+	char want[32], *end;
+	long j;
+
+	if (name[0] < '0' || name[0] > '9')
+		return -1;
+	j = strtol(name, &end, 10);
+	if (*end != '-' || j < 0 || j > (1L << 22) || !fs_ctl_msg_name(n, (int)j, want, sizeof(want)))
+		return -1;
+	return strcmp(want, name) ? -1 : (int)j;
 }

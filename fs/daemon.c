@@ -390,15 +390,21 @@ static int fs_init_model(struct fs *fs, const struct fs_opts *o)
 
 static int fs_start_threads(struct fs *fs, const struct fs_opts *o)
 {
-	int rc = 0;
+	int rc = fs_events_init(fs);
 
-	if (o->state_dir) {
+	if (rc == 0 && o->state_dir) {
+		rc = fs_kvstate_open(fs, o->state_dir);
+		if (rc < 0)
+			fprintf(stderr, "promptfs: KV page files in %s: %s\n", o->state_dir, strerror(-rc));
+	}
+	if (rc == 0 && o->state_dir) {
 		rc = fs_journal_open(fs, o->state_dir);
 		if (rc == 0 && fs_journal_restore(fs) < 0)
 			LOG_WARN("could not read the state directory %s", o->state_dir);
 	}
 	if (rc == 0) {
 		eng_model_set_notify(fs->model, fs_engine_notify, fs);
+		eng_model_set_events(fs->model, fs_engine_event, fs);
 		rc = eng_model_start(fs->model);
 		if (rc < 0)
 			fprintf(stderr, "promptfs: cannot start the engine: %s\n", strerror(-rc));
@@ -542,6 +548,7 @@ static void fs_free(struct fs *fs)
 {
 	fs_shutdown(fs);
 	fs_handles_free_all(fs);
+	fs_events_free(fs);
 	fs_nodes_free_all(fs);
 	eng_settings_free(&fs->defaults);
 	eng_model_free(fs->model);

@@ -1,12 +1,16 @@
 /*
  * fs_internal.h — the FUSE daemon's shared state (fs/daemon.c, ops.c, io.c,
- * inode.c, ctl.c, xattr.c, notify.c, journal.c).
+ * inode.c, ctl.c, xattr.c, notify.c, journal.c, fork.c, events.c,
+ * kvstate.c).
  *
  * ---- Inodes ----
- * Fixed inodes 1-6 (root, README, model, stats, defaults, history/).  Each
- * session takes four numbers starting at FS_INO_FIRST_SESSION: ino+0 the
- * session file, ino+1 history/NAME, ino+2 history/NAME.json.  Numbers are
- * never reused, so a stale kernel inode can never alias a newer session.
+ * Fixed inodes 1-7 (root, README, model, stats, defaults, history/,
+ * events).  Each session takes a block of 2^FS_INO_SHIFT numbers starting at
+ * FS_INO_FIRST_SESSION: ino+0 the session file, ino+1 history/NAME, ino+2
+ * history/NAME.json, ino+3 the directory history/NAME.d/, ino+16+j its
+ * message j (eng_session_message numbering: 000-system, 001-user,
+ * 002-assistant …).  Numbers are never reused, so a stale kernel inode can
+ * never alias a newer session.
  * Sessions belong to the name: a node lives while it is linked, opened,
  * parked on, or known to the kernel (nlookup), whichever is last.
  *
@@ -43,8 +47,12 @@
 #define FS_INO_STATS 4
 #define FS_INO_DEFAULTS 5
 #define FS_INO_HISTORY 6
-#define FS_INO_FIRST_SESSION 16
-#define FS_INO_SESSION(ino) ((ino) & ~(uint64_t)3)
+#define FS_INO_EVENTS 7
+#define FS_INO_SHIFT 24
+#define FS_INO_FIRST_SESSION ((uint64_t)1 << FS_INO_SHIFT)
+#define FS_INO_SUB(ino) ((ino) & (((uint64_t)1 << FS_INO_SHIFT) - 1)) /* 0..3, 16+j */
+#define FS_INO_SESSION(ino) ((ino) - FS_INO_SUB(ino))
+#define FS_INO_MSG0 16 /* sub-number of message 0 */
 
 enum fs_kind {
 	FS_KIND_NONE = 0,
@@ -57,6 +65,9 @@ enum fs_kind {
 	FS_KIND_SESSION,
 	FS_KIND_HIST_TEXT,
 	FS_KIND_HIST_JSON,
+	FS_KIND_HIST_DIR,  /* history/NAME.d/ */
+	FS_KIND_HIST_MSG,  /* history/NAME.d/NNN-role */
+	FS_KIND_EVENTS,
 };
 
 #define FS_NAME_MAX 255
@@ -86,11 +97,13 @@ struct fs_opts {
 // ---- nodes
 
 struct fs_node {
-	uint64_t ino;             /* the session file; history entries are ino+1, ino+2 */
+	uint64_t ino;             /* the session file; its history entries follow (see above) */
 	char *name;               /* protected by lock */
 	struct eng_session *sess; /* protected by lock; NULL once removed */
 	bool linked;              /* protected by lock: reachable by name */
-	uint64_t nlookup;         /* protected by lock: kernel references to ino, ino+1, ino+2 */
+	uint64_t nlookup;         /* protected by lock: kernel references to any of its numbers */
+	char *fork_from;          /* protected by lock: user.fork_from as last set ("a@3"), or NULL */
+	uint64_t kv_saved_sig;    /* protected by lock: the cache last saved to its page file (kvstate.c) */
 	int refs;                 /* protected by lock: link + open handles + parked reads */
 	char *over[FS_N_KEYS];    /* protected by lock: xattr overrides (raw value, NUL-terminated) */
 	size_t over_len[FS_N_KEYS];
@@ -122,6 +135,8 @@ struct fs_handle {
 	size_t len, cap;
 	char *snap;               /* control files, history: the content at open */
 	size_t snap_len;
+	uint64_t forked_from;     /* copy_file_range made this session a fork of that inode */
+	struct fs_ev_reader *ev;  /* the events file: this open's position */
 	uint64_t read_end;        /* offset after the last read: poll readiness */
 	struct fs_handle *next, *prev; /* protected by lock: fs->handles */
 };
@@ -143,6 +158,8 @@ struct fs_parked {
 // ---- the daemon
 
 struct fs_journal;
+struct fs_events;
+struct fs_kvstate;
 
 struct fs {
 	const struct fs_opts *opts;
@@ -177,6 +194,8 @@ struct fs {
 	bool q_stop;              /* protected by q_lock */
 
 	struct fs_journal *journal; /* NULL without --state-dir */
+	struct fs_events *events;   /* the events file (events.c) */
+	struct fs_kvstate *kv;      /* KV page files (kvstate.c); NULL without --state-dir */
 	atomic_bool draining;     /* unmounting: reads at the end get EOF, nothing parks */
 	atomic_bool shut_down;
 };
@@ -194,7 +213,6 @@ int fs_node_new(struct fs *fs, const char *name, struct eng_session *sess, struc
 struct eng_session *fs_node_unlink(struct fs *fs, struct fs_node *n);
 void fs_node_unref(struct fs *fs, struct fs_node *n);                 /* lock held */
 void fs_node_forget(struct fs *fs, uint64_t ino, uint64_t nlookup);   /* lock held */
-int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st);       /* lock held; 0 / -ENOENT */
 void fs_nodes_free_all(struct fs *fs);                                /* at exit, no lock */
 int fs_node_add_poll(struct fs_node *n, struct fuse_pollhandle *ph);  /* lock held */
 /* Takes the node's poll handles (lock held); notify and destroy them after unlocking. */
@@ -204,6 +222,13 @@ void fs_timespec_now(struct timespec *ts);
 // ---- ctl.c
 /* The text of a control file or history entry (malloc'd).  Lock held. */
 int fs_ctl_content(struct fs *fs, uint64_t ino, char **out, size_t *len);
+/* Its size: history entries are counted by the engine without building
+ * the text; the small control files are built.  Lock held. */
+int fs_ctl_size(struct fs *fs, uint64_t ino, size_t *len);
+/* The name of message j in history/NAME.d/ ("001-user"); false if none. */
+bool fs_ctl_msg_name(struct fs_node *n, int j, char *buf, size_t cap);
+/* The message number a history/NAME.d/ entry name stands for, or -1. */
+int fs_ctl_msg_index(struct fs_node *n, const char *name);
 /* Applies `key = value` lines to the defaults: all or nothing.  replace:
  * keys not named go back to the built-in defaults.  Lock held. */
 int fs_ctl_defaults_apply(struct fs *fs, const char *text, size_t len, bool replace);
@@ -281,8 +306,46 @@ void fs_journal_post(struct fs *fs, enum fs_journal_ev ev, uint64_t ino, uint64_
 void fs_journal_close(struct fs *fs);                  /* drains, stops, frees */
 uint64_t fs_journal_new_id(struct fs *fs);             /* lock held; 0 without a journal */
 
+// ---- fork.c (cp a b, user.fork_from)
+/* Makes dst a fork of src's first n_turns finished turns (-1: all): the
+ * conversation, KV pages (shared), setting overrides.  Lock held. */
+int fs_session_fork(struct fs *fs, struct fs_node *dst, struct fs_node *src, int n_turns);
+/* user.fork_from = "NAME" or "NAME@TURN" on dst.  Lock held. */
+int fs_session_fork_spec(struct fs *fs, struct fs_node *dst, const char *spec, size_t len);
+void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+                           struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+                           struct fuse_file_info *fi_out, size_t len, int flags);
+
+// ---- events.c (the events file)
+int fs_events_init(struct fs *fs);
+void fs_events_free(struct fs *fs);
+/* Appends one line "TIME NAME WHAT" (any thread, any lock); name is escaped. */
+void fs_event_post(struct fs *fs, const char *name, const char *what);
+void fs_event_post_renamed(struct fs *fs, const char *from, const char *to); /* "renamed TO" */
+/* The engine's eviction callback (engine thread). */
+void fs_engine_event(void *user, struct eng_session *s, enum eng_event ev);
+struct fs_ev_reader *fs_events_open(struct fs *fs);
+void fs_events_close(struct fs *fs, struct fs_ev_reader *r);
+void fs_events_read(fuse_req_t req, struct fs *fs, struct fs_ev_reader *r, size_t size, bool nonblock);
+unsigned fs_events_poll(struct fs *fs, struct fs_ev_reader *r, struct fuse_pollhandle *ph);
+/* Answers the events file's parked reads (notifier thread; drain: EOF). */
+void fs_events_wake(struct fs *fs, bool drain);
+
+// ---- kvstate.c (KV page files in the state dir)
+int fs_kvstate_open(struct fs *fs, const char *dir);
+void fs_kvstate_close(struct fs *fs);   /* saves what is unsaved, stops the thread */
+/* Loads the page file of a journal-restored session (before the engine runs). */
+void fs_kvstate_restore(struct fs *fs, struct fs_node *n);
+void fs_kvstate_post(struct fs *fs, uint64_t ino); /* a turn ended: save when idle */
+/* Before a turn: an evicted session's page file is offered back to the
+ * engine (lock held; dropped while the file is read). */
+void fs_kvstate_reload(struct fs *fs, struct fs_node *n);
+void fs_kvstate_delete(struct fs *fs, uint64_t jid);
+void fs_kvstate_stats(struct fs *fs, uint64_t *saved, uint64_t *loaded, uint64_t *ignored);
+
 // ---- ops.c
 const struct fuse_lowlevel_ops *fs_ops_table(void);
+int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st);       /* lock held; 0 / -ENOENT */
 void fs_shutdown(struct fs *fs); /* destroy: stops the threads (idempotent) */
 
 static inline struct fs *fs_of(fuse_req_t req) { return (struct fs *)fuse_req_userdata(req); }

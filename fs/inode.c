@@ -1,8 +1,8 @@
 /*
  * inode.c — the daemon's node table: session nodes by inode number and by
  * name, name rules, reference counts (link, open handles, parked reads,
- * kernel lookups) and attributes.  Every function here runs with fs->lock
- * held unless it says otherwise.
+ * kernel lookups).  Every function here runs with fs->lock held unless it
+ * says otherwise.  Attributes are built in ops.c (from ctl.c's sizes).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 
 #include "fs_internal.h"
 
-static const char *const reserved_names[] = {"README", "model", "stats", "defaults", "history"};
+static const char *const reserved_names[] = {"README", "model", "stats", "defaults", "history", "events"};
 
 void fs_timespec_now(struct timespec *ts)
 {
@@ -19,7 +19,7 @@ void fs_timespec_now(struct timespec *ts)
 
 static unsigned hash_ino(uint64_t ino)
 {
-	return (unsigned)((ino >> 2) % FS_HASH);
+	return (unsigned)((ino >> FS_INO_SHIFT) % FS_HASH);
 }
 
 // ---- lookup
@@ -28,7 +28,7 @@ struct fs_node *fs_node_find(struct fs *fs, uint64_t ino)
 {
 	struct fs_node *n;
 
-	if (ino < FS_INO_FIRST_SESSION || (ino & 3) == 3)
+	if (ino < FS_INO_FIRST_SESSION || (FS_INO_SUB(ino) > 3 && FS_INO_SUB(ino) < FS_INO_MSG0))
 		return NULL;
 	ino = FS_INO_SESSION(ino);
 	for (n = fs->hash[hash_ino(ino)]; n; n = n->hnext)
@@ -54,15 +54,17 @@ enum fs_kind fs_ino_kind(struct fs *fs, uint64_t ino)
 	case FS_INO_STATS: return FS_KIND_STATS;
 	case FS_INO_DEFAULTS: return FS_KIND_DEFAULTS;
 	case FS_INO_HISTORY: return FS_KIND_HISTDIR;
+	case FS_INO_EVENTS: return FS_KIND_EVENTS;
 	}
 	if (!fs_node_find(fs, ino))
 		return FS_KIND_NONE;
-	switch (ino & 3) {
+	switch (FS_INO_SUB(ino)) {
 	case 0: return FS_KIND_SESSION;
 	case 1: return FS_KIND_HIST_TEXT;
 	case 2: return FS_KIND_HIST_JSON;
+	case 3: return FS_KIND_HIST_DIR;
 	}
-	return FS_KIND_NONE;
+	return FS_KIND_HIST_MSG;
 }
 
 // ---- names
@@ -106,7 +108,7 @@ int fs_node_new(struct fs *fs, const char *name, struct eng_session *sess, struc
 		return -ENOMEM;
 	}
 	n->ino = fs->next_ino;
-	fs->next_ino += 4;
+	fs->next_ino += FS_INO_FIRST_SESSION;
 	n->sess = sess;
 	n->linked = true;
 	n->refs = 1;
@@ -146,6 +148,7 @@ static void node_free(struct fs *fs, struct fs_node *n)
 	for (int i = 0; i < n->n_phs; i++)
 		fuse_pollhandle_destroy(n->phs[i]);
 	free(n->phs);
+	free(n->fork_from);
 	free(n->name);
 	free(n);
 }
@@ -228,73 +231,4 @@ int fs_node_take_polls(struct fs *fs, struct fs_node *n, struct fuse_pollhandle 
 	n->phs = NULL;
 	n->n_phs = 0;
 	return k;
-}
-
-// ---- attributes
-
-static size_t content_size(struct fs *fs, uint64_t ino)
-{
-	char *text = NULL;
-	size_t len = 0;
-
-	if (fs_ctl_content(fs, ino, &text, &len) < 0)
-		return 0;
-	free(text);
-	return len;
-}
-
-int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st)
-{
-	enum fs_kind kind = fs_ino_kind(fs, ino);
-	struct fs_node *n;
-
-	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
-	st->st_uid = fs->uid;
-	st->st_gid = fs->gid;
-	st->st_blksize = 4096;
-	st->st_atim = st->st_mtim = st->st_ctim = fs->t_start;
-	switch (kind) {
-	case FS_KIND_NONE:
-		return -ENOENT;
-	case FS_KIND_ROOT:
-	case FS_KIND_HISTDIR:
-		st->st_mode = S_IFDIR | (kind == FS_KIND_ROOT ? 0755 : 0555);
-		st->st_nlink = 2;
-		return 0;
-	case FS_KIND_README:
-	case FS_KIND_MODEL:
-	case FS_KIND_STATS:
-		st->st_mode = S_IFREG | 0444;
-		st->st_nlink = 1;
-		st->st_size = (off_t)content_size(fs, ino);
-		if (kind == FS_KIND_STATS)
-			fs_timespec_now(&st->st_mtim);
-		return 0;
-	case FS_KIND_DEFAULTS:
-		st->st_mode = S_IFREG | 0644;
-		st->st_nlink = 1;
-		st->st_size = (off_t)content_size(fs, ino);
-		return 0;
-	default:
-		break;
-	}
-	n = fs_node_find(fs, ino);
-	st->st_nlink = n->linked ? 1 : 0;
-	st->st_ctim = n->ctime;
-	st->st_mtim = st->st_atim = n->mtime;
-	if (kind == FS_KIND_SESSION) {
-		struct eng_session_info info;
-
-		st->st_mode = S_IFREG | 0644;
-		if (n->sess) {
-			eng_session_info(n->sess, &info);
-			st->st_size = (off_t)info.reply_bytes;
-		}
-	} else {
-		st->st_mode = S_IFREG | 0444;
-		st->st_size = n->sess ? (off_t)content_size(fs, ino) : 0;
-	}
-	st->st_blocks = (st->st_size + 511) / 512;
-	return 0;
 }

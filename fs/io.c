@@ -99,6 +99,7 @@ void fs_session_reset(struct fs *fs, struct fs_node *n)
 	n->epoch++;
 	fs_timespec_now(&n->mtime);
 	fs_journal_post(fs, FS_JOURNAL_TURNS, n->ino, 0);
+	fs_kvstate_post(fs, n->ino); /* an empty cache: its page file goes */
 	fs_notify_ino(fs, n->ino); /* parked readers now see EOF */
 }
 
@@ -119,7 +120,24 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		break;
 	case FS_KIND_ROOT:
 	case FS_KIND_HISTDIR:
+	case FS_KIND_HIST_DIR:
 		rc = -EISDIR;
+		break;
+	case FS_KIND_EVENTS:
+		if (wr) {
+			LOG_ERR("events is read-only (flags 0%o)", fi->flags);
+			rc = -EACCES;
+			break;
+		}
+		h = calloc(1, sizeof(*h));
+		if (!h || !(h->ev = fs_events_open(fs))) {
+			free(h);
+			h = NULL;
+			rc = -ENOMEM;
+			break;
+		}
+		handle_track(fs, h);
+		h->kind = kind;
 		break;
 	case FS_KIND_SESSION: {
 		struct fs_node *n = fs_node_find(fs, ino);
@@ -150,7 +168,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		h->wr = wr;
 		h->trunc = wr && (fi->flags & O_TRUNC);
 		h->append = (fi->flags & O_APPEND) != 0;
-		if (kind == FS_KIND_HIST_TEXT || kind == FS_KIND_HIST_JSON) {
+		if (kind == FS_KIND_HIST_TEXT || kind == FS_KIND_HIST_JSON || kind == FS_KIND_HIST_MSG) {
 			h->node = fs_node_find(fs, ino);
 			h->node->refs++;
 		}
@@ -185,6 +203,10 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	char *buf = NULL;
 	ssize_t r;
 
+	if (h->kind == FS_KIND_EVENTS) {
+		fs_events_read(req, fs, h->ev, size, (fi->flags & O_NONBLOCK) != 0);
+		return;
+	}
 	if (h->kind != FS_KIND_SESSION) {
 		size_t o = (uint64_t)off < h->snap_len ? (size_t)off : h->snap_len;
 		size_t n = h->snap_len - o < size ? h->snap_len - o : size;
@@ -343,6 +365,10 @@ static int session_submit(struct fs *fs, struct fs_handle *h)
 	fs_settings_push(fs, n);
 	if (!h->append && !h->submitted)
 		fs_session_reset(fs, n); /* a new conversation, whatever came in since open */
+	else
+		fs_kvstate_reload(fs, n); /* evicted: its saved pages, not a prefill (drops the lock) */
+	if (!n->sess)
+		return -ENOENT; /* removed while the page file was read */
 	rc = eng_session_submit(n->sess, h->buf, len);
 	if (rc < 0) {
 		LOG_ERR("session '%s': prompt of %zu bytes refused: %s", n->name, len,
@@ -353,6 +379,7 @@ static int session_submit(struct fs *fs, struct fs_handle *h)
 	n->was_final = false;
 	fs_timespec_now(&n->mtime);
 	fs_notify_ino(fs, n->ino);
+	fs_event_post(fs, n->name, "submitted");
 	return 0;
 }
 
@@ -399,6 +426,8 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		LOG_WARN("inode %llu: %zu bytes written but never flushed", (unsigned long long)ino, h->len);
 	if (h->kind == FS_KIND_DEFAULTS && h->trunc && !h->submitted && !h->werr)
 		fs_ctl_defaults_apply(fs, "", 0, true); /* `: > defaults`: the built-in values */
+	if (h->ev)
+		fs_events_close(fs, h->ev);
 	fs_handle_drop(fs, h);
 	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_err(req, 0);
@@ -413,6 +442,10 @@ void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struc
 	unsigned revents = POLLOUT | POLLWRNORM;
 	struct eng_session_info info;
 
+	if (h->kind == FS_KIND_EVENTS) {
+		fuse_reply_poll(req, fs_events_poll(fs, h->ev, ph));
+		return;
+	}
 	pthread_mutex_lock(&fs->lock);
 	if (h->kind != FS_KIND_SESSION || !h->node->sess) {
 		revents |= POLLIN | POLLRDNORM;

@@ -554,6 +554,7 @@ static int restore_one(struct fs *fs, uint64_t jid, struct rsess *r)
 	}
 	n->n_journaled = k;
 	n->j_epoch = n->epoch;
+	fs_kvstate_restore(fs, n); /* its KV pages, when a page file is there */
 	LOG_INFO("session '%s' restored: %d turns", r->name, k);
 	return k;
 }

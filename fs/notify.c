@@ -299,6 +299,10 @@ static void process(struct fs *fs, uint64_t ino)
 	bool turn_ended = false, known = false;
 	struct fs_node *n;
 
+	if (ino == FS_INO_EVENTS) {
+		fs_events_wake(fs, false);
+		return;
+	}
 	pthread_mutex_lock(&fs->lock);
 	n = fs_node_find(fs, ino);
 	if (n) {

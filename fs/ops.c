@@ -1,8 +1,9 @@
 /*
  * ops.c — the FUSE low-level operations on names and attributes (lookup,
  * getattr, setattr, readdir, create, mknod, unlink, rename, statfs, forget,
- * init, destroy) and, at the bottom, the operations table.  File I/O lives
- * in io.c, extended attributes in xattr.c.
+ * init, destroy), the attributes of every inode, and, at the bottom, the
+ * operations table.  File I/O lives in io.c, extended attributes in
+ * xattr.c, copy_file_range (cp forks) in fork.c.
  *
  * Every handler replies exactly once.  Entries and attributes are never
  * cached by the kernel (timeouts 0): a reply grows, sessions come and go.
@@ -28,7 +29,7 @@ static const struct {
 	uint64_t ino;
 } root_files[] = {
 	{"README", FS_INO_README}, {"model", FS_INO_MODEL},       {"stats", FS_INO_STATS},
-	{"defaults", FS_INO_DEFAULTS}, {"history", FS_INO_HISTORY},
+	{"defaults", FS_INO_DEFAULTS}, {"history", FS_INO_HISTORY}, {"events", FS_INO_EVENTS},
 };
 #define N_ROOT_FILES ((int)(sizeof(root_files) / sizeof(root_files[0])))
 
@@ -50,14 +51,96 @@ void fs_shutdown(struct fs *fs)
 		return;
 	atomic_store(&fs->draining, true);
 	fs_parked_answer_all(fs, NULL);
+	fs_events_wake(fs, true);
 	fs_notifier_stop(fs);
 	eng_model_stop(fs->model);
+	fs_kvstate_close(fs); /* saves the KV pages not saved yet */
 	fs_journal_close(fs);
 }
 
 static void op_destroy(void *userdata)
 {
 	fs_shutdown(userdata);
+}
+
+// ---- attributes (lock held)
+
+static size_t size_of(struct fs *fs, uint64_t ino)
+{
+	size_t len = 0;
+
+	return fs_ctl_size(fs, ino, &len) < 0 ? 0 : len;
+}
+
+static void session_attr(struct fs *fs, enum fs_kind kind, uint64_t ino, struct stat *st)
+{
+	struct fs_node *n = fs_node_find(fs, ino);
+	struct eng_session_info info;
+
+	st->st_nlink = n->linked ? 1 : 0;
+	st->st_ctim = n->ctime;
+	st->st_mtim = st->st_atim = n->mtime;
+	if (kind == FS_KIND_SESSION) {
+		st->st_mode = S_IFREG | 0644;
+		if (n->sess) {
+			eng_session_info(n->sess, &info);
+			st->st_size = (off_t)info.reply_bytes;
+		}
+	} else if (kind == FS_KIND_HIST_DIR) {
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+	} else {
+		st->st_mode = S_IFREG | 0444;
+		st->st_size = n->sess ? (off_t)size_of(fs, ino) : 0;
+	}
+	st->st_blocks = (st->st_size + 511) / 512;
+}
+
+int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st)
+{
+	enum fs_kind kind = fs_ino_kind(fs, ino);
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_blksize = 4096;
+	st->st_atim = st->st_mtim = st->st_ctim = fs->t_start;
+	switch (kind) {
+	case FS_KIND_NONE:
+		return -ENOENT;
+	case FS_KIND_ROOT:
+	case FS_KIND_HISTDIR:
+		st->st_mode = S_IFDIR | (kind == FS_KIND_ROOT ? 0755 : 0555);
+		st->st_nlink = 2;
+		return 0;
+	case FS_KIND_README:
+	case FS_KIND_MODEL:
+	case FS_KIND_STATS:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)size_of(fs, ino);
+		if (kind == FS_KIND_STATS)
+			fs_timespec_now(&st->st_mtim);
+		return 0;
+	case FS_KIND_EVENTS: /* a stream: size 0, like a pipe that never ends */
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		fs_timespec_now(&st->st_mtim);
+		return 0;
+	case FS_KIND_DEFAULTS:
+		st->st_mode = S_IFREG | 0644;
+		st->st_nlink = 1;
+		st->st_size = (off_t)size_of(fs, ino);
+		return 0;
+	case FS_KIND_HIST_MSG:
+		if (!fs_node_find(fs, ino)->sess || fs_ctl_size(fs, ino, &(size_t){0}) < 0)
+			return -ENOENT;
+		/* fall through */
+	default:
+		session_attr(fs, kind, ino, st);
+		return 0;
+	}
 }
 
 // ---- entries
@@ -84,25 +167,42 @@ static void reply_entry_for(fuse_req_t req, struct fs *fs, uint64_t ino, int rc)
 	}
 }
 
+/* The session whose name is `name` minus `suffix` (lock held). */
+static struct fs_node *by_base(struct fs *fs, const char *name, const char *suffix)
+{
+	size_t len = strlen(name), sl = strlen(suffix);
+	char base[FS_NAME_MAX + 1];
+
+	if (len <= sl || len - sl > FS_NAME_MAX || strcmp(name + len - sl, suffix))
+		return NULL;
+	memcpy(base, name, len - sl);
+	base[len - sl] = 0;
+	return fs_node_by_name(fs, base);
+}
+
 /* ino of name in the history directory (lock held): NAME is the text,
- * NAME.json the JSON form; a session actually called "x.json" wins. */
+ * NAME.json the JSON form, NAME.d/ the per-message directory; a session
+ * actually called "x.json" or "x.d" wins. */
 static uint64_t history_lookup(struct fs *fs, const char *name)
 {
 	struct fs_node *n = fs_node_by_name(fs, name);
-	size_t len = strlen(name);
 
 	if (n)
 		return n->ino + 1;
-	if (len > 5 && !strcmp(name + len - 5, ".json")) {
-		char base[FS_NAME_MAX + 1];
-
-		memcpy(base, name, len - 5);
-		base[len - 5] = 0;
-		n = fs_node_by_name(fs, base);
-		if (n)
-			return n->ino + 2;
-	}
+	if ((n = by_base(fs, name, ".json")))
+		return n->ino + 2;
+	if ((n = by_base(fs, name, ".d")))
+		return n->ino + 3;
 	return 0;
+}
+
+/* ino of a message in history/NAME.d/ (lock held). */
+static uint64_t message_lookup(struct fs *fs, uint64_t dir, const char *name)
+{
+	struct fs_node *n = fs_node_find(fs, dir);
+	int j = n && n->sess ? fs_ctl_msg_index(n, name) : -1;
+
+	return j < 0 ? 0 : n->ino + FS_INO_MSG0 + (uint64_t)j;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -122,6 +222,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 	} else if (parent == FS_INO_HISTORY) {
 		ino = history_lookup(fs, name);
+	} else if (fs_ino_kind(fs, parent) == FS_KIND_HIST_DIR) {
+		ino = message_lookup(fs, parent, name);
 	} else {
 		rc = -ENOTDIR;
 	}
@@ -280,26 +382,41 @@ static void snap_free(struct dir_snap *d)
 	free(d);
 }
 
+/* history/NAME.d/: one entry per message (lock held). */
+static int snap_messages(struct dir_snap *d, struct fs_node *n)
+{
+	char name[32];
+	int rc = 0, k = n && n->sess ? eng_session_n_messages(n->sess) : 0;
+
+	for (int j = 0; j < k && !rc; j++)
+		if (fs_ctl_msg_name(n, j, name, sizeof(name)))
+			rc = snap_add(d, name, NULL, n->ino + FS_INO_MSG0 + (uint64_t)j, S_IFREG);
+	return rc;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct dir_snap *d = calloc(1, sizeof(*d));
 	int rc = d ? 0 : -ENOMEM;
 
-	if (ino != FS_INO_ROOT && ino != FS_INO_HISTORY) {
+	pthread_mutex_lock(&fs->lock);
+	if (ino != FS_INO_ROOT && ino != FS_INO_HISTORY && fs_ino_kind(fs, ino) != FS_KIND_HIST_DIR) {
+		pthread_mutex_unlock(&fs->lock);
 		free(d);
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	pthread_mutex_lock(&fs->lock);
 	if (!rc)
 		rc = snap_add(d, ".", NULL, ino, S_IFDIR);
 	if (!rc)
-		rc = snap_add(d, "..", NULL, FS_INO_ROOT, S_IFDIR);
+		rc = snap_add(d, "..", NULL, ino >= FS_INO_FIRST_SESSION ? FS_INO_HISTORY : FS_INO_ROOT, S_IFDIR);
+	if (!rc && ino >= FS_INO_FIRST_SESSION)
+		rc = snap_messages(d, fs_node_find(fs, ino));
 	for (int i = 0; !rc && ino == FS_INO_ROOT && i < N_ROOT_FILES; i++)
 		rc = snap_add(d, root_files[i].name, NULL, root_files[i].ino,
 			      root_files[i].ino == FS_INO_HISTORY ? S_IFDIR : S_IFREG);
-	for (struct fs_node *n = fs->nodes; !rc && n; n = n->next) {
+	for (struct fs_node *n = fs->nodes; !rc && n && ino < FS_INO_FIRST_SESSION; n = n->next) {
 		if (!n->linked)
 			continue;
 		if (ino == FS_INO_ROOT) {
@@ -308,6 +425,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			rc = snap_add(d, n->name, NULL, n->ino + 1, S_IFREG);
 			if (!rc)
 				rc = snap_add(d, n->name, ".json", n->ino + 2, S_IFREG);
+			if (!rc)
+				rc = snap_add(d, n->name, ".d", n->ino + 3, S_IFDIR);
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -479,6 +598,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		uint64_t ino = n->ino;
 
 		fs_journal_post(fs, FS_JOURNAL_DELETE, ino, n->jid);
+		fs_kvstate_delete(fs, n->jid);
+		fs_event_post(fs, n->name, "removed");
 		parked = fs_parked_take(fs, n);
 		s = fs_node_unlink(fs, n); /* n may be gone from here on */
 		fs_notify_ino(fs, ino);    /* wakes poll()ers */
@@ -524,10 +645,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	if (!rc) {
 		if (dst) { /* rename over another session: that one is removed */
 			fs_journal_post(fs, FS_JOURNAL_DELETE, dst->ino, dst->jid);
+			fs_kvstate_delete(fs, dst->jid);
+			fs_event_post(fs, dst->name, "removed");
 			parked = fs_parked_take(fs, dst);
 			fs_notify_ino(fs, dst->ino);
 			old = fs_node_unlink(fs, dst);
 		}
+		fs_event_post_renamed(fs, n->name, copy);
 		free(n->name);
 		n->name = copy;
 		fs_timespec_now(&n->ctime);
@@ -600,6 +724,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.removexattr = fs_op_removexattr,
 	.create = op_create,
 	.poll = fs_op_poll,
+	.copy_file_range = fs_op_copy_file_range,
 };
 
 const struct fuse_lowlevel_ops *fs_ops_table(void)

@@ -11,6 +11,10 @@
  * user.error, user.tokens (n_past), user.prompt_tokens, user.prefill_tokens,
  * user.generated_tokens, user.cached_tokens, user.turns, user.context,
  * user.prefill_tps, user.decode_tps.
+ * user.fork_from (fork.c): setting it to NAME or NAME@TURN makes this
+ * session a fork of that one (the whole conversation, or up to the end of
+ * turn TURN); reading gives what it was last forked from (ENODATA if never);
+ * it cannot be removed (EPERM).
  * On the root directory: user.<key> reads and writes `defaults`.
  * Other names: ENODATA to read, ENOTSUP to set.  Never ENOSYS (the kernel
  * would turn xattrs off for the whole mount).
@@ -83,6 +87,8 @@ static int get_value(struct fs *fs, uint64_t ino, const char *name, char *buf, s
 		return -ENOENT;
 	if ((i = ro_index(key)) >= 0)
 		return ro_value(n->sess, i, buf, cap);
+	if (!strcmp(key, "fork_from"))
+		return n->fork_from ? snprintf(buf, cap, "%s", n->fork_from) : -ENODATA;
 	if (fs_setting_index(key) < 0)
 		return -ENODATA;
 	if (fs_settings_effective(fs, n, &st) < 0)
@@ -125,14 +131,19 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	size_t len = 0;
 	enum fs_kind kind;
 
+	bool forked;
+
 	pthread_mutex_lock(&fs->lock);
 	kind = fs_ino_kind(fs, ino);
+	forked = kind == FS_KIND_SESSION && fs_node_find(fs, ino)->fork_from;
 	pthread_mutex_unlock(&fs->lock);
 	if (kind == FS_KIND_SESSION || kind == FS_KIND_ROOT) {
 		for (int i = 0; i < FS_N_KEYS; i++)
 			len += (size_t)snprintf(list + len, sizeof(list) - len, "user.%s", fs_setting_keys[i]) + 1;
 		for (int i = 0; kind == FS_KIND_SESSION && i < N_RO; i++)
 			len += (size_t)snprintf(list + len, sizeof(list) - len, "user.%s", ro_names[i]) + 1;
+		if (forked)
+			len += (size_t)snprintf(list + len, sizeof(list) - len, "user.fork_from") + 1;
 	}
 	if (size == 0)
 		fuse_reply_xattr(req, len);
@@ -221,6 +232,13 @@ static int set_or_remove(struct fs *fs, uint64_t ino, const char *name, const ch
 		if (ro_index(key) >= 0) {
 			LOG_ERR("user.%s is read-only", key);
 			return -EPERM;
+		}
+		if (!strcmp(key, "fork_from")) {
+			if (!value) {
+				LOG_ERR("user.fork_from cannot be removed (fork again, or ': >' to reset)");
+				return -EPERM;
+			}
+			return fs_session_fork_spec(fs, n, value, size);
 		}
 		if (idx < 0)
 			return value ? -ENOTSUP : -ENODATA;

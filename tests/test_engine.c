@@ -10,7 +10,8 @@
  *   session rebuilds its cache and continues exactly as without eviction;
  *   reset; max_sessions → -ENOSPC; stop strings cut the reply exactly where
  *   the unstopped reply has the string; queued turns; settings parsing;
- *   history; the engine thread with notifications and a free mid-step.
+ *   history; the engine thread with notifications and a free mid-step;
+ *   forks (shared pages, copy-on-write, equal continuations, no leak).
  *
  * Run: ctest -R engine  (PROMPTFS_SHARED must point at shared/)
  */
@@ -227,6 +228,87 @@ static void test_second_turn(struct eng_model *m)
 	free(cat);
 	eng_session_free(a);
 	eng_session_free(b);
+}
+
+/* Forks: shared pages, copy-on-write of the tail page only, the fork and
+ * its source continue as if each were alone, a fork from turn 1 equals a
+ * fresh session that only ran turn 1, and every page goes back to the pool
+ * at the end. */
+static void test_fork(void)
+{
+	struct eng_model *m = load(512, 0, 8, 0);
+	const char *t1 = "Tom had a big red ball. He liked to play with it every day in the garden. "
+	                 "One day the ball went over the fence and Tom was sad.";
+	const char *t2 = " Then the sun", *t3 = " The dog";
+	struct eng_session *a = session(m, 0, 0, 24), *b = session(m, 0, 0, 24);
+	struct eng_session *c = session(m, 0, 0, 24), *d = session(m, 0, 0, 24), *ab[2];
+	struct eng_session_info ia, ib, ic;
+	struct eng_stats st0, st1;
+	int32_t *ta, *tb;
+	int na, nb;
+	char *ra, *rb, *rc, *rd;
+
+	submit(a, t1);
+	run(m, &a, 1);
+	submit(a, t2);
+	run(m, &a, 1);
+	CHECK(eng_session_fork(a, a, -1) == -EINVAL, "fork onto itself refused");
+	CHECK(eng_session_fork(b, a, 3) == -EINVAL, "fork beyond the finished turns refused");
+	CHECK(eng_session_fork(b, a, -1) == 0, "fork");
+	eng_session_info(a, &ia);
+	eng_session_info(b, &ib);
+	eng_model_stats(m, &st0);
+	CHECK(ib.n_turns == 2 && ib.n_past == ia.n_past && ib.n_cached == ia.n_cached && ia.n_cached > 64,
+	      "fork: %d turns, %d/%d tokens (source %d/%d)", ib.n_turns, ib.n_cached, ib.n_past, ia.n_cached,
+	      ia.n_past);
+	CHECK(st0.kv_pages_shared == (ia.n_cached + 63) / 64, "%d pages shared for %d cached tokens",
+	      st0.kv_pages_shared, ia.n_cached);
+	eng_session_tokens(a, &ta, &na);
+	eng_session_tokens(b, &tb, &nb);
+	CHECK(na == nb && !memcmp(ta, tb, sizeof(*ta) * (size_t)na), "token histories equal");
+	free(ta);
+	free(tb);
+	submit(a, t3);
+	submit(b, t3);
+	ab[0] = a;
+	ab[1] = b;
+	run(m, ab, 2); /* batched together */
+	ra = reply(a);
+	rb = reply(b);
+	eng_session_info(b, &ib);
+	eng_model_stats(m, &st1);
+	CHECK(!strcmp(ra, rb), "fork and source give the same next reply:\n  %s\n  %s", ra, rb);
+	CHECK(ib.last_prefill_tokens <= ib.last_prompt_tokens + 1, "fork prefilled %d for %d new tokens",
+	      ib.last_prefill_tokens, ib.last_prompt_tokens);
+	CHECK(st1.pages_copied - st0.pages_copied == (ia.n_cached % 64 ? 1 : 0),
+	      "%llu pages copied on write (the tail only)", (unsigned long long)(st1.pages_copied - st0.pages_copied));
+	CHECK(st1.kv_pages_shared == ia.n_cached / 64, "%d full pages still shared", st1.kv_pages_shared);
+	/* from the end of turn 1 of a (raw mode: later turns re-tokenised the text) */
+	CHECK(eng_session_fork(c, a, 1) == 0, "fork a@1");
+	eng_session_info(c, &ic);
+	CHECK(ic.n_turns == 1, "a@1 has %d turns", ic.n_turns);
+	submit(c, t3);
+	submit(d, t1);
+	run(m, &d, 1);
+	submit(d, t3);
+	ab[0] = c;
+	ab[1] = d;
+	run(m, ab, 2);
+	rc = reply(c);
+	rd = reply(d);
+	CHECK(!strcmp(rc, rd), "fork a@1 + turn == fresh turn 1 + turn:\n  %s\n  %s", rc, rd);
+	free(ra);
+	free(rb);
+	free(rc);
+	free(rd);
+	eng_session_free(a);
+	eng_session_free(b);
+	eng_session_free(c);
+	eng_session_free(d);
+	eng_model_stats(m, &st1);
+	CHECK(st1.kv_pages_used == 0 && st1.kv_pages_shared == 0, "pages back in the pool: %d used, %d shared",
+	      st1.kv_pages_used, st1.kv_pages_shared);
+	eng_model_free(m);
 }
 
 static void test_efbig(void)
@@ -558,6 +640,7 @@ int main(void)
 	test_queue_and_history(m);
 	test_seeds(m);
 	eng_model_free(m);
+	test_fork();
 	test_efbig();
 	test_eviction();
 	test_reset_and_limits();

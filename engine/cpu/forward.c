@@ -517,6 +517,64 @@ static void cpu_memory(const struct eng_backend *be, size_t *weights, size_t *kv
 		*scratch = be->arena_bytes;
 }
 
+// ---- KV pages (one page = per layer, K then V, P*G*D halves each)
+
+static size_t page_chunk(const struct eng_backend *be)
+{
+	return (size_t)ENG_KV_PAGE * be->cfg.n_head_kv * be->cfg.head_dim; /* halves */
+}
+
+/* The page's K (kv 0) or V (kv 1) rows of layer il in the pool. */
+static gguf_half *page_at(struct eng_backend *be, int il, int kv, int page)
+{
+	size_t per = (size_t)be->p.n_pages * page_chunk(be);
+
+	return be->kv + ((size_t)il * 2 + (size_t)kv) * per + (size_t)page * page_chunk(be);
+}
+
+static bool page_ok(const struct eng_backend *be, int page)
+{
+	if (page >= 0 && page < be->p.n_pages)
+		return true;
+	LOG_ERR("KV page %d outside the pool of %d", page, be->p.n_pages);
+	return false;
+}
+
+static int cpu_kv_page_copy(struct eng_backend *be, int dst, int src)
+{
+	if (!page_ok(be, dst) || !page_ok(be, src))
+		return -EINVAL;
+	for (int il = 0; il < be->cfg.n_layer; il++)
+		for (int kv = 0; kv < 2; kv++)
+			memcpy(page_at(be, il, kv, dst), page_at(be, il, kv, src),
+			       page_chunk(be) * sizeof(gguf_half));
+	return 0;
+}
+
+static int cpu_kv_page_read(struct eng_backend *be, int page, void *dst)
+{
+	gguf_half *o = dst;
+
+	if (!page_ok(be, page))
+		return -EINVAL;
+	for (int il = 0; il < be->cfg.n_layer; il++)
+		for (int kv = 0; kv < 2; kv++, o += page_chunk(be))
+			memcpy(o, page_at(be, il, kv, page), page_chunk(be) * sizeof(gguf_half));
+	return 0;
+}
+
+static int cpu_kv_page_write(struct eng_backend *be, int page, const void *src)
+{
+	const gguf_half *in = src;
+
+	if (!page_ok(be, page))
+		return -EINVAL;
+	for (int il = 0; il < be->cfg.n_layer; il++)
+		for (int kv = 0; kv < 2; kv++, in += page_chunk(be))
+			memcpy(page_at(be, il, kv, page), in, page_chunk(be) * sizeof(gguf_half));
+	return 0;
+}
+
 const struct eng_backend_ops eng_cpu_backend_ops = {
 	.name = "cpu",
 	.probe = cpu_probe,
@@ -526,4 +584,7 @@ const struct eng_backend_ops eng_cpu_backend_ops = {
 	.memory = cpu_memory,
 	.forward = cpu_forward,
 	.mem_bandwidth = NULL,
+	.kv_page_copy = cpu_kv_page_copy,
+	.kv_page_read = cpu_kv_page_read,
+	.kv_page_write = cpu_kv_page_write,
 };

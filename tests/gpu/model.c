@@ -18,7 +18,12 @@
  *  D. a batch of 12 sequences of different lengths: batched prefill logits,
  *     then 6 batched decode steps (T = 12 > 8: the GEMM path inside a graph)
  *     and 6 steps with 3 sequences, all against the CPU running the same
- *     batches.
+ *     batches;
+ *  E. the KV page ops (fork copy-on-write, page files): on both backends
+ *     kv_page_copy of a prompt page reads back (kv_page_read) byte-equal to
+ *     its source, kv_page_write/read round-trips random bytes, and the next
+ *     token's logits with the copy in the page table equal those with the
+ *     original (CUDA: bit for bit; against the CPU's within tol).
  * Exit status 0 when every check passes.
  */
 #include "gpu_util.h"
@@ -263,6 +268,43 @@ static void check_batch(struct side *cpu, struct side *gpu, const int32_t *text,
 	free(cl); free(gl);
 }
 
+/* E: page ops.  dst and spare are pages no other check uses. */
+static void check_pages(struct side *cpu, struct side *gpu, const int32_t *tok, int np,
+                        const int32_t *pages, int per, int dst, int spare, double tol)
+{
+	size_t pb = eng_kv_page_bytes(&cfg);
+	uint8_t *a = xmalloc(pb), *b = xmalloc(pb), *r = xmalloc(pb);
+	int32_t *alt = xmalloc(sizeof(int32_t) * per), next = tok[0];
+	float *l0 = xmalloc(sizeof(float) * V), *l1 = xmalloc(sizeof(float) * V);
+	float *lc = xmalloc(sizeof(float) * V);
+	struct side *sides[2] = {cpu, gpu};
+	int rc = 0, bad_copy = 0, bad_rt = 0;
+
+	for (int k = 0; k < 2; k++) {
+		struct side *sd = sides[k];
+
+		rc |= sd->ops->kv_page_copy(sd->be, dst, pages[0]);
+		rc |= sd->ops->kv_page_read(sd->be, pages[0], a);
+		rc |= sd->ops->kv_page_read(sd->be, dst, b);
+		bad_copy += memcmp(a, b, pb) != 0;
+		for (size_t i = 0; i < pb; i++)
+			r[i] = (uint8_t)rng_u64();
+		rc |= sd->ops->kv_page_write(sd->be, spare, r);
+		rc |= sd->ops->kv_page_read(sd->be, spare, a);
+		bad_rt += memcmp(a, r, pb) != 0;
+	}
+	gpu_record("kv_page_copy", rc ? INFINITY : bad_copy, 0, "page %d -> %d, both backends, bytes", pages[0], dst);
+	gpu_record("kv_page_rw", rc ? INFINITY : bad_rt, 0, "write + read of %zu random bytes, both backends", pb);
+	memcpy(alt, pages, sizeof(int32_t) * per);
+	alt[0] = dst;
+	rc |= fwd1(gpu, &next, 1, np, pages, false, l0, NULL, NULL);
+	rc |= fwd1(gpu, &next, 1, np, alt, false, l1, NULL, NULL);
+	rc |= fwd1(cpu, &next, 1, np, alt, false, lc, NULL, NULL);
+	gpu_record("kv_page_copy", rc ? INFINITY : maxabs(l0, l1, V), 0, "CUDA logits, copied page vs original");
+	gpu_record("kv_page_copy", rc ? INFINITY : nmse_f(l1, lc, V), tol, "CUDA vs CPU logits on the copied page");
+	free(a); free(b); free(r); free(alt); free(l0); free(l1); free(lc);
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = NULL;
@@ -321,6 +363,7 @@ int main(int argc, char **argv)
 	double E1 = check_prompt(&cpu, &gpu, prompt, np, pages, 64, tol, ref);
 	double E2 = check_prompt(&cpu, &gpu, prompt, np, pages, 7, tol, ref);
 	double E = E1 > E2 ? E1 : E2;
+	check_pages(&cpu, &gpu, prompt, np, pages, per, NSEQ * per, NSEQ * per + 1, tol);
 	check_decode(&cpu, &gpu, prompt, np, gen, pages, E, exact);
 	check_batch(&cpu, &gpu, prompt, np, tol, per);
 	free(prompt); free(pages); free(ref);

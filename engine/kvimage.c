@@ -1,0 +1,242 @@
+/*
+ * kvimage.c — a session's KV cache as host bytes, for the page files of the
+ * state directory (fs/kvstate.c): export the cached prefix (its tokens and
+ * the pages holding them) and import it into a restored session, plus the
+ * identity a page file is tied to (model file size, a hash of its header,
+ * KV type, backend, page geometry).
+ *
+ * Export takes a reference on the pages under m->lock and copies them out
+ * without it: a shared page is never written (step.c copies it first), so
+ * the bytes cannot change while they are read, and the engine thread does
+ * not wait for the copy.
+ */
+#include "engine_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../gguf/log.h"
+
+/* FNV-1a over 64-bit words (then the tail bytes): fast enough for pages. */
+uint64_t eng_hash64(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	size_t i = 0;
+
+	if (!h)
+		h = 0xcbf29ce484222325ull;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, b + i, 8);
+		h = (h ^ w) * 0x100000001b3ull;
+	}
+	for (; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+int eng_model_kv_id(const struct eng_model *m, struct eng_kv_id *id)
+{
+	size_t n = gguf_data_offset(m->g), off = 0;
+	char *buf = malloc(1 << 20);
+	int fd = open(m->path, O_RDONLY | O_CLOEXEC), rc = 0;
+	uint64_t h = 0;
+
+	memset(id, 0, sizeof(*id));
+	if (fd < 0 || !buf) {
+		rc = fd < 0 ? -errno : -ENOMEM;
+		LOG_ERR("model identity: cannot read %s: %s", m->path, strerror(-rc));
+		goto out;
+	}
+	while (off < n) {
+		ssize_t r = pread(fd, buf, n - off < (1 << 20) ? n - off : (1 << 20), (off_t)off);
+
+		if (r <= 0) {
+			rc = r < 0 ? -errno : -EIO;
+			LOG_ERR("model identity: %s: short read at %zu", m->path, off);
+			goto out;
+		}
+		h = eng_hash64(h, buf, (size_t)r);
+		off += (size_t)r;
+	}
+	id->file_size = gguf_file_size(m->g);
+	id->header_hash = h;
+	snprintf(id->kv_type, sizeof(id->kv_type), "f16");
+	snprintf(id->backend, sizeof(id->backend), "%s", m->ops->name);
+	id->n_layer = (uint32_t)m->cfg.n_layer;
+	id->n_head_kv = (uint32_t)m->cfg.n_head_kv;
+	id->head_dim = (uint32_t)m->cfg.head_dim;
+	id->page_tokens = ENG_KV_PAGE;
+	id->page_bytes = m->page_bytes;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return rc;
+}
+
+void eng_kv_image_free(struct eng_kv_image *img)
+{
+	if (img->page_ids) { /* taken, never read */
+		pthread_mutex_lock(&img->m->lock);
+		for (int i = 0; i < img->n_pages; i++)
+			eng_page_release_locked(img->m, img->page_ids[i]);
+		pthread_mutex_unlock(&img->m->lock);
+	}
+	free(img->page_ids);
+	free(img->tokens);
+	free(img->pages);
+	memset(img, 0, sizeof(*img));
+}
+
+int eng_session_kv_export(struct eng_session *s, struct eng_kv_image *img)
+{
+	struct eng_model *m = s->m;
+	int np, n, rc = 0;
+
+	memset(img, 0, sizeof(*img));
+	pthread_mutex_lock(&m->lock);
+	if (s->cur >= 0 || eng_session_has_work_locked(s) || s->in_batch) {
+		rc = -EBUSY;
+		goto out_unlock;
+	}
+	n = s->n_cached;
+	np = (n + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
+	img->tokens = malloc(sizeof(*img->tokens) * (size_t)(n + 1));
+	img->page_ids = malloc(sizeof(*img->page_ids) * (size_t)(np + 1));
+	if (!img->tokens || !img->page_ids) {
+		free(img->tokens);
+		free(img->page_ids);
+		img->tokens = NULL;
+		img->page_ids = NULL;
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	memcpy(img->tokens, s->tokens, sizeof(*img->tokens) * (size_t)n);
+	for (int i = 0; i < np; i++) {
+		img->page_ids[i] = s->pages[i];
+		eng_page_retain_locked(m, s->pages[i]); /* read-only from here: shared */
+	}
+	img->m = m;
+	img->n_tokens = n;
+	img->n_pages = np;
+	img->page_bytes = m->page_bytes;
+out_unlock:
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+int eng_kv_image_read(struct eng_kv_image *img)
+{
+	struct eng_model *m = img->m;
+	int rc = 0;
+
+	if (!img->page_ids)
+		return 0;
+	img->pages = malloc(m->page_bytes * (size_t)img->n_pages + 1);
+	if (!img->pages)
+		rc = -ENOMEM;
+	for (int i = 0; rc == 0 && i < img->n_pages; i++)
+		rc = m->ops->kv_page_read(m->be, img->page_ids[i], img->pages + (size_t)i * m->page_bytes);
+	pthread_mutex_lock(&m->lock);
+	for (int i = 0; i < img->n_pages; i++)
+		eng_page_release_locked(m, img->page_ids[i]);
+	pthread_mutex_unlock(&m->lock);
+	free(img->page_ids);
+	img->page_ids = NULL;
+	return rc;
+}
+
+int eng_session_kv_import(struct eng_session *s, const struct eng_kv_image *img)
+{
+	struct eng_model *m = s->m;
+	int common = 0, np, rc = 0, got = 0;
+
+	if (img->page_bytes != m->page_bytes || img->n_pages * ENG_KV_PAGE < img->n_tokens)
+		return -EINVAL;
+	pthread_mutex_lock(&m->lock);
+	if (s->cur >= 0 || s->in_batch || s->n_cached > 0) {
+		rc = -EBUSY;
+		goto out;
+	}
+	while (common < img->n_tokens && common < s->n_past && s->tokens[common] == img->tokens[common])
+		common++;
+	np = (common + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
+	for (got = 0; got < np; got++) {
+		int p = eng_page_alloc_locked(m);
+
+		if (p < 0)
+			break; /* the pool is full: the rest is prefilled when used */
+		rc = m->ops->kv_page_write(m->be, p, img->pages + (size_t)got * m->page_bytes);
+		if (rc < 0) {
+			eng_page_release_locked(m, p);
+			break;
+		}
+		s->pages[got] = p;
+	}
+	s->n_pages = got;
+	s->n_cached = got * ENG_KV_PAGE < common ? got * ENG_KV_PAGE : common;
+	rc = rc < 0 ? rc : s->n_cached;
+out:
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+void eng_session_kv_offer(struct eng_session *s, struct eng_kv_image *img)
+{
+	struct eng_kv_image *o = malloc(sizeof(*o)), *old;
+
+	if (!o) {
+		eng_kv_image_free(img);
+		return;
+	}
+	*o = *img;
+	memset(img, 0, sizeof(*img));
+	pthread_mutex_lock(&s->m->lock);
+	old = s->offer;
+	s->offer = o;
+	pthread_mutex_unlock(&s->m->lock);
+	if (old) {
+		eng_kv_image_free(old);
+		free(old);
+	}
+}
+
+void eng_kv_offer_attach_locked(struct eng_session *s, int (*make_room)(struct eng_model *))
+{
+	struct eng_model *m = s->m;
+	struct eng_kv_image *img = s->offer;
+	int common = 0, np, got, rc = 0;
+
+	s->offer = NULL;
+	if (!img->pages || img->page_bytes != m->page_bytes || s->n_cached > 0 || s->n_pages > 0)
+		goto out;
+	while (common < img->n_tokens && common < s->n_past - 1 && s->tokens[common] == img->tokens[common])
+		common++;
+	np = (common + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
+	for (got = 0; got < np && rc == 0; got++) {
+		int p;
+
+		if ((rc = make_room(m)) < 0)
+			break;
+		p = eng_page_alloc_locked(m);
+		rc = m->ops->kv_page_write(m->be, p, img->pages + (size_t)got * m->page_bytes);
+		if (rc < 0) {
+			eng_page_release_locked(m, p);
+			break;
+		}
+		s->pages[got] = p;
+	}
+	s->n_pages = got;
+	s->n_cached = got * ENG_KV_PAGE < common ? got * ENG_KV_PAGE : common;
+	LOG_DEBUG("saved KV cache attached: %d of %d history tokens", s->n_cached, s->n_past);
+out:
+	eng_kv_image_free(img);
+	free(img);
+}
+
