@@ -3,7 +3,7 @@
  * metadata, weight views by tensor name, every shape checked against the
  * config before any backend touches a byte.
  *
- * Supported architectures: llama, qwen2, qwen3 (model.h).  Keys are read as
+ * Supported architectures: llama, qwen2, qwen3, gemma3, gemma2 (model.h).  Keys are read as
  * "<arch>.<name>" the way llama.cpp names them; an absent optional key takes
  * llama.cpp's default.  A malformed or unsupported model is refused with
  * -EINVAL and one log line naming the key or tensor.
@@ -25,7 +25,15 @@ static const char *const arch_names[ENG_ARCH_COUNT] = {
 	[ENG_ARCH_LLAMA] = "llama",
 	[ENG_ARCH_QWEN2] = "qwen2",
 	[ENG_ARCH_QWEN3] = "qwen3",
+	[ENG_ARCH_GEMMA3] = "gemma3",
+	[ENG_ARCH_GEMMA2] = "gemma2",
 };
+#define SUPPORTED "llama, qwen2, qwen3, gemma3, gemma2"
+
+static bool is_gemma(enum eng_arch a)
+{
+	return a == ENG_ARCH_GEMMA3 || a == ENG_ARCH_GEMMA2;
+}
 
 const char *eng_arch_name(enum eng_arch arch)
 {
@@ -99,7 +107,7 @@ static int read_arch(const struct gguf_ctx *g, enum eng_arch *out)
 	const char *name = gguf_get_str_key(g, "general.architecture");
 
 	if (!name) {
-		LOG_ERR("key 'general.architecture' is missing (supported: llama, qwen2, qwen3)");
+		LOG_ERR("key 'general.architecture' is missing (supported: " SUPPORTED ")");
 		return -EINVAL;
 	}
 	for (int a = 0; a < ENG_ARCH_COUNT; a++) {
@@ -108,7 +116,7 @@ static int read_arch(const struct gguf_ctx *g, enum eng_arch *out)
 			return 0;
 		}
 	}
-	LOG_ERR("unsupported architecture '%s' (supported: llama, qwen2, qwen3)", name);
+	LOG_ERR("unsupported architecture '%s' (supported: " SUPPORTED ")", name);
 	return -EINVAL;
 }
 
@@ -125,8 +133,8 @@ static int64_t vocab_from_tokens(const struct gguf_ctx *g)
 
 /* RoPE scaling as llama.cpp reads it: a factor from rope.scaling.factor
  * (or the older rope.scale_linear) divides positions.  Types other than
- * linear (yarn, longrope) are not implemented: warned about and ignored,
- * which changes results only where the model relies on them. */
+ * linear and none (yarn, longrope …) are refused, naming the key: running
+ * without them would be a silently wrong answer at long contexts. */
 static int read_rope_scaling(const struct gguf_ctx *g, const char *a, struct eng_config *c)
 {
 	char key[128];
@@ -138,8 +146,8 @@ static int read_rope_scaling(const struct gguf_ctx *g, const char *a, struct eng
 	type = gguf_get_str_key(g, key);
 	c->rope_freq_scale = 1.0f;
 	if (type && strcmp(type, "linear") && strcmp(type, "none")) {
-		LOG_WARN("%s = '%s' is not supported: RoPE scaling ignored", key, type);
-		return 0;
+		LOG_ERR("%s = '%s' is not supported (linear, none)", key, type);
+		return -EINVAL;
 	}
 	rc = get_hparam_float(g, a, "rope.scaling.factor", 0.0, 0.0, 1e6, &factor);
 	if (!rc && factor == 0.0f)
@@ -148,6 +156,68 @@ static int read_rope_scaling(const struct gguf_ctx *g, const char *a, struct eng
 		return rc;
 	if (factor != 0.0f && !(type && !strcmp(type, "none")))
 		c->rope_freq_scale = 1.0f / factor;
+	return 0;
+}
+
+/* Gemma 2/3 as llama.cpp's llama_model_gemma2/3 read them: the window
+ * (gemma2 default 4096; gemma3 without one has no sliding layers), the
+ * sliding layers' RoPE base (gemma3 10000 unscaled; gemma2 the global one),
+ * Q scaled by 1/sqrt(D) (1/sqrt(C/H) for the 27B models, told apart by
+ * their layer count as llama.cpp does), soft-caps. */
+static int read_gemma(const struct gguf_ctx *g, const char *a, struct eng_config *c)
+{
+	const bool g2 = c->arch == ENG_ARCH_GEMMA2;
+	const bool is27b = c->n_layer == (g2 ? 46 : 62);
+	int rc;
+
+	c->embd_scale = true;
+	c->has_post_norm = true;
+	c->ffn_act = ENG_FFN_ACT_GELU;
+	c->q_scale = 1.0f / sqrtf((float)(is27b ? c->n_embd / c->n_head : c->head_dim));
+	c->rope_freq_scale_swa = g2 ? c->rope_freq_scale : 1.0f;
+	if ((rc = get_hparam_int(g, a, "attention.sliding_window", g2 ? 4096 : 0, 0, 1 << 24, &c->n_swa)) ||
+	    (rc = get_hparam_float(g, a, "rope.freq_base_swa", g2 ? c->rope_base : 10000.0, 1e-3, 1e30,
+	                           &c->rope_base_swa)) ||
+	    (rc = get_hparam_float(g, a, "final_logit_softcapping", g2 ? 30.0 : 0.0, 0.0, 1e6,
+	                           &c->final_softcap)) ||
+	    (rc = get_hparam_float(g, a, "attn_logit_softcapping", g2 ? 50.0 : 0.0, 0.0, 1e6,
+	                           &c->attn_softcap)))
+		return rc;
+	if (!g2 && c->attn_softcap) {
+		LOG_ERR("%s.attn_logit_softcapping = %g: gemma3 has no attention soft-capping", a,
+		        c->attn_softcap);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Which layers slide: "<arch>.attention.sliding_window_pattern" as an
+ * array of bools (one per layer) or an integer n (layer il slides unless
+ * il % n == n - 1); absent: gemma3 6, gemma2 2 (llama.cpp's defaults). */
+static int read_swa_layers(const struct gguf_ctx *g, const struct eng_config *c,
+                           struct eng_layer *layers)
+{
+	char key[128];
+	int64_t id, n = c->arch == ENG_ARCH_GEMMA2 ? 2 : 6;
+
+	snprintf(key, sizeof(key), "%s.attention.sliding_window_pattern", arch_names[c->arch]);
+	id = gguf_find_key(g, key);
+	if (id >= 0 && gguf_kv_type(g, id) == GGUF_VTYPE_ARRAY) {
+		const uint8_t *v = gguf_get_arr_data(g, id);
+		if (gguf_get_arr_type(g, id) != GGUF_VTYPE_BOOL || gguf_get_arr_n(g, id) != (uint64_t)c->n_layer || !v) {
+			LOG_ERR("key '%s' is not an array of %d bools", key, c->n_layer);
+			return -EINVAL;
+		}
+		for (int il = 0; il < c->n_layer; il++)
+			layers[il].swa = c->n_swa > 0 && v[il];
+		return 0;
+	}
+	if (id >= 0 && (gguf_get_int_key(g, key, &n) || n < 0 || n > 4096)) {
+		LOG_ERR("key '%s' is not an integer in [0, 4096] or an array of bools", key);
+		return -EINVAL;
+	}
+	for (int il = 0; il < c->n_layer; il++)
+		layers[il].swa = c->n_swa > 0 && (n == 0 || il % n < n - 1);
 	return 0;
 }
 
@@ -194,11 +264,30 @@ static int read_config(const struct gguf_ctx *g, struct eng_config *c)
 	if (rc)
 		return rc;
 	c->rope_type = c->arch == ENG_ARCH_LLAMA ? ENG_ROPE_TYPE_NORM : ENG_ROPE_TYPE_NEOX;
+	if (is_gemma(c->arch) && (rc = read_gemma(g, a, c)))
+		return rc;
 	c->n_vocab = (int)vocab_from_tokens(g); /* 0: from the tensor, in bind_weights */
 	return 0;
 }
 
 // ---- tensors
+
+#define LAYER_TENSORS_MAX 32
+
+/* Every tensor view of a layer (bound or not), for sums and checks. */
+static size_t layer_tensors(const struct eng_layer *l, const struct eng_tensor **ts)
+{
+	const struct eng_tensor *all[] = {
+		&l->attn_norm, &l->wq, &l->wk, &l->wv, &l->bq, &l->bk, &l->bv,
+		&l->q_norm, &l->k_norm, &l->wo, &l->ffn_norm, &l->w_gate, &l->w_up,
+		&l->w_down, &l->post_attn_norm, &l->post_ffn_norm,
+	};
+	const size_t n = sizeof(all) / sizeof(all[0]);
+
+	_Static_assert(sizeof(all) / sizeof(all[0]) <= LAYER_TENSORS_MAX, "LAYER_TENSORS_MAX");
+	memcpy(ts, all, sizeof(all));
+	return n;
+}
 
 /* Binds `name` into *t.  rows == 0 means a vector of ne0 elements; a missing
  * tensor is an error unless optional.  F32 is required for vectors (norms,
@@ -248,8 +337,9 @@ static int bind_layer(const struct gguf_ctx *g, const struct eng_config *c, int 
 {
 	const int64_t C = c->n_embd, HD = (int64_t)c->n_head * c->head_dim;
 	const int64_t GD = (int64_t)c->n_head_kv * c->head_dim, F = c->n_ff, D = c->head_dim;
-	const bool qk_norm = c->arch == ENG_ARCH_QWEN3;
-	char n[14][64];
+	const bool qk_norm = c->arch == ENG_ARCH_QWEN3 || c->arch == ENG_ARCH_GEMMA3;
+	const bool post = c->has_post_norm;
+	char n[16][64];
 	int rc;
 
 #define NAME(i, s) (snprintf(n[i], sizeof(n[i]), "blk.%d." s, il), n[i])
@@ -267,6 +357,12 @@ static int bind_layer(const struct gguf_ctx *g, const struct eng_config *c, int 
 	    (rc = bind_tensor(g, NAME(11, "ffn_gate.weight"), C, F, false, &l->w_gate)) ||
 	    (rc = bind_tensor(g, NAME(12, "ffn_up.weight"), C, F, false, &l->w_up)) ||
 	    (rc = bind_tensor(g, NAME(13, "ffn_down.weight"), F, C, false, &l->w_down)))
+		return rc;
+	/* only where the architecture has them: elsewhere they stay unbound and
+	 * check_all_bound refuses the file */
+	if (post &&
+	    ((rc = bind_tensor(g, NAME(14, "post_attention_norm.weight"), C, 0, false, &l->post_attn_norm)) ||
+	     (rc = bind_tensor(g, NAME(15, "post_ffw_norm.weight"), C, 0, false, &l->post_ffn_norm))))
 		return rc;
 #undef NAME
 	return 0;
@@ -292,6 +388,42 @@ static int bind_embedding(const struct gguf_ctx *g, struct eng_config *c, struct
 		c->n_vocab = (int)rows;
 	}
 	return bind_tensor(g, "token_embd.weight", c->n_embd, c->n_vocab, false, &w->tok_embd);
+}
+
+/* Every tensor of the file must have been bound: a tensor the architecture
+ * does not use (MoE experts in a dense llama, a gemma projection head …)
+ * means a model this code would run wrongly.  The first one is named. */
+static int check_all_bound(const struct gguf_ctx *g, const struct eng_config *c,
+                           const struct eng_weights *w)
+{
+	const int64_t n = gguf_n_tensors(g);
+	char *bound = calloc((size_t)n + 1, 1);
+	int rc = 0;
+
+	if (!bound)
+		return -ENOMEM;
+	/* eng_weights' and eng_layer's tensors, by name (the names point into the gguf) */
+	const struct eng_tensor *top[] = { &w->tok_embd, &w->output_norm, &w->output, &w->rope_freqs };
+	for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++)
+		if (top[i]->data)
+			bound[gguf_find_tensor(g, top[i]->name)] = 1;
+	for (int il = 0; il < c->n_layer; il++) {
+		const struct eng_tensor *lt[LAYER_TENSORS_MAX];
+		const size_t nt = layer_tensors(&w->layers[il], lt);
+		for (size_t i = 0; i < nt; i++)
+			if (lt[i]->data)
+				bound[gguf_find_tensor(g, lt[i]->name)] = 1;
+	}
+	for (int64_t id = 0; id < n; id++) {
+		if (!bound[id]) {
+			LOG_ERR("tensor '%s' is not used by architecture '%s': refusing a model it would run wrongly",
+			        gguf_get_tensor(g, id)->name, arch_names[c->arch]);
+			rc = -EINVAL;
+			break;
+		}
+	}
+	free(bound);
+	return rc;
 }
 
 int eng_model_bind(const struct gguf_ctx *g, struct eng_config *cfg, struct eng_weights *w)
@@ -326,6 +458,11 @@ int eng_model_bind(const struct gguf_ctx *g, struct eng_config *cfg, struct eng_
 		                     w->layers[il].bv.data;
 		cfg->has_qk_norm |= w->layers[il].q_norm.data != NULL;
 	}
+	if (is_gemma(cfg->arch) && (rc = read_swa_layers(g, cfg, w->layers)))
+		goto fail;
+	rc = check_all_bound(g, cfg, w);
+	if (rc)
+		goto fail;
 	return 0;
 fail:
 	eng_weights_free(w);
@@ -359,13 +496,9 @@ static uint64_t layers_sum(const struct eng_config *cfg, const struct eng_weight
 	uint64_t s = 0;
 
 	for (int il = 0; il < cfg->n_layer && w->layers; il++) {
-		const struct eng_layer *l = &w->layers[il];
-		const struct eng_tensor *ts[] = {
-			&l->attn_norm, &l->wq, &l->wk, &l->wv, &l->bq, &l->bk, &l->bv,
-			&l->q_norm, &l->k_norm, &l->wo, &l->ffn_norm, &l->w_gate, &l->w_up,
-			&l->w_down,
-		};
-		for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
+		const struct eng_tensor *ts[LAYER_TENSORS_MAX];
+		const size_t nt = layer_tensors(&w->layers[il], ts);
+		for (size_t i = 0; i < nt; i++)
 			s += f(ts[i]);
 	}
 	return s;

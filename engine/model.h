@@ -29,7 +29,15 @@ enum eng_arch {
 	ENG_ARCH_LLAMA = 0, /* Llama 1-3, TinyLlama, SmolLM, Mistral; adjacent-pair RoPE */
 	ENG_ARCH_QWEN2,     /* Q/K/V biases, NeoX RoPE */
 	ENG_ARCH_QWEN3,     /* Q/K RMS norms per head, NeoX RoPE */
+	ENG_ARCH_GEMMA3,    /* sliding-window + global layers (own RoPE bases), Q/K norms,
+	                     * pre/post norms, GELU-gated FFN, embedding x sqrt(C), NeoX RoPE */
+	ENG_ARCH_GEMMA2,    /* gemma3 without Q/K norms, plus attention and output soft-capping */
 	ENG_ARCH_COUNT,
+};
+
+enum eng_ffn_act {
+	ENG_FFN_ACT_SILU = 0, /* SwiGLU: silu(gate) * up */
+	ENG_FFN_ACT_GELU = 1, /* GeGLU: gelu_tanh(gate) * up (gemma) */
 };
 
 enum eng_rope_type {
@@ -58,6 +66,18 @@ struct eng_config {
 	 * theta_i = rope_freq_scale * (pos * base^(-2i/n_rot) / rope_freqs[i]),
 	 * rope_freqs (weights) being 1 when absent. */
 	float rope_freq_scale; /* 1 / rope.scaling.factor (linear scaling); 1 when unscaled */
+	/* Gemma family (0 / false elsewhere).  Sliding-window layers (eng_layer.swa)
+	 * attend to the last n_swa positions (the query's own included) and rotate
+	 * with rope_base_swa, unscaled; the others attend to everything. */
+	int n_swa;             /* attention.sliding_window; 0 = no sliding-window layers */
+	float rope_base_swa;   /* RoPE base of the sliding-window layers */
+	float rope_freq_scale_swa; /* their RoPE scaling (gemma3: 1, gemma2: as the global layers) */
+	float q_scale;         /* Q multiplied by this after RoPE, scores then unscaled; 0 = scores x 1/sqrt(D) */
+	float attn_softcap;    /* scores = cap * tanh(scores / cap); 0 = off (gemma2) */
+	float final_softcap;   /* logits = cap * tanh(logits / cap); 0 = off */
+	bool embd_scale;       /* embeddings multiplied by sqrt(C) */
+	bool has_post_norm;    /* RMS norms on the attention and FFN outputs, before the residual add */
+	enum eng_ffn_act ffn_act;
 };
 
 /* A non-owning view of one GGUF tensor (into the mmap).  data == NULL means
@@ -85,6 +105,9 @@ struct eng_layer {
 	struct eng_tensor w_gate;     /* rows F, row length C */
 	struct eng_tensor w_up;       /* rows F, row length C */
 	struct eng_tensor w_down;     /* rows C, row length F */
+	struct eng_tensor post_attn_norm; /* [C] F32 (gemma) or absent */
+	struct eng_tensor post_ffn_norm;  /* [C] F32 (gemma) or absent */
+	bool swa;                     /* a sliding-window layer (cfg.n_swa positions) */
 };
 
 struct eng_weights {

@@ -93,7 +93,7 @@ int fs_cli_info(int argc, char **argv)
 		fprintf(stderr, "promptfs info: '%s': bad tokenizer metadata\n", path);
 		goto out_weights;
 	}
-	jinja = gguf_get_str_key(g, "tokenizer.chat_template");
+	jinja = eng_chat_template_text(g, &cfg, tok);
 	rc = eng_template_init(jinja, eng_token_bos(tok) >= 0 ? eng_token_text(tok, eng_token_bos(tok)) : "",
 	                       eng_token_eos(tok) >= 0 ? eng_token_text(tok, eng_token_eos(tok)) : "", &tmpl);
 	if (rc == 0)

@@ -5,16 +5,20 @@
  * The reference backend: every other backend is checked against it, and it
  * is checked against llama.cpp (tests/test_logits.py).  One pass:
  *
- *   x = embed(tokens)                                   [T][C]
+ *   x = embed(tokens)  (gemma: x sqrt(C))              [T][C]
  *   per layer:
  *     xn = rmsnorm(x) * attn_norm
  *     q, k, v = xn Wq^T (+bq), xn Wk^T (+bk), xn Wv^T (+bv)
- *     (qwen3) per-head rmsnorm of q and k;  rope(q, k) at each position
- *     K/V of the new positions → F16 pages;  att = causal attention
- *     x += att Wo^T
+ *     (qwen3, gemma3) per-head rmsnorm of q and k;  rope(q, k) at each
+ *     position (sliding-window layers: their own base);  (gemma) q *= q_scale
+ *     K/V of the new positions → F16 pages;  att = causal attention (sliding
+ *     layers: the last n_swa positions; gemma2: soft-capped scores)
+ *     x += att Wo^T                         (gemma: rmsnorm(.) * post_attn_norm)
  *     xn = rmsnorm(x) * ffn_norm
- *     x += (silu(xn Wgate^T) * xn Wup^T) Wdown^T
+ *     x += (act(xn Wgate^T) * xn Wup^T) Wdown^T   (act silu, or gelu for gemma;
+ *                                            gemma: rmsnorm(.) * post_ffn_norm)
  *   logits = rmsnorm(x_out) * output_norm · Wout^T     [rows][V]
+ *   (gemma2) logits = cap * tanh(logits / cap)
  *
  * Threads: the matrix products split rows of W over the pool (matmul.c);
  * attention splits (token, head) items, the element-wise ops split tokens,
@@ -64,6 +68,7 @@ struct eng_backend {
 	float *gate;   /* [Tm][F] (becomes silu(gate) * up) */
 	float *up;     /* [Tm][F] */
 	float *rope;   /* [Tm][n_rot] cos/sin pairs per token */
+	float *rope_swa; /* [Tm][n_rot] the same for sliding-window layers (gemma) */
 	float *scores; /* [nth][max_ctx] attention probabilities */
 	float *q16;    /* [nth][D] */
 	float *logits; /* [max_seqs][V] when the caller wants samples only */
@@ -122,6 +127,7 @@ static void parallel_for(struct eng_backend *be, int n, int chunk, bool small, i
 
 struct norm_arg {
 	const float *add;   /* [T][C] added to x first, or NULL */
+	const float *post;  /* [C] add's rows are rms-normed with this weight first (gemma), or NULL */
 	const float *w;     /* [C] norm weight */
 	const int32_t *map; /* row r reads token map[r] (NULL: identity) */
 };
@@ -134,6 +140,10 @@ static void item_residual_norm(struct eng_backend *be, const void *a, int r, int
 	const int t = na->map ? na->map[r] : r;
 	float *x = be->x + (size_t)t * C;
 
+	if (na->add && na->post) {
+		float *a = (float *)na->add + (size_t)t * C; /* tmp: its own row, once */
+		cpu_rmsnorm(a, a, na->post, C, be->cfg.rms_eps);
+	}
 	if (na->add)
 		cpu_add(x, na->add + (size_t)t * C, C);
 	cpu_rmsnorm(be->xn + (size_t)r * C, x, na->w, C, be->cfg.rms_eps);
@@ -167,10 +177,12 @@ static void item_qkv_post(struct eng_backend *be, const void *a, int t, int ith)
 		for (int h = 0; h < c->n_head_kv; h++)
 			cpu_rmsnorm(k + h * D, k + h * D, l->k_norm.data, D, c->rms_eps);
 	if (c->n_rot) {
-		const float *cs = be->rope + (size_t)t * c->n_rot;
+		const float *cs = (l->swa ? be->rope_swa : be->rope) + (size_t)t * c->n_rot;
 		cpu_rope(q, c->n_head, D, c->n_rot, cs, c->rope_type);
 		cpu_rope(k, c->n_head_kv, D, c->n_rot, cs, c->rope_type);
 	}
+	if (c->q_scale)
+		cpu_scale(q, HD, c->q_scale);
 	cpu_kv_store(&qa->kv, qa->b->seqs[be->tok_seq[t]].pages, be->tok_pos[t], k, v);
 }
 
@@ -182,10 +194,13 @@ static void item_attention(struct eng_backend *be, const void *a, int i, int ith
 	const int D = c->head_dim, t = i / c->n_head, h = i % c->n_head;
 	const int g = h / (c->n_head / c->n_head_kv);
 	const size_t off = (size_t)t * c->n_head * D + (size_t)h * D;
+	const int n_kv = be->tok_pos[t] + 1;
+	/* a sliding layer sees positions p - n_swa < j <= p (llama.cpp's standard SWA mask) */
+	const int j0 = qa->l->swa && n_kv > c->n_swa ? n_kv - c->n_swa : 0;
 
-	cpu_attn_head(be->att + off, be->q + off, &qa->kv, qa->b->seqs[be->tok_seq[t]].pages,
-	              be->tok_pos[t] + 1, g, 1.0f / sqrtf((float)D),
-	              be->scores + (size_t)ith * be->p.max_ctx, be->q16 + (size_t)ith * D);
+	cpu_attn_head_ext(be->att + off, be->q + off, &qa->kv, qa->b->seqs[be->tok_seq[t]].pages,
+	                  j0, n_kv, g, c->q_scale ? 1.0f : 1.0f / sqrtf((float)D), c->attn_softcap,
+	                  be->scores + (size_t)ith * be->p.max_ctx, be->q16 + (size_t)ith * D);
 }
 
 #define SWIGLU_CHUNK 1024
@@ -198,7 +213,10 @@ static void item_swiglu(struct eng_backend *be, const void *a, int i, int ith)
 	const int n = F - f0 < SWIGLU_CHUNK ? F - f0 : SWIGLU_CHUNK;
 	const size_t off = (size_t)t * F + f0;
 
-	cpu_swiglu(be->gate + off, be->gate + off, be->up + off, n);
+	if (be->cfg.ffn_act == ENG_FFN_ACT_GELU)
+		cpu_geglu(be->gate + off, be->gate + off, be->up + off, n);
+	else
+		cpu_swiglu(be->gate + off, be->gate + off, be->up + off, n);
 }
 
 // ---- the forward pass
@@ -225,8 +243,12 @@ static void layer_forward(struct eng_backend *be, const struct eng_batch *b, int
 {
 	const struct eng_config *c = &be->cfg;
 	const struct eng_layer *l = &be->w.layers[il];
-	const struct norm_arg attn_in = { .add = il ? be->tmp : NULL, .w = l->attn_norm.data };
-	const struct norm_arg ffn_in = { .add = be->tmp, .w = l->ffn_norm.data };
+	const struct eng_layer *prev = il ? &be->w.layers[il - 1] : NULL;
+	const struct norm_arg attn_in = { .add = il ? be->tmp : NULL,
+	                                  .post = prev ? prev->post_ffn_norm.data : NULL,
+	                                  .w = l->attn_norm.data };
+	const struct norm_arg ffn_in = { .add = be->tmp, .post = l->post_attn_norm.data,
+	                                 .w = l->ffn_norm.data };
 	const struct qkv_arg qa = { .l = l, .kv = kv_layer(be, il), .b = b };
 	const bool small = T < 4;
 	const int per = (c->n_ff + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
@@ -280,9 +302,14 @@ static int batch_prepare(struct eng_backend *be, const struct eng_batch *b, int 
 			rc = cpu_embed(be->x + (size_t)T * c->n_embd, &be->w.tok_embd, sq->tokens[i]);
 			if (rc)
 				return rc;
+			if (c->embd_scale) /* gemma: as ggml_scale, one f32 multiply */
+				cpu_scale(be->x + (size_t)T * c->n_embd, c->n_embd, sqrtf((float)c->n_embd));
 			if (c->n_rot)
 				cpu_rope_cache_ext(be->rope + (size_t)T * c->n_rot, sq->pos0 + i, c->n_rot,
 				                   c->rope_base, c->rope_freq_scale, be->w.rope_freqs.data);
+			if (c->n_rot && c->n_swa)
+				cpu_rope_cache_ext(be->rope_swa + (size_t)T * c->n_rot, sq->pos0 + i, c->n_rot,
+				                   c->rope_base_swa, c->rope_freq_scale_swa, NULL);
 		}
 	}
 	*n_tok = T;
@@ -326,12 +353,15 @@ static int cpu_forward(struct eng_backend *be, const struct eng_batch *b, float 
 	/* final norm of the output rows (the last FFN output is added here) */
 	rows = select_rows(be, b, logits != NULL);
 	{
-		const struct norm_arg out_in = { .add = be->tmp, .w = be->w.output_norm.data,
-		                                 .map = be->out_tok };
+		const struct norm_arg out_in = { .add = be->tmp,
+		                                 .post = be->w.layers[c->n_layer - 1].post_ffn_norm.data,
+		                                 .w = be->w.output_norm.data, .map = be->out_tok };
 		parallel_for(be, rows, 1, rows < 4, item_residual_norm, &out_in);
 	}
 	dst = logits ? logits : be->logits;
 	cpu_matmul(be->pool, &be->w.output, be->xn, rows, dst, V, be->mm_scratch);
+	if (c->final_softcap)
+		cpu_softcap(dst, rows * V, c->final_softcap);
 	if (!samp)
 		return 0;
 	for (int s = 0, r = 0; s < b->n_seqs; s++) {
@@ -379,6 +409,7 @@ static int alloc_scratch(struct eng_backend *be)
 		{ (void **)&be->k, Tm * GD * f },         { (void **)&be->v, Tm * GD * f },
 		{ (void **)&be->att, Tm * HD * f },       { (void **)&be->gate, Tm * F * f },
 		{ (void **)&be->up, Tm * F * f },         { (void **)&be->rope, Tm * (c->n_rot + 1) * f },
+		{ (void **)&be->rope_swa, Tm * (c->n_rot + 1) * f },
 		{ (void **)&be->scores, (size_t)be->nth * be->p.max_ctx * f },
 		{ (void **)&be->q16, (size_t)be->nth * D * f },
 		{ (void **)&be->logits, (size_t)be->p.max_seqs * c->n_vocab * f },
