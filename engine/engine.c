@@ -169,6 +169,13 @@ int eng_model_load(const char *path, const struct eng_model_params *p, struct en
 	bp.max_seqs = m->max_seqs;
 	bp.max_ctx = m->n_ctx;
 	rc = m->ops->init(&m->cfg, &m->w, &bp, &m->be);
+	if (rc == -ENOTSUP && m->ops != &eng_cpu_backend_ops && (!p->backend || !strcmp(p->backend, "auto"))) {
+		/* the device backend does not run this architecture (its log line says why) */
+		LOG_WARN("backend '%s' does not run %s models: using the CPU backend", m->ops->name,
+		         eng_arch_name(m->cfg.arch));
+		m->ops = &eng_cpu_backend_ops;
+		rc = m->ops->init(&m->cfg, &m->w, &bp, &m->be);
+	}
 	if (rc < 0) {
 		LOG_ERR("backend '%s' failed to start: %s", m->ops->name, strerror(-rc));
 		goto fail;
