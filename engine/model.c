@@ -27,8 +27,9 @@ static const char *const arch_names[ENG_ARCH_COUNT] = {
 	[ENG_ARCH_QWEN3] = "qwen3",
 	[ENG_ARCH_GEMMA3] = "gemma3",
 	[ENG_ARCH_GEMMA2] = "gemma2",
+	[ENG_ARCH_PHI3] = "phi3",
 };
-#define SUPPORTED "llama, qwen2, qwen3, gemma3, gemma2"
+#define SUPPORTED "llama, qwen2, qwen3, gemma3, gemma2, phi3"
 
 static bool is_gemma(enum eng_arch a)
 {
@@ -145,10 +146,17 @@ static int read_rope_scaling(const struct gguf_ctx *g, const char *a, struct eng
 	snprintf(key, sizeof(key), "%s.rope.scaling.type", a);
 	type = gguf_get_str_key(g, key);
 	c->rope_freq_scale = 1.0f;
-	if (type && strcmp(type, "linear") && strcmp(type, "none")) {
-		LOG_ERR("%s = '%s' is not supported (linear, none)", key, type);
+	/* phi3's LongRoPE is its factor tensors and attn_factor (read below) */
+	if (type && strcmp(type, "linear") && strcmp(type, "none") &&
+	    !(c->arch == ENG_ARCH_PHI3 && !strcmp(type, "longrope"))) {
+		LOG_ERR("%s = '%s' is not supported (linear, none%s)", key, type,
+		        c->arch == ENG_ARCH_PHI3 ? ", longrope" : "");
 		return -EINVAL;
 	}
+	if ((rc = get_hparam_float(g, a, "rope.scaling.attn_factor", 1.0, 1e-6, 1e6, &c->rope_attn_factor)) ||
+	    (rc = get_hparam_int(g, a, "rope.scaling.original_context_length", c->n_ctx_train, 1, 1 << 24,
+	                         &c->n_ctx_orig)))
+		return rc;
 	rc = get_hparam_float(g, a, "rope.scaling.factor", 0.0, 0.0, 1e6, &factor);
 	if (!rc && factor == 0.0f)
 		rc = get_hparam_float(g, a, "rope.scale_linear", 0.0, 0.0, 1e6, &factor);
@@ -264,6 +272,11 @@ static int read_config(const struct gguf_ctx *g, struct eng_config *c)
 	if (rc)
 		return rc;
 	c->rope_type = c->arch == ENG_ARCH_LLAMA ? ENG_ROPE_TYPE_NORM : ENG_ROPE_TYPE_NEOX;
+	if (c->arch == ENG_ARCH_PHI3) {
+		/* llama.cpp scales Q by 1/sqrt(D) before attention (then unscaled
+		 * scores) and ignores phi3's sliding_window (disabled there) */
+		c->q_scale = 1.0f / sqrtf((float)c->head_dim);
+	}
 	if (is_gemma(c->arch) && (rc = read_gemma(g, a, c)))
 		return rc;
 	c->n_vocab = (int)vocab_from_tokens(g); /* 0: from the tensor, in bind_weights */
@@ -332,6 +345,28 @@ static int bind_tensor(const struct gguf_ctx *g, const char *name, int64_t ne0, 
 	return 0;
 }
 
+/* Splits a fused tensor's view (rows stacked: a, then b, then c) into row
+ * views; *t becomes the first.  The views share the fused tensor's name. */
+static void split_rows(struct eng_tensor *t, struct eng_tensor *b, struct eng_tensor *c,
+                       int64_t na, int64_t nb, int64_t nc)
+{
+	const size_t row = t->nbytes / (size_t)t->ne[1];
+	struct eng_tensor all = *t;
+
+	t->ne[1] = na;
+	t->nbytes = row * (size_t)na;
+	*b = all;
+	b->ne[1] = nb;
+	b->data = (const char *)all.data + row * (size_t)na;
+	b->nbytes = row * (size_t)nb;
+	if (c) {
+		*c = all;
+		c->ne[1] = nc;
+		c->data = (const char *)all.data + row * (size_t)(na + nb);
+		c->nbytes = row * (size_t)nc;
+	}
+}
+
 static int bind_layer(const struct gguf_ctx *g, const struct eng_config *c, int il,
                       struct eng_layer *l)
 {
@@ -343,10 +378,24 @@ static int bind_layer(const struct gguf_ctx *g, const struct eng_config *c, int 
 	int rc;
 
 #define NAME(i, s) (snprintf(n[i], sizeof(n[i]), "blk.%d." s, il), n[i])
+	if (c->arch == ENG_ARCH_PHI3 && gguf_find_tensor(g, NAME(1, "attn_qkv.weight")) >= 0) {
+		if ((rc = bind_tensor(g, n[1], C, HD + 2 * GD, false, &l->wq)))
+			return rc;
+		split_rows(&l->wq, &l->wk, &l->wv, HD, GD, GD);
+	} else if ((rc = bind_tensor(g, NAME(1, "attn_q.weight"), C, HD, false, &l->wq)) ||
+	           (rc = bind_tensor(g, NAME(2, "attn_k.weight"), C, GD, false, &l->wk)) ||
+	           (rc = bind_tensor(g, NAME(3, "attn_v.weight"), C, GD, false, &l->wv))) {
+		return rc;
+	}
+	if (c->arch == ENG_ARCH_PHI3) { /* gate and up fused: gate the first F rows (ggml_swiglu) */
+		if ((rc = bind_tensor(g, NAME(12, "ffn_up.weight"), C, 2 * F, false, &l->w_gate)))
+			return rc;
+		split_rows(&l->w_gate, &l->w_up, NULL, F, F, 0);
+	} else if ((rc = bind_tensor(g, NAME(11, "ffn_gate.weight"), C, F, false, &l->w_gate)) ||
+	           (rc = bind_tensor(g, NAME(12, "ffn_up.weight"), C, F, false, &l->w_up))) {
+		return rc;
+	}
 	if ((rc = bind_tensor(g, NAME(0, "attn_norm.weight"), C, 0, false, &l->attn_norm)) ||
-	    (rc = bind_tensor(g, NAME(1, "attn_q.weight"), C, HD, false, &l->wq)) ||
-	    (rc = bind_tensor(g, NAME(2, "attn_k.weight"), C, GD, false, &l->wk)) ||
-	    (rc = bind_tensor(g, NAME(3, "attn_v.weight"), C, GD, false, &l->wv)) ||
 	    (rc = bind_tensor(g, NAME(4, "attn_q.bias"), HD, 0, true, &l->bq)) ||
 	    (rc = bind_tensor(g, NAME(5, "attn_k.bias"), GD, 0, true, &l->bk)) ||
 	    (rc = bind_tensor(g, NAME(6, "attn_v.bias"), GD, 0, true, &l->bv)) ||
@@ -354,8 +403,6 @@ static int bind_layer(const struct gguf_ctx *g, const struct eng_config *c, int 
 	    (rc = bind_tensor(g, NAME(8, "attn_k_norm.weight"), D, 0, !qk_norm, &l->k_norm)) ||
 	    (rc = bind_tensor(g, NAME(9, "attn_output.weight"), HD, C, false, &l->wo)) ||
 	    (rc = bind_tensor(g, NAME(10, "ffn_norm.weight"), C, 0, false, &l->ffn_norm)) ||
-	    (rc = bind_tensor(g, NAME(11, "ffn_gate.weight"), C, F, false, &l->w_gate)) ||
-	    (rc = bind_tensor(g, NAME(12, "ffn_up.weight"), C, F, false, &l->w_up)) ||
 	    (rc = bind_tensor(g, NAME(13, "ffn_down.weight"), F, C, false, &l->w_down)))
 		return rc;
 	/* only where the architecture has them: elsewhere they stay unbound and
@@ -403,7 +450,8 @@ static int check_all_bound(const struct gguf_ctx *g, const struct eng_config *c,
 	if (!bound)
 		return -ENOMEM;
 	/* eng_weights' and eng_layer's tensors, by name (the names point into the gguf) */
-	const struct eng_tensor *top[] = { &w->tok_embd, &w->output_norm, &w->output, &w->rope_freqs };
+	const struct eng_tensor *top[] = { &w->tok_embd, &w->output_norm, &w->output, &w->rope_freqs,
+	                                   &w->rope_long, &w->rope_short };
 	for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++)
 		if (top[i]->data)
 			bound[gguf_find_tensor(g, top[i]->name)] = 1;
@@ -441,6 +489,10 @@ int eng_model_bind(const struct gguf_ctx *g, struct eng_config *cfg, struct eng_
 	    (rc = bind_tensor(g, "output.weight", cfg->n_embd, cfg->n_vocab, true, &w->output)) ||
 	    (rc = bind_tensor(g, "rope_freqs.weight", cfg->n_rot / 2, 0, true, &w->rope_freqs)))
 		goto fail;
+	if (cfg->arch == ENG_ARCH_PHI3 &&
+	    ((rc = bind_tensor(g, "rope_factors_long.weight", cfg->n_rot / 2, 0, true, &w->rope_long)) ||
+	     (rc = bind_tensor(g, "rope_factors_short.weight", cfg->n_rot / 2, 0, true, &w->rope_short))))
+		goto fail;
 	cfg->tied_output = w->output.data == NULL;
 	if (cfg->tied_output)
 		w->output = w->tok_embd;
@@ -467,6 +519,15 @@ int eng_model_bind(const struct gguf_ctx *g, struct eng_config *cfg, struct eng_
 fail:
 	eng_weights_free(w);
 	return rc;
+}
+
+const float *eng_rope_factors(const struct eng_config *cfg, const struct eng_weights *w, int max_ctx)
+{
+	if (w->rope_freqs.data)
+		return w->rope_freqs.data;
+	if (max_ctx > cfg->n_ctx_orig && w->rope_long.data)
+		return w->rope_long.data;
+	return w->rope_short.data;
 }
 
 void eng_weights_free(struct eng_weights *w)

@@ -32,6 +32,7 @@ enum eng_arch {
 	ENG_ARCH_GEMMA3,    /* sliding-window + global layers (own RoPE bases), Q/K norms,
 	                     * pre/post norms, GELU-gated FFN, embedding x sqrt(C), NeoX RoPE */
 	ENG_ARCH_GEMMA2,    /* gemma3 without Q/K norms, plus attention and output soft-capping */
+	ENG_ARCH_PHI3,      /* fused QKV and gate/up tensors, LongRoPE factors, NeoX RoPE */
 	ENG_ARCH_COUNT,
 };
 
@@ -66,6 +67,9 @@ struct eng_config {
 	 * theta_i = rope_freq_scale * (pos * base^(-2i/n_rot) / rope_freqs[i]),
 	 * rope_freqs (weights) being 1 when absent. */
 	float rope_freq_scale; /* 1 / rope.scaling.factor (linear scaling); 1 when unscaled */
+	float rope_attn_factor; /* rope.scaling.attn_factor: cos/sin multiplied by it (phi3 LongRoPE); 1 default */
+	int n_ctx_orig;         /* rope.scaling.original_context_length (default n_ctx_train): a
+	                         * context longer than this uses the long LongRoPE factors */
 	/* Gemma family (0 / false elsewhere).  Sliding-window layers (eng_layer.swa)
 	 * attend to the last n_swa positions (the query's own included) and rotate
 	 * with rope_base_swa, unscaled; the others attend to everything. */
@@ -116,7 +120,14 @@ struct eng_weights {
 	struct eng_tensor output;      /* rows V, row length C; a copy of tok_embd's view when tied */
 	struct eng_layer *layers;      /* [L], owned (freed by eng_weights_free) */
 	struct eng_tensor rope_freqs;  /* [n_rot/2] F32 frequency divisors (Llama 3.1+), or absent */
+	struct eng_tensor rope_long;   /* [n_rot/2] F32 LongRoPE divisors for contexts > n_ctx_orig (phi3), or absent */
+	struct eng_tensor rope_short;  /* [n_rot/2] F32 LongRoPE divisors otherwise (phi3), or absent */
 };
+
+/* The RoPE frequency divisors a backend uses for sequences of up to
+ * max_ctx positions: rope_freqs, else LongRoPE's long or short factors (as
+ * llama.cpp picks them from the context size), else NULL (all 1). */
+const float *eng_rope_factors(const struct eng_config *cfg, const struct eng_weights *w, int max_ctx);
 
 /* Reads the architecture and hyper-parameters from metadata and binds every
  * tensor by name, checking shapes and types against the config.  An

@@ -13,6 +13,9 @@ max |ref|).  F32/F16 weights, so the tolerance is stories260K's
           post-norms, GELU-gated FFN, embedding x sqrt(C), tied output
   gemma3  per-head Q/K norms, window 8 on 5 of 6 layers with RoPE base
           10000 against 1e6 on the global one, no soft-caps
+  phi3    fused QKV and gate/up tensors, LongRoPE (short and long factor
+          tensors, rope.scaling.attn_factor), with the phi-3 vocabulary; once
+          with the short factors in use, once with the long
 And malformed or unsupported files are refused with a log line naming the
 key or tensor: an unknown tensor, a RoPE scaling type we do not implement,
 a gemma3 file with attention soft-capping.
@@ -33,13 +36,16 @@ from test_logits import (SPM_VOCAB, STORIES_TOL, TOOL, check, failures,  # noqa:
                          llama_logits, load, rel_err, tool)
 
 
+PHI3_VOCAB = os.path.join(os.path.dirname(SPM_VOCAB), "ggml-vocab-phi-3.gguf")
+
+
 def write_model(path, arch, seed, C, H, G, D, F, L, keys=(), extra_tensors=(), f16=(),
-                layer_tensors=None):
+                layer_tensors=None, vocab=SPM_VOCAB):
     """A model of `arch` with random weights: the common keys, `keys`
     (name → (writer method, value)), a tied LM head, and per layer the
     tensors layer_tensors(il) lists as (name, shape, scale, center)."""
     rng = np.random.default_rng(seed)
-    voc = gguf.GGUFReader(SPM_VOCAB)
+    voc = gguf.GGUFReader(vocab)
     toks = voc.fields["tokenizer.ggml.tokens"].contents()
     w = gguf.GGUFWriter(path, arch)
     w.add_block_count(L)
@@ -68,7 +74,10 @@ def write_model(path, arch, seed, C, H, G, D, F, L, keys=(), extra_tensors=(), f
     t("token_embd.weight", (len(toks), C), C ** -0.5)
     t("output_norm.weight", (C,), 0.1, 1.0)
     for spec in extra_tensors:
-        t(*spec)
+        if len(spec) == 2:  # (name, array)
+            w.add_tensor(*spec)
+        else:
+            t(*spec)
     for il in range(L):
         for spec in layer_tensors(il):
             t(f"blk.{il}." + spec[0], *spec[1:])
@@ -98,6 +107,31 @@ def gemma_layer(C, H, G, D, F, qk_norm):
     return f
 
 
+def phi3_layer(C, H, G, D, F):
+    def f(il):
+        return [("attn_norm.weight", (C,), 0.1, 1.0),
+                ("attn_qkv.weight", ((H + 2 * G) * D, C), C ** -0.5),
+                ("attn_output.weight", (C, H * D), (H * D) ** -0.5),
+                ("ffn_norm.weight", (C,), 0.1, 1.0),
+                ("ffn_up.weight", (2 * F, C), C ** -0.5),
+                ("ffn_down.weight", (C, F), F ** -0.5)]
+    return f
+
+
+def phi3_case(seed, orig_ctx):
+    """Fused QKV and gate/up, LongRoPE: short and long factor tensors and an
+    attn_factor; llama.cpp (context 512) and ours (context 40) take the long
+    factors when the original context is shorter than both, else the short."""
+    p3 = dict(C=96, H=4, G=2, D=24, F=128, L=2)
+    rng = np.random.default_rng(seed + 100)
+    return dict(seed=seed, **p3, vocab=PHI3_VOCAB,
+                keys=[("phi3.rope.scaling.attn_factor", ("float32", 1.19)),
+                      ("phi3.rope.scaling.original_context_length", ("uint32", orig_ctx))],
+                extra_tensors=[("rope_factors_long.weight", rng.uniform(1.0, 40.0, 12).astype(np.float32)),
+                               ("rope_factors_short.weight", rng.uniform(1.0, 3.0, 12).astype(np.float32))],
+                layer_tensors=phi3_layer(**{k: p3[k] for k in "CHGDF"}))
+
+
 def cases():
     g2 = dict(C=64, H=4, G=2, D=16, F=96, L=4)
     g3 = dict(C=64, H=4, G=1, D=32, F=128, L=6)
@@ -110,12 +144,15 @@ def cases():
         ("gemma3", dict(seed=12, **g3,
                         keys=[("gemma3.attention.sliding_window", ("uint32", 8))],
                         layer_tensors=gemma_layer(qk_norm=True, **{k: g3[k] for k in "CHGDF"}))),
+        ("phi3", phi3_case(13, 4096)),
+        ("phi3", phi3_case(14, 16)),
     ]
 
 
 def logits_vs_llama(tmp):
     for arch, kw in cases():
         path = os.path.join(tmp, f"synth-{arch}.gguf")
+        label = arch + (f" (original context {kw['keys'][1][1][1]})" if arch == "phi3" else "")
         n_vocab = write_model(path, arch, **kw)
         ids = [int(x) for x in np.random.default_rng(7).integers(3, n_vocab, 40)]
         llm = load(path)
@@ -124,11 +161,11 @@ def logits_vs_llama(tmp):
         ours, _ = tool(path, ids, tmp)
         err = rel_err(ours, ref)
         check(err.max() <= STORIES_TOL,
-              f"synthetic {arch}: logits of {len(ids)} positions, max rel err {err.max():.3g} "
+              f"synthetic {label}: logits of {len(ids)} positions, max rel err {err.max():.3g} "
               f"(tol {STORIES_TOL:g})")
         chunked, _ = tool(path, ids, tmp, "--chunk", "7")
         check(np.abs(chunked - ours).max() == 0.0,
-              f"synthetic {arch}: prefill in chunks of 7 bit-identical to one-shot")
+              f"synthetic {label}: prefill in chunks of 7 bit-identical to one-shot")
 
 
 def refusals(tmp):

@@ -69,6 +69,7 @@ struct eng_backend {
 	float *up;     /* [Tm][F] */
 	float *rope;   /* [Tm][n_rot] cos/sin pairs per token */
 	float *rope_swa; /* [Tm][n_rot] the same for sliding-window layers (gemma) */
+	const float *rope_ff; /* [n_rot/2] RoPE frequency divisors (eng_rope_factors) or NULL */
 	float *scores; /* [nth][max_ctx] attention probabilities */
 	float *q16;    /* [nth][D] */
 	float *logits; /* [max_seqs][V] when the caller wants samples only */
@@ -306,7 +307,9 @@ static int batch_prepare(struct eng_backend *be, const struct eng_batch *b, int 
 				cpu_scale(be->x + (size_t)T * c->n_embd, c->n_embd, sqrtf((float)c->n_embd));
 			if (c->n_rot)
 				cpu_rope_cache_ext(be->rope + (size_t)T * c->n_rot, sq->pos0 + i, c->n_rot,
-				                   c->rope_base, c->rope_freq_scale, be->w.rope_freqs.data);
+				                   c->rope_base, c->rope_freq_scale, be->rope_ff);
+			if (c->n_rot && c->rope_attn_factor != 1.0f) /* ggml: cos, sin x attn_factor */
+				cpu_scale(be->rope + (size_t)T * c->n_rot, c->n_rot, c->rope_attn_factor);
 			if (c->n_rot && c->n_swa)
 				cpu_rope_cache_ext(be->rope_swa + (size_t)T * c->n_rot, sq->pos0 + i, c->n_rot,
 				                   c->rope_base_swa, c->rope_freq_scale_swa, NULL);
@@ -499,6 +502,7 @@ static int cpu_init(const struct eng_config *cfg, const struct eng_weights *w,
 	if (rc)
 		goto fail;
 	be->nth = cpu_pool_n_threads(be->pool);
+	be->rope_ff = eng_rope_factors(cfg, w, p->max_ctx);
 	/* calloc: the kernel maps pages lazily, so an unused pool costs nothing */
 	if ((size_t)p->n_pages > SIZE_MAX / page_bytes ||
 	    !(be->kv = calloc((size_t)p->n_pages, page_bytes))) {
