@@ -416,6 +416,8 @@ static int check_arch(const struct eng_config *cfg, const struct eng_weights *w)
 		missing = "post-norms / embedding scaling / Q scaling";
 	else if (cfg->ffn_act != ENG_FFN_ACT_SILU)
 		missing = "the GELU feed-forward";
+	else if (cfg->n_expert)
+		missing = "mixture-of-experts feed-forward (grouped expert matmuls)";
 	if (missing) {
 		LOG_ERR("the CUDA backend does not implement %s of '%s' models yet (--backend cpu runs them)",
 		        missing, eng_arch_name(cfg->arch));

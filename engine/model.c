@@ -28,8 +28,9 @@ static const char *const arch_names[ENG_ARCH_COUNT] = {
 	[ENG_ARCH_GEMMA3] = "gemma3",
 	[ENG_ARCH_GEMMA2] = "gemma2",
 	[ENG_ARCH_PHI3] = "phi3",
+	[ENG_ARCH_QWEN3MOE] = "qwen3moe",
 };
-#define SUPPORTED "llama, qwen2, qwen3, gemma3, gemma2, phi3"
+#define SUPPORTED "llama, qwen2, qwen3, gemma3, gemma2, phi3, qwen3moe"
 
 static bool is_gemma(enum eng_arch a)
 {
@@ -229,6 +230,30 @@ static int read_swa_layers(const struct gguf_ctx *g, const struct eng_config *c,
 	return 0;
 }
 
+/* Mixture of experts: "<arch>.expert_count" > 0 (qwen3moe requires it; a
+ * llama with it is Mixtral-style), expert_used_count in [1, count],
+ * expert_feed_forward_length (default feed_forward_length, as Mixtral). */
+static int read_experts(const struct gguf_ctx *g, const char *a, struct eng_config *c)
+{
+	const bool moe_arch = c->arch == ENG_ARCH_QWEN3MOE;
+	int rc;
+
+	if (!moe_arch && c->arch != ENG_ARCH_LLAMA)
+		return 0; /* other families: an expert key is unused, the tensors are refused */
+	if ((rc = get_hparam_int(g, a, "expert_count", moe_arch ? -1 : 0, 0, 1 << 16, &c->n_expert)))
+		return rc;
+	if (!c->n_expert)
+		return 0;
+	if ((rc = get_hparam_int(g, a, "expert_used_count", -1, 1, c->n_expert, &c->n_expert_used)) ||
+	    (rc = get_hparam_int(g, a, "expert_feed_forward_length", c->n_ff, 1, 1 << 22, &c->n_ff_exp)))
+		return rc;
+	if (c->n_expert < 2) {
+		LOG_ERR("%s.expert_count = %d: a mixture needs at least 2 experts", a, c->n_expert);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int read_config(const struct gguf_ctx *g, struct eng_config *c)
 {
 	const char *a;
@@ -279,6 +304,8 @@ static int read_config(const struct gguf_ctx *g, struct eng_config *c)
 	}
 	if (is_gemma(c->arch) && (rc = read_gemma(g, a, c)))
 		return rc;
+	if ((rc = read_experts(g, a, c)))
+		return rc;
 	c->n_vocab = (int)vocab_from_tokens(g); /* 0: from the tensor, in bind_weights */
 	return 0;
 }
@@ -293,7 +320,8 @@ static size_t layer_tensors(const struct eng_layer *l, const struct eng_tensor *
 	const struct eng_tensor *all[] = {
 		&l->attn_norm, &l->wq, &l->wk, &l->wv, &l->bq, &l->bk, &l->bv,
 		&l->q_norm, &l->k_norm, &l->wo, &l->ffn_norm, &l->w_gate, &l->w_up,
-		&l->w_down, &l->post_attn_norm, &l->post_ffn_norm,
+		&l->w_down, &l->post_attn_norm, &l->post_ffn_norm, &l->ffn_gate_inp,
+		&l->gate_exps, &l->up_exps, &l->down_exps,
 	};
 	const size_t n = sizeof(all) / sizeof(all[0]);
 
@@ -367,12 +395,76 @@ static void split_rows(struct eng_tensor *t, struct eng_tensor *b, struct eng_te
 	}
 }
 
+/* Binds a stacked expert tensor [ne0, rows, n_expert]. */
+static int bind_tensor3(const struct gguf_ctx *g, const char *name, int64_t ne0, int64_t rows,
+                        int64_t n_exp, struct eng_tensor *t)
+{
+	int64_t id = gguf_find_tensor(g, name);
+	const struct gguf_tensor_info *ti;
+	const struct gguf_type_traits *tr;
+
+	memset(t, 0, sizeof(*t));
+	if (id < 0) {
+		LOG_ERR("tensor '%s' is missing", name);
+		return -EINVAL;
+	}
+	ti = gguf_get_tensor(g, id);
+	tr = gguf_type_traits(ti->type);
+	if (!tr || !tr->is_weight) {
+		LOG_ERR("tensor '%s' has unsupported type %s", name, gguf_dtype_name(ti->type));
+		return -EINVAL;
+	}
+	if (ti->ne[0] != ne0 || ti->ne[1] != rows || ti->ne[2] != n_exp || ti->ne[3] != 1) {
+		LOG_ERR("tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, %lld]", name,
+		        (long long)ti->ne[0], (long long)ti->ne[1], (long long)ti->ne[2],
+		        (long long)ti->ne[3], (long long)ne0, (long long)rows, (long long)n_exp);
+		return -EINVAL;
+	}
+	t->name = ti->name;
+	t->type = ti->type;
+	t->ne[0] = ti->ne[0];
+	t->ne[1] = ti->ne[1];
+	t->ne[2] = ti->ne[2];
+	t->data = ti->data;
+	t->nbytes = ti->nbytes;
+	return 0;
+}
+
+static int bind_experts(const struct gguf_ctx *g, const struct eng_config *c, int il,
+                        struct eng_layer *l)
+{
+	const int64_t C = c->n_embd, E = c->n_expert, Fe = c->n_ff_exp;
+	char n[4][64];
+	int rc;
+
+#define NAME(i, s) (snprintf(n[i], sizeof(n[i]), "blk.%d." s, il), n[i])
+	if ((rc = bind_tensor(g, NAME(0, "ffn_gate_inp.weight"), C, E, false, &l->ffn_gate_inp)) ||
+	    (rc = bind_tensor3(g, NAME(1, "ffn_gate_exps.weight"), C, Fe, E, &l->gate_exps)) ||
+	    (rc = bind_tensor3(g, NAME(2, "ffn_up_exps.weight"), C, Fe, E, &l->up_exps)) ||
+	    (rc = bind_tensor3(g, NAME(3, "ffn_down_exps.weight"), Fe, C, E, &l->down_exps)))
+		return rc;
+#undef NAME
+	return 0;
+}
+
+struct eng_tensor eng_expert_view(const struct eng_tensor *t, int e)
+{
+	struct eng_tensor v = *t;
+	const size_t per = t->nbytes / (size_t)t->ne[2];
+
+	v.ne[2] = 0;
+	v.nbytes = per;
+	v.data = (const char *)t->data + per * (size_t)e;
+	return v;
+}
+
 static int bind_layer(const struct gguf_ctx *g, const struct eng_config *c, int il,
                       struct eng_layer *l)
 {
 	const int64_t C = c->n_embd, HD = (int64_t)c->n_head * c->head_dim;
 	const int64_t GD = (int64_t)c->n_head_kv * c->head_dim, F = c->n_ff, D = c->head_dim;
-	const bool qk_norm = c->arch == ENG_ARCH_QWEN3 || c->arch == ENG_ARCH_GEMMA3;
+	const bool qk_norm = c->arch == ENG_ARCH_QWEN3 || c->arch == ENG_ARCH_GEMMA3 ||
+	                     c->arch == ENG_ARCH_QWEN3MOE;
 	const bool post = c->has_post_norm;
 	char n[16][64];
 	int rc;
@@ -391,6 +483,9 @@ static int bind_layer(const struct gguf_ctx *g, const struct eng_config *c, int 
 		if ((rc = bind_tensor(g, NAME(12, "ffn_up.weight"), C, 2 * F, false, &l->w_gate)))
 			return rc;
 		split_rows(&l->w_gate, &l->w_up, NULL, F, F, 0);
+	} else if (c->n_expert) {
+		if ((rc = bind_experts(g, c, il, l)))
+			return rc;
 	} else if ((rc = bind_tensor(g, NAME(11, "ffn_gate.weight"), C, F, false, &l->w_gate)) ||
 	           (rc = bind_tensor(g, NAME(12, "ffn_up.weight"), C, F, false, &l->w_up))) {
 		return rc;
@@ -403,7 +498,7 @@ static int bind_layer(const struct gguf_ctx *g, const struct eng_config *c, int 
 	    (rc = bind_tensor(g, NAME(8, "attn_k_norm.weight"), D, 0, !qk_norm, &l->k_norm)) ||
 	    (rc = bind_tensor(g, NAME(9, "attn_output.weight"), HD, C, false, &l->wo)) ||
 	    (rc = bind_tensor(g, NAME(10, "ffn_norm.weight"), C, 0, false, &l->ffn_norm)) ||
-	    (rc = bind_tensor(g, NAME(13, "ffn_down.weight"), F, C, false, &l->w_down)))
+	    (!c->n_expert && (rc = bind_tensor(g, NAME(13, "ffn_down.weight"), F, C, false, &l->w_down))))
 		return rc;
 	/* only where the architecture has them: elsewhere they stay unbound and
 	 * check_all_bound refuses the file */
@@ -542,13 +637,34 @@ void eng_weights_free(struct eng_weights *w)
 
 static uint64_t tensor_params(const struct eng_tensor *t)
 {
-	return t->data ? (uint64_t)t->ne[0] * (uint64_t)t->ne[1] : 0;
+	return t->data ? (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)(t->ne[2] ? t->ne[2] : 1) : 0;
 }
 
 static uint64_t tensor_bytes(const struct eng_tensor *t)
 {
 	return t->data ? t->nbytes : 0;
 }
+
+/* The unchosen experts' share of a stacked expert tensor's f (0 when dense). */
+static uint64_t unused_experts(const struct eng_config *cfg, const struct eng_weights *w,
+                               uint64_t (*f)(const struct eng_tensor *))
+{
+	uint64_t s = 0;
+
+	for (int il = 0; il < cfg->n_layer && w->layers && cfg->n_expert; il++) {
+		const struct eng_layer *l = &w->layers[il];
+		const struct eng_tensor *ts[] = { &l->gate_exps, &l->up_exps, &l->down_exps };
+		for (int i = 0; i < 3; i++)
+			s += f(ts[i]) / (uint64_t)cfg->n_expert * (uint64_t)(cfg->n_expert - cfg->n_expert_used);
+	}
+	return s;
+}
+
+uint64_t eng_weights_n_active_params(const struct eng_config *cfg, const struct eng_weights *w)
+{
+	return eng_weights_n_params(cfg, w) - unused_experts(cfg, w, tensor_params);
+}
+
 
 /* Sums f over every layer tensor. */
 static uint64_t layers_sum(const struct eng_config *cfg, const struct eng_weights *w,
@@ -594,6 +710,7 @@ uint64_t eng_weights_bytes_per_token(const struct eng_config *cfg, const struct 
 	uint64_t s = layers_sum(cfg, w, tensor_bytes);
 
 	s += tensor_bytes(&w->output_norm) + tensor_bytes(&w->output);
+	s -= unused_experts(cfg, w, tensor_bytes);
 	if (!cfg->tied_output && w->tok_embd.data && w->tok_embd.ne[1] > 0)
 		s += w->tok_embd.nbytes / (uint64_t)w->tok_embd.ne[1];
 	return s;

@@ -33,6 +33,7 @@ enum eng_arch {
 	                     * pre/post norms, GELU-gated FFN, embedding x sqrt(C), NeoX RoPE */
 	ENG_ARCH_GEMMA2,    /* gemma3 without Q/K norms, plus attention and output soft-capping */
 	ENG_ARCH_PHI3,      /* fused QKV and gate/up tensors, LongRoPE factors, NeoX RoPE */
+	ENG_ARCH_QWEN3MOE,  /* qwen3 attention, mixture-of-experts feed-forward */
 	ENG_ARCH_COUNT,
 };
 
@@ -82,6 +83,13 @@ struct eng_config {
 	bool embd_scale;       /* embeddings multiplied by sqrt(C) */
 	bool has_post_norm;    /* RMS norms on the attention and FFN outputs, before the residual add */
 	enum eng_ffn_act ffn_act;
+	/* Mixture of experts (qwen3moe; llama with ffn_*_exps tensors, Mixtral):
+	 * a router picks n_expert_used of n_expert SwiGLU experts of width
+	 * n_ff_exp per token; softmax over all experts, the chosen ones' weights
+	 * renormalised to sum 1 (both families).  0 = dense. */
+	int n_expert;
+	int n_expert_used;
+	int n_ff_exp;
 };
 
 /* A non-owning view of one GGUF tensor (into the mmap).  data == NULL means
@@ -89,7 +97,8 @@ struct eng_config {
 struct eng_tensor {
 	const char *name;
 	enum gguf_dtype type;
-	int64_t ne[2];   /* ne[0] row length, ne[1] rows (1 for vectors) */
+	int64_t ne[3];   /* ne[0] row length, ne[1] rows (1 for vectors); ne[2] experts
+	                  * (stacked matrices of ne[1] rows each), 0 for 2-D tensors */
 	const void *data;
 	size_t nbytes;
 };
@@ -111,6 +120,11 @@ struct eng_layer {
 	struct eng_tensor w_down;     /* rows C, row length F */
 	struct eng_tensor post_attn_norm; /* [C] F32 (gemma) or absent */
 	struct eng_tensor post_ffn_norm;  /* [C] F32 (gemma) or absent */
+	/* mixture of experts (then w_gate/w_up/w_down are absent) */
+	struct eng_tensor ffn_gate_inp;   /* router: rows E, row length C */
+	struct eng_tensor gate_exps;      /* E x (rows F_exp, row length C) */
+	struct eng_tensor up_exps;        /* E x (rows F_exp, row length C) */
+	struct eng_tensor down_exps;      /* E x (rows C, row length F_exp) */
 	bool swa;                     /* a sliding-window layer (cfg.n_swa positions) */
 };
 
@@ -137,10 +151,15 @@ int eng_model_bind(const struct gguf_ctx *g, struct eng_config *cfg, struct eng_
 void eng_weights_free(struct eng_weights *w); /* accepts a zeroed or half-bound struct */
 
 const char *eng_arch_name(enum eng_arch arch);
+/* The 2-D view of expert e of a stacked expert tensor. */
+struct eng_tensor eng_expert_view(const struct eng_tensor *t, int e);
 /* Total parameters and weight bytes (for `info`, the `model` file, benches). */
 uint64_t eng_weights_n_params(const struct eng_config *cfg, const struct eng_weights *w);
 uint64_t eng_weights_nbytes(const struct eng_config *cfg, const struct eng_weights *w);
-/* Bytes of weights read per decoded token (every layer matrix + LM head). */
+/* Parameters a token uses: all but the unchosen experts' (= n_params when dense). */
+uint64_t eng_weights_n_active_params(const struct eng_config *cfg, const struct eng_weights *w);
+/* Bytes of weights read per decoded token (every layer matrix + LM head;
+ * of the experts, the n_expert_used / n_expert share). */
 uint64_t eng_weights_bytes_per_token(const struct eng_config *cfg, const struct eng_weights *w);
 
 #ifdef __cplusplus

@@ -13,6 +13,9 @@ max |ref|).  F32/F16 weights, so the tolerance is stories260K's
           post-norms, GELU-gated FFN, embedding x sqrt(C), tied output
   gemma3  per-head Q/K norms, window 8 on 5 of 6 layers with RoPE base
           10000 against 1e6 on the global one, no soft-caps
+  qwen3moe  8 experts, 3 per token (router softmax, top-k, renormalised),
+          experts narrower than feed_forward_length, Q/K norms
+  llama   Mixtral-style: ffn_*_exps tensors, 4 experts, 2 per token
   phi3    fused QKV and gate/up tensors, LongRoPE (short and long factor
           tensors, rope.scaling.attn_factor), with the phi-3 vocabulary; once
           with the short factors in use, once with the long
@@ -118,6 +121,35 @@ def phi3_layer(C, H, G, D, F):
     return f
 
 
+def moe_layer(C, H, G, D, E, Fe, qk_norm):
+    def f(il):
+        ts = [("attn_norm.weight", (C,), 0.1, 1.0),
+              ("attn_q.weight", (H * D, C), C ** -0.5),
+              ("attn_k.weight", (G * D, C), C ** -0.5),
+              ("attn_v.weight", (G * D, C), C ** -0.5),
+              ("attn_output.weight", (C, H * D), (H * D) ** -0.5),
+              ("ffn_norm.weight", (C,), 0.1, 1.0),
+              ("ffn_gate_inp.weight", (E, C), 2.0 * C ** -0.5),
+              ("ffn_gate_exps.weight", (E, Fe, C), C ** -0.5),
+              ("ffn_up_exps.weight", (E, Fe, C), C ** -0.5),
+              ("ffn_down_exps.weight", (E, C, Fe), Fe ** -0.5)]
+        if qk_norm:
+            ts += [("attn_q_norm.weight", (D,), 0.1, 1.0), ("attn_k_norm.weight", (D,), 0.1, 1.0)]
+        return ts
+    return f
+
+
+def moe_case(arch, seed, E, K):
+    m = dict(C=64, H=4, G=2, D=16, F=80, L=2)
+    keys = [(f"{arch}.expert_count", ("uint32", E)), (f"{arch}.expert_used_count", ("uint32", K))]
+    Fe = m["F"]
+    if arch == "qwen3moe":  # its experts are narrower than the (unused) dense width
+        Fe = 48
+        keys.append(("qwen3moe.expert_feed_forward_length", ("uint32", Fe)))
+    return dict(seed=seed, **m, keys=keys, f16=("ffn_up_exps.weight",),
+                layer_tensors=moe_layer(m["C"], m["H"], m["G"], m["D"], E, Fe, arch == "qwen3moe"))
+
+
 def phi3_case(seed, orig_ctx):
     """Fused QKV and gate/up, LongRoPE: short and long factor tensors and an
     attn_factor; llama.cpp (context 512) and ours (context 40) take the long
@@ -146,13 +178,16 @@ def cases():
                         layer_tensors=gemma_layer(qk_norm=True, **{k: g3[k] for k in "CHGDF"}))),
         ("phi3", phi3_case(13, 4096)),
         ("phi3", phi3_case(14, 16)),
+        ("qwen3moe", moe_case("qwen3moe", 15, E=8, K=3)),
+        ("llama", moe_case("llama", 16, E=4, K=2)),  # Mixtral-style: llama with ffn_*_exps
     ]
 
 
 def logits_vs_llama(tmp):
     for arch, kw in cases():
-        path = os.path.join(tmp, f"synth-{arch}.gguf")
-        label = arch + (f" (original context {kw['keys'][1][1][1]})" if arch == "phi3" else "")
+        path = os.path.join(tmp, f"synth-{arch}-{kw['seed']}.gguf")
+        label = arch + (f" (original context {kw['keys'][1][1][1]})" if arch == "phi3" else
+                        " (Mixtral-style MoE)" if arch == "llama" else "")
         n_vocab = write_model(path, arch, **kw)
         ids = [int(x) for x in np.random.default_rng(7).integers(3, n_vocab, 40)]
         llm = load(path)
@@ -166,6 +201,13 @@ def logits_vs_llama(tmp):
         chunked, _ = tool(path, ids, tmp, "--chunk", "7")
         check(np.abs(chunked - ours).max() == 0.0,
               f"synthetic {label}: prefill in chunks of 7 bit-identical to one-shot")
+        if "expert_count" in kw["keys"][0][0]:  # experts shared by two sequences' rows
+            other = [int(x) for x in np.random.default_rng(8).integers(3, n_vocab, 23)]
+            alone, _ = tool(path, other, tmp)
+            both, _ = tool(path, ids, tmp, "--chunk", "5", batch=other)
+            d = max(np.abs(both[:len(ids)] - ours).max(), np.abs(both[len(ids):] - alone).max())
+            check(d == 0.0, f"synthetic {label}: two sequences in one batch (chunks of 5) "
+                  f"bit-identical to each alone (max diff {d:.3g})")
 
 
 def refusals(tmp):
@@ -178,14 +220,20 @@ def refusals(tmp):
          "gemma3.rope.scaling.type = 'yarn' is not supported"),
         ("attention soft-capping on gemma3", dict(keys=[("gemma3.attn_logit_softcapping", ("float32", 50.0))]),
          "gemma3.attn_logit_softcapping = 50: gemma3 has no attention soft-capping"),
+        ("a shared expert on qwen3moe", None, "tensor 'blk.0.ffn_up_shexp.weight' is not used by architecture 'qwen3moe'"),
         ("a missing post-norm", dict(layer_tensors=lambda il: [x for x in base(il) if x[0] != "post_ffw_norm.weight"]),
          "tensor 'blk.0.post_ffw_norm.weight' is missing"),
     ]
     for what, kw, want in bad:
         path = os.path.join(tmp, "bad.gguf")
-        args = dict(seed=3, **g3, layer_tensors=base)
-        args.update(kw)
-        write_model(path, "gemma3", **args)
+        if kw is None:  # qwen3moe with a Qwen2-MoE-style shared expert
+            arch, args = "qwen3moe", moe_case("qwen3moe", 3, E=4, K=2)
+            layer = args["layer_tensors"]
+            args["layer_tensors"] = lambda il: layer(il) + [("ffn_up_shexp.weight", (80, 64), 0.1)]
+        else:
+            arch, args = "gemma3", dict(seed=3, **g3, layer_tensors=base)
+            args.update(kw)
+        write_model(path, arch, **args)
         r = subprocess.run([TOOL, path, "1", "2"], capture_output=True, text=True)
         check(r.returncode != 0 and want in r.stderr,
               f"refused ({what}): {want}" + ("" if want in r.stderr else f" (stderr: {r.stderr.strip()!r})"))

@@ -19,6 +19,10 @@
  *                                            gemma: rmsnorm(.) * post_ffn_norm)
  *   logits = rmsnorm(x_out) * output_norm · Wout^T     [rows][V]
  *   (gemma2) logits = cap * tanh(logits / cap)
+ *   mixture of experts: the FFN is sum over the K chosen experts e of
+ *     w_e * (silu(xn Wgate_e^T) * xn Wup_e^T) Wdown_e^T,  w = renormalised
+ *     top-K of softmax(xn Wrouter^T); each expert's matrices run once per
+ *     pass over the rows routed to it
  *
  * Threads: the matrix products split rows of W over the pool (matmul.c);
  * attention splits (token, head) items, the element-wise ops split tokens,
@@ -78,6 +82,14 @@ struct eng_backend {
 	int32_t *tok_pos;   /* [Tm] position of each token */
 	int32_t *tok_seq;   /* [Tm] sequence of each token */
 	int32_t *out_tok;   /* [Tm] token index of each output row */
+	/* mixture of experts (n_expert > 0), K = n_expert_used, E = n_expert */
+	float *router;      /* [Tm][E] router logits */
+	float *ewt;         /* [Tm][K] weights of the chosen experts */
+	int32_t *esel;      /* [Tm][K] the chosen experts, best first */
+	int32_t *erow;      /* [Tm] rows gathered for one expert: t * K + rank */
+	float *xg;          /* [Tm][C] their normed inputs */
+	float *yg;          /* [Tm][C] their expert outputs */
+	float *eout;        /* [Tm][K][C] weighted expert outputs, summed by rank */
 
 	char name[96];
 };
@@ -220,6 +232,121 @@ static void item_swiglu(struct eng_backend *be, const void *a, int i, int ith)
 		cpu_swiglu(be->gate + off, be->gate + off, be->up + off, n);
 }
 
+static void matmul(struct eng_backend *be, const struct eng_tensor *w, const float *x, int T,
+                   float *y)
+{
+	cpu_matmul(be->pool, w, x, T, y, (int)w->ne[1], be->mm_scratch);
+}
+
+// ---- mixture of experts
+
+/* Token t: softmax over the router logits (sum in double, as ggml), the K
+ * largest (argsort order: best first, lower id on ties), their
+ * probabilities renormalised to sum 1 (clamped as llama.cpp). */
+static void item_route(struct eng_backend *be, const void *a, int t, int ith)
+{
+	const int E = be->cfg.n_expert, K = be->cfg.n_expert_used;
+	float *p = be->router + (size_t)t * E, max = -INFINITY;
+	int32_t *sel = be->esel + (size_t)t * K;
+	float *w = be->ewt + (size_t)t * K;
+	double sum = 0.0;
+	float wsum = 0.0f;
+
+	for (int e = 0; e < E; e++)
+		max = p[e] > max ? p[e] : max;
+	for (int e = 0; e < E; e++) {
+		p[e] = expf(p[e] - max);
+		sum += (double)p[e];
+	}
+	for (int e = 0; e < E; e++)
+		p[e] *= (float)(1.0 / sum);
+	for (int k = 0; k < K; k++) { /* K is small: selection by repeated scans */
+		int best = -1;
+		for (int e = 0; e < E; e++) {
+			bool taken = false;
+			for (int j = 0; j < k; j++)
+				taken |= sel[j] == e;
+			if (!taken && (best < 0 || p[e] > p[best]))
+				best = e;
+		}
+		sel[k] = best;
+		w[k] = p[best];
+		wsum += w[k];
+	}
+	wsum = wsum < 6.103515625e-5f ? 6.103515625e-5f : wsum;
+	for (int k = 0; k < K; k++)
+		w[k] /= wsum;
+}
+
+struct glu_arg {
+	int F; /* row width */
+};
+
+/* Item i = (row, chunk of SWIGLU_CHUNK features) of gate[T][F]: gate = silu(gate) * up. */
+static void item_swiglu_w(struct eng_backend *be, const void *a, int i, int ith)
+{
+	const int F = ((const struct glu_arg *)a)->F, per = (F + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
+	const int t = i / per, f0 = (i % per) * SWIGLU_CHUNK;
+	const int n = F - f0 < SWIGLU_CHUNK ? F - f0 : SWIGLU_CHUNK;
+	const size_t off = (size_t)t * F + f0;
+
+	cpu_swiglu(be->gate + off, be->gate + off, be->up + off, n);
+}
+
+/* Token t: tmp[t] = sum over ranks of eout[t][rank] (llama.cpp adds them in rank order). */
+static void item_moe_sum(struct eng_backend *be, const void *a, int t, int ith)
+{
+	const int C = be->cfg.n_embd, K = be->cfg.n_expert_used;
+	const float *eo = be->eout + (size_t)t * K * C;
+	float *y = be->tmp + (size_t)t * C;
+
+	memcpy(y, eo, (size_t)C * sizeof(float));
+	for (int k = 1; k < K; k++)
+		cpu_add(y, eo + (size_t)k * C, C);
+}
+
+/* The expert FFN of one layer over T tokens (xn → tmp).  Each expert runs
+ * its three matrices once over the rows routed to it, so a batch reads each
+ * chosen expert's weights once. */
+static void moe_forward(struct eng_backend *be, const struct eng_layer *l, int T)
+{
+	const struct eng_config *c = &be->cfg;
+	const int C = c->n_embd, K = c->n_expert_used, Fe = c->n_ff_exp;
+	const struct glu_arg ga = { .F = Fe };
+	const int per = (Fe + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
+
+	matmul(be, &l->ffn_gate_inp, be->xn, T, be->router);
+	parallel_for(be, T, 1, T < 4, item_route, NULL);
+	for (int e = 0; e < c->n_expert; e++) {
+		const struct eng_tensor wg = eng_expert_view(&l->gate_exps, e);
+		const struct eng_tensor wu = eng_expert_view(&l->up_exps, e);
+		const struct eng_tensor wd = eng_expert_view(&l->down_exps, e);
+		int n = 0;
+
+		for (int i = 0; i < T * K; i++) {
+			if (be->esel[i] != e)
+				continue;
+			be->erow[n] = i;
+			memcpy(be->xg + (size_t)n * C, be->xn + (size_t)(i / K) * C, (size_t)C * sizeof(float));
+			n++;
+		}
+		if (!n)
+			continue;
+		matmul(be, &wg, be->xg, n, be->gate);
+		matmul(be, &wu, be->xg, n, be->up);
+		parallel_for(be, n * per, 1, (size_t)n * Fe < 8192, item_swiglu_w, &ga);
+		matmul(be, &wd, be->gate, n, be->yg);
+		for (int j = 0; j < n; j++) { /* ggml_mul(experts, weights) */
+			const float wt = be->ewt[be->erow[j]];
+			float *dst = be->eout + (size_t)be->erow[j] * C;
+			const float *src = be->yg + (size_t)j * C;
+			for (int d = 0; d < C; d++)
+				dst[d] = src[d] * wt;
+		}
+	}
+	parallel_for(be, T, 1, T < 4, item_moe_sum, NULL);
+}
+
 // ---- the forward pass
 
 static struct cpu_kv_layer kv_layer(const struct eng_backend *be, int il)
@@ -234,11 +361,6 @@ static struct cpu_kv_layer kv_layer(const struct eng_backend *be, int il)
 	return kv;
 }
 
-static void matmul(struct eng_backend *be, const struct eng_tensor *w, const float *x, int T,
-                   float *y)
-{
-	cpu_matmul(be->pool, w, x, T, y, (int)w->ne[1], be->mm_scratch);
-}
 
 static void layer_forward(struct eng_backend *be, const struct eng_batch *b, int il, int T)
 {
@@ -265,6 +387,10 @@ static void layer_forward(struct eng_backend *be, const struct eng_batch *b, int
 
 	/* feed-forward block */
 	parallel_for(be, T, 1, small, item_residual_norm, &ffn_in);
+	if (l->ffn_gate_inp.data) {
+		moe_forward(be, l, T);
+		return;
+	}
 	matmul(be, &l->w_gate, be->xn, T, be->gate);
 	matmul(be, &l->w_up, be->xn, T, be->up);
 	parallel_for(be, T * per, 1, (size_t)T * c->n_ff < 8192, item_swiglu, NULL);
@@ -391,8 +517,11 @@ static size_t matmul_scratch_bytes(const struct eng_config *c, const struct eng_
 	for (int il = 0; il < c->n_layer; il++) {
 		const struct eng_layer *l = &w->layers[il];
 		const struct eng_tensor *ts[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate,
-		                                  &l->w_up, &l->w_down };
+		                                  &l->w_up, &l->w_down, &l->ffn_gate_inp,
+		                                  &l->gate_exps, &l->up_exps, &l->down_exps };
 		for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) {
+			if (!ts[i]->data)
+				continue;
 			size_t s = cpu_matmul_scratch_size(ts[i]->type, ts[i]->ne[0], Tm);
 			m = s > m ? s : m;
 		}
@@ -404,7 +533,9 @@ static int alloc_scratch(struct eng_backend *be)
 {
 	const struct eng_config *c = &be->cfg;
 	const size_t Tm = (size_t)be->p.max_batch_tokens, C = c->n_embd, D = c->head_dim;
-	const size_t HD = (size_t)c->n_head * D, GD = (size_t)c->n_head_kv * D, F = c->n_ff;
+	const size_t HD = (size_t)c->n_head * D, GD = (size_t)c->n_head_kv * D;
+	const size_t F = (size_t)(c->n_ff_exp > c->n_ff ? c->n_ff_exp : c->n_ff);
+	const size_t E = (size_t)c->n_expert, K = (size_t)c->n_expert_used;
 	const size_t f = sizeof(float), i32 = sizeof(int32_t);
 	struct arena_slot slots[] = {
 		{ (void **)&be->x, Tm * C * f },          { (void **)&be->xn, Tm * C * f },
@@ -420,6 +551,11 @@ static int alloc_scratch(struct eng_backend *be)
 		{ &be->mm_scratch, matmul_scratch_bytes(c, &be->w, be->p.max_batch_tokens) },
 		{ (void **)&be->tok_pos, Tm * i32 },      { (void **)&be->tok_seq, Tm * i32 },
 		{ (void **)&be->out_tok, Tm * i32 },
+		{ (void **)&be->router, Tm * E * f },    { (void **)&be->ewt, Tm * K * f },
+		{ (void **)&be->esel, Tm * K * i32 },    { (void **)&be->erow, Tm * K * i32 },
+		{ (void **)&be->xg, (E ? Tm * K : 0) * C * f },
+		{ (void **)&be->yg, (E ? Tm * K : 0) * C * f },
+		{ (void **)&be->eout, Tm * K * C * f },
 	};
 	const size_t n = sizeof(slots) / sizeof(slots[0]);
 	size_t total = 0;
@@ -455,7 +591,9 @@ static int check_params(const struct eng_backend_params *p)
 /* The instruction set the matrix products run with (the FFN's type). */
 static const char *isa_name(const struct eng_weights *w)
 {
-	switch (cpu_kernel_get(w->layers[0].w_gate.type, cpu_get_isa()).isa) {
+	const struct eng_layer *l = &w->layers[0];
+
+	switch (cpu_kernel_get(l->w_gate.data ? l->w_gate.type : l->gate_exps.type, cpu_get_isa()).isa) {
 	case CPU_ISA_AVX512:
 		return "AVX-512 VNNI";
 	case CPU_ISA_AVX2:
