@@ -336,6 +336,12 @@ int eng_describe(const struct gguf_ctx *g, const struct eng_config *c, const str
 	if (name)
 		sb_printf(&b, "name:            %s\n", name);
 	sb_printf(&b, "parameters:      %llu (%.1f M)\n", (unsigned long long)np, (double)np / 1e6);
+	if (c->n_expert) {
+		const uint64_t na = eng_weights_n_active_params(c, w);
+		sb_printf(&b, "experts:         %d, %d used per token (width %d; router softmax, top-%d renormalised)\n",
+		          c->n_expert, c->n_expert_used, c->n_ff_exp, c->n_expert_used);
+		sb_printf(&b, "active_params:   %llu (%.1f M per token)\n", (unsigned long long)na, (double)na / 1e6);
+	}
 	sb_printf(&b, "layers:          %d\n", c->n_layer);
 	sb_printf(&b, "embedding:       %d\n", c->n_embd);
 	sb_printf(&b, "heads:           %d\n", c->n_head);

@@ -239,6 +239,32 @@ def refusals(tmp):
               f"refused ({what}): {want}" + ("" if want in r.stderr else f" (stderr: {r.stderr.strip()!r})"))
 
 
+def synth_moe_preset(tmp):
+    """`promptfs synth --preset mixtral-small-q4_k_m`: loads in llama.cpp's
+    gguf package with ffn_*_exps of 8 experts, and `promptfs info` shows the
+    experts and the active parameters, counted here from the file (every
+    tensor's elements, less 6/8 of the expert tensors')."""
+    path = os.path.join(tmp, "mixtral-small.gguf")
+    r = subprocess.run([os.environ["PROMPTFS_BIN"], "synth", "--preset", "mixtral-small-q4_k_m", "-o", path,
+                        "-t", "2"], capture_output=True, text=True)
+    check(r.returncode == 0, "synth --preset mixtral-small-q4_k_m" + ("" if r.returncode == 0 else f": {r.stderr}"))
+    if r.returncode:
+        return
+    rd = gguf.GGUFReader(path)
+    total = sum(int(t.n_elements) for t in rd.tensors)
+    exps = sum(int(t.n_elements) for t in rd.tensors if "_exps." in t.name)
+    E = int(rd.fields["llama.expert_count"].contents())
+    K = int(rd.fields["llama.expert_used_count"].contents())
+    active = total - exps // E * (E - K)
+    r = subprocess.run([os.environ["PROMPTFS_BIN"], "info", path], capture_output=True, text=True)
+    want = [f"parameters:      {total} ", f"experts:         {E}, {K} used per token", f"active_params:   {active} "]
+    missing = [w for w in want if w not in r.stdout]
+    check(r.returncode == 0 and not missing and E == 8 and K == 2,
+          f"promptfs info on the Mixtral-shaped preset: {total} parameters, {E} experts, {K} used, "
+          f"{active} active" + ("" if not missing else f" (missing {missing} in {r.stdout!r})"))
+    os.unlink(path)
+
+
 def main():
     for path in (TOOL, SPM_VOCAB):
         if not os.path.exists(path):
@@ -247,6 +273,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         logits_vs_llama(tmp)
         refusals(tmp)
+        synth_moe_preset(tmp)
     print("PASS" if not failures else f"FAIL: {len(failures)} check(s) failed")
     return 1 if failures else 0
 
