@@ -218,10 +218,15 @@ static void item_attention(struct eng_backend *be, const void *a, int i, int ith
 
 #define SWIGLU_CHUNK 1024
 
-/* Item i = (token, chunk of SWIGLU_CHUNK features): gate = silu(gate) * up. */
+struct glu_arg {
+	int F; /* row width of gate[][F] and up[][F]: n_ff, or n_ff_exp for experts */
+};
+
+/* Item i = (row, chunk of SWIGLU_CHUNK features): gate = act(gate) * up,
+ * act silu (SwiGLU) or, for gemma, gelu (GeGLU). */
 static void item_swiglu(struct eng_backend *be, const void *a, int i, int ith)
 {
-	const int F = be->cfg.n_ff, per = (F + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
+	const int F = ((const struct glu_arg *)a)->F, per = (F + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
 	const int t = i / per, f0 = (i % per) * SWIGLU_CHUNK;
 	const int n = F - f0 < SWIGLU_CHUNK ? F - f0 : SWIGLU_CHUNK;
 	const size_t off = (size_t)t * F + f0;
@@ -278,21 +283,6 @@ static void item_route(struct eng_backend *be, const void *a, int t, int ith)
 		w[k] /= wsum;
 }
 
-struct glu_arg {
-	int F; /* row width */
-};
-
-/* Item i = (row, chunk of SWIGLU_CHUNK features) of gate[T][F]: gate = silu(gate) * up. */
-static void item_swiglu_w(struct eng_backend *be, const void *a, int i, int ith)
-{
-	const int F = ((const struct glu_arg *)a)->F, per = (F + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
-	const int t = i / per, f0 = (i % per) * SWIGLU_CHUNK;
-	const int n = F - f0 < SWIGLU_CHUNK ? F - f0 : SWIGLU_CHUNK;
-	const size_t off = (size_t)t * F + f0;
-
-	cpu_swiglu(be->gate + off, be->gate + off, be->up + off, n);
-}
-
 /* Token t: tmp[t] = sum over ranks of eout[t][rank] (llama.cpp adds them in rank order). */
 static void item_moe_sum(struct eng_backend *be, const void *a, int t, int ith)
 {
@@ -334,7 +324,7 @@ static void moe_forward(struct eng_backend *be, const struct eng_layer *l, int T
 			continue;
 		matmul(be, &wg, be->xg, n, be->gate);
 		matmul(be, &wu, be->xg, n, be->up);
-		parallel_for(be, n * per, 1, (size_t)n * Fe < 8192, item_swiglu_w, &ga);
+		parallel_for(be, n * per, 1, (size_t)n * Fe < 8192, item_swiglu, &ga);
 		matmul(be, &wd, be->gate, n, be->yg);
 		for (int j = 0; j < n; j++) { /* ggml_mul(experts, weights) */
 			const float wt = be->ewt[be->erow[j]];
@@ -375,6 +365,7 @@ static void layer_forward(struct eng_backend *be, const struct eng_batch *b, int
 	const struct qkv_arg qa = { .l = l, .kv = kv_layer(be, il), .b = b };
 	const bool small = T < 4;
 	const int per = (c->n_ff + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
+	const struct glu_arg dense = { .F = c->n_ff };
 
 	/* attention block (the previous layer's FFN output is added here) */
 	parallel_for(be, T, 1, small, item_residual_norm, &attn_in);
@@ -393,7 +384,7 @@ static void layer_forward(struct eng_backend *be, const struct eng_batch *b, int
 	}
 	matmul(be, &l->w_gate, be->xn, T, be->gate);
 	matmul(be, &l->w_up, be->xn, T, be->up);
-	parallel_for(be, T * per, 1, (size_t)T * c->n_ff < 8192, item_swiglu, NULL);
+	parallel_for(be, T * per, 1, (size_t)T * c->n_ff < 8192, item_swiglu, &dense);
 	matmul(be, &l->w_down, be->gate, T, be->tmp);
 }
 
