@@ -394,6 +394,38 @@ static void cuda_free_be(struct eng_backend *be)
 	free(be);
 }
 
+/* The CUDA kernels implement llama/qwen2/qwen3 (SwiGLU, no soft-caps, no
+ * sliding windows, no post-norms, scores x 1/sqrt(D), unscaled RoPE without
+ * frequency factors).  Any other model is
+ * refused here, naming what is missing, rather than run wrongly; with
+ * --backend auto the engine then falls back to the CPU. */
+static int check_arch(const struct eng_config *cfg, const struct eng_weights *w)
+{
+	const char *missing = NULL;
+
+	if (cfg->rope_freq_scale != 1.0f || cfg->rope_attn_factor != 1.0f || w->rope_freqs.data ||
+	    w->rope_long.data || w->rope_short.data)
+		missing = "RoPE scaling and frequency factors";
+	else if (cfg->arch != ENG_ARCH_LLAMA && cfg->arch != ENG_ARCH_QWEN2 && cfg->arch != ENG_ARCH_QWEN3)
+		missing = "the architecture";
+	else if (cfg->n_swa)
+		missing = "sliding-window attention";
+	else if (cfg->attn_softcap || cfg->final_softcap)
+		missing = "logit soft-capping";
+	else if (cfg->has_post_norm || cfg->embd_scale || cfg->q_scale)
+		missing = "post-norms / embedding scaling / Q scaling";
+	else if (cfg->ffn_act != ENG_FFN_ACT_SILU)
+		missing = "the GELU feed-forward";
+	else if (cfg->n_expert)
+		missing = "mixture-of-experts feed-forward (grouped expert matmuls)";
+	if (missing) {
+		LOG_ERR("the CUDA backend does not implement %s of '%s' models yet (--backend cpu runs them)",
+		        missing, eng_arch_name(cfg->arch));
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
 static int check_params(const struct eng_config *cfg, const struct eng_backend_params *p)
 {
 	if (p->n_pages < 1 || p->max_batch_tokens < 1 || p->max_seqs < 1 || p->max_ctx < 1 ||
@@ -418,6 +450,7 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 	int rc;
 
 	*out = NULL;
+	TRY(check_arch(cfg, w));
 	TRY(check_params(cfg, p));
 	if (cuda_probe() <= p->device || p->device < 0) {
 		LOG_ERR("CUDA device %d not present", p->device);

@@ -34,18 +34,38 @@ static size_t ram_quarter(void)
 	return (size_t)pages * (size_t)psz / 4;
 }
 
+/* Gemma files without tokenizer.chat_template (the 270M base model) still
+ * have the <start_of_turn>/<end_of_turn> tokens their family's template
+ * uses; chat mode then uses the Gemma template, as the model was trained
+ * with it.  Other families without a template stay raw. */
+const char *eng_chat_template_text(const struct gguf_ctx *g, const struct eng_config *cfg,
+                                   const struct eng_tokenizer *tok)
+{
+	const char *jinja = gguf_get_str_key(g, "tokenizer.chat_template");
+	const bool gemma = cfg->arch == ENG_ARCH_GEMMA3 || cfg->arch == ENG_ARCH_GEMMA2;
+
+	if (!jinja && gemma && eng_token_find(tok, "<start_of_turn>") >= 0 &&
+	    eng_token_find(tok, "<end_of_turn>") >= 0)
+		return "<start_of_turn>"; /* detect_family's Gemma marker */
+	return jinja;
+}
+
 static int init_template(struct eng_model *m)
 {
 	const char *jinja = gguf_get_str_key(m->g, "tokenizer.chat_template");
+	const char *text = eng_chat_template_text(m->g, &m->cfg, m->tok);
 	int32_t bos = eng_token_bos(m->tok), eos = eng_token_eos(m->tok);
 	int rc;
 
-	rc = eng_template_init(jinja, bos >= 0 ? eng_token_text(m->tok, bos) : "",
+	rc = eng_template_init(text, bos >= 0 ? eng_token_text(m->tok, bos) : "",
 	                       eos >= 0 ? eng_token_text(m->tok, eos) : "", &m->tmpl);
 	if (rc < 0)
 		return rc;
 	if (jinja && m->tmpl.family == ENG_TMPL_NONE)
 		LOG_INFO("chat template of an unknown family: sessions default to raw mode");
+	else if (!jinja && text)
+		LOG_INFO("no chat template in the model: the %s family's Gemma template is used",
+		         eng_arch_name(m->cfg.arch));
 	else if (!jinja)
 		LOG_INFO("no chat template in the model: sessions default to raw mode");
 	return 0;
@@ -152,6 +172,13 @@ int eng_model_load(const char *path, const struct eng_model_params *p, struct en
 	bp.max_seqs = m->max_seqs;
 	bp.max_ctx = m->n_ctx;
 	rc = m->ops->init(&m->cfg, &m->w, &bp, &m->be);
+	if (rc == -ENOTSUP && m->ops != &eng_cpu_backend_ops && (!p->backend || !strcmp(p->backend, "auto"))) {
+		/* the device backend does not run this architecture (its log line says why) */
+		LOG_WARN("backend '%s' does not run %s models: using the CPU backend", m->ops->name,
+		         eng_arch_name(m->cfg.arch));
+		m->ops = &eng_cpu_backend_ops;
+		rc = m->ops->init(&m->cfg, &m->w, &bp, &m->be);
+	}
 	if (rc < 0) {
 		LOG_ERR("backend '%s' failed to start: %s", m->ops->name, strerror(-rc));
 		goto fail;
@@ -321,6 +348,12 @@ int eng_describe(const struct gguf_ctx *g, const struct eng_config *c, const str
 	if (name)
 		sb_printf(&b, "name:            %s\n", name);
 	sb_printf(&b, "parameters:      %llu (%.1f M)\n", (unsigned long long)np, (double)np / 1e6);
+	if (c->n_expert) {
+		const uint64_t na = eng_weights_n_active_params(c, w);
+		sb_printf(&b, "experts:         %d, %d used per token (width %d; router softmax, top-%d renormalised)\n",
+		          c->n_expert, c->n_expert_used, c->n_ff_exp, c->n_expert_used);
+		sb_printf(&b, "active_params:   %llu (%.1f M per token)\n", (unsigned long long)na, (double)na / 1e6);
+	}
 	sb_printf(&b, "layers:          %d\n", c->n_layer);
 	sb_printf(&b, "embedding:       %d\n", c->n_embd);
 	sb_printf(&b, "heads:           %d\n", c->n_head);
@@ -342,6 +375,17 @@ int eng_describe(const struct gguf_ctx *g, const struct eng_config *c, const str
 	sb_printf(&b, "rms_eps:         %g\n", c->rms_eps);
 	sb_printf(&b, "qkv_bias:        %s\n", c->has_qkv_bias ? "yes" : "no");
 	sb_printf(&b, "qk_norm:         %s\n", c->has_qk_norm ? "yes" : "no");
+	if (c->n_swa) {
+		int n_swa_layers = 0;
+		for (int il = 0; il < c->n_layer; il++)
+			n_swa_layers += w->layers[il].swa;
+		sb_printf(&b, "sliding_window:  %d (%d of %d layers; their RoPE base %g)\n", c->n_swa,
+		          n_swa_layers, c->n_layer, c->rope_base_swa);
+	}
+	if (c->attn_softcap || c->final_softcap)
+		sb_printf(&b, "softcap:         attention %g, output %g\n", c->attn_softcap, c->final_softcap);
+	if (c->ffn_act == ENG_FFN_ACT_GELU || c->has_post_norm || c->embd_scale)
+		sb_printf(&b, "gemma:           GELU-gated FFN, post-norms, embedding x sqrt(%d)\n", c->n_embd);
 	sb_printf(&b, "tied_output:     %s\n", c->tied_output ? "yes" : "no");
 	if (tmpl)
 		sb_printf(&b, "chat_template:   %s%s%s%s\n", eng_template_family_name(tmpl->family),

@@ -180,6 +180,11 @@ enum eng_mode eng_effective_mode(const struct eng_session *s);
 uint64_t eng_random_seed(void);
 /* Appends bytes to a turn's reply (lock held). 0 / -ENOMEM. */
 int eng_turn_append_reply(struct eng_turn *t, const char *s, size_t n);
+/* The chat template text to detect the family from: tokenizer.chat_template,
+ * or for Gemma files without one (that have <start_of_turn>/<end_of_turn>)
+ * the Gemma family's marker; NULL → raw mode. */
+const char *eng_chat_template_text(const struct gguf_ctx *g, const struct eng_config *cfg,
+                                   const struct eng_tokenizer *tok);
 /* Describes a bound model without a backend (for `promptfs info`). */
 int eng_describe(const struct gguf_ctx *g, const struct eng_config *cfg, const struct eng_weights *w,
                  const struct eng_tokenizer *tok, const struct eng_template *tmpl,

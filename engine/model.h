@@ -29,7 +29,17 @@ enum eng_arch {
 	ENG_ARCH_LLAMA = 0, /* Llama 1-3, TinyLlama, SmolLM, Mistral; adjacent-pair RoPE */
 	ENG_ARCH_QWEN2,     /* Q/K/V biases, NeoX RoPE */
 	ENG_ARCH_QWEN3,     /* Q/K RMS norms per head, NeoX RoPE */
+	ENG_ARCH_GEMMA3,    /* sliding-window + global layers (own RoPE bases), Q/K norms,
+	                     * pre/post norms, GELU-gated FFN, embedding x sqrt(C), NeoX RoPE */
+	ENG_ARCH_GEMMA2,    /* gemma3 without Q/K norms, plus attention and output soft-capping */
+	ENG_ARCH_PHI3,      /* fused QKV and gate/up tensors, LongRoPE factors, NeoX RoPE */
+	ENG_ARCH_QWEN3MOE,  /* qwen3 attention, mixture-of-experts feed-forward */
 	ENG_ARCH_COUNT,
+};
+
+enum eng_ffn_act {
+	ENG_FFN_ACT_SILU = 0, /* SwiGLU: silu(gate) * up */
+	ENG_FFN_ACT_GELU = 1, /* GeGLU: gelu_tanh(gate) * up (gemma) */
 };
 
 enum eng_rope_type {
@@ -58,6 +68,28 @@ struct eng_config {
 	 * theta_i = rope_freq_scale * (pos * base^(-2i/n_rot) / rope_freqs[i]),
 	 * rope_freqs (weights) being 1 when absent. */
 	float rope_freq_scale; /* 1 / rope.scaling.factor (linear scaling); 1 when unscaled */
+	float rope_attn_factor; /* rope.scaling.attn_factor: cos/sin multiplied by it (phi3 LongRoPE); 1 default */
+	int n_ctx_orig;         /* rope.scaling.original_context_length (default n_ctx_train): a
+	                         * context longer than this uses the long LongRoPE factors */
+	/* Gemma family (0 / false elsewhere).  Sliding-window layers (eng_layer.swa)
+	 * attend to the last n_swa positions (the query's own included) and rotate
+	 * with rope_base_swa, unscaled; the others attend to everything. */
+	int n_swa;             /* attention.sliding_window; 0 = no sliding-window layers */
+	float rope_base_swa;   /* RoPE base of the sliding-window layers */
+	float rope_freq_scale_swa; /* their RoPE scaling (gemma3: 1, gemma2: as the global layers) */
+	float q_scale;         /* Q multiplied by this after RoPE, scores then unscaled; 0 = scores x 1/sqrt(D) */
+	float attn_softcap;    /* scores = cap * tanh(scores / cap); 0 = off (gemma2) */
+	float final_softcap;   /* logits = cap * tanh(logits / cap); 0 = off */
+	bool embd_scale;       /* embeddings multiplied by sqrt(C) */
+	bool has_post_norm;    /* RMS norms on the attention and FFN outputs, before the residual add */
+	enum eng_ffn_act ffn_act;
+	/* Mixture of experts (qwen3moe; llama with ffn_*_exps tensors, Mixtral):
+	 * a router picks n_expert_used of n_expert SwiGLU experts of width
+	 * n_ff_exp per token; softmax over all experts, the chosen ones' weights
+	 * renormalised to sum 1 (both families).  0 = dense. */
+	int n_expert;
+	int n_expert_used;
+	int n_ff_exp;
 };
 
 /* A non-owning view of one GGUF tensor (into the mmap).  data == NULL means
@@ -65,7 +97,8 @@ struct eng_config {
 struct eng_tensor {
 	const char *name;
 	enum gguf_dtype type;
-	int64_t ne[2];   /* ne[0] row length, ne[1] rows (1 for vectors) */
+	int64_t ne[3];   /* ne[0] row length, ne[1] rows (1 for vectors); ne[2] experts
+	                  * (stacked matrices of ne[1] rows each), 0 for 2-D tensors */
 	const void *data;
 	size_t nbytes;
 };
@@ -85,6 +118,14 @@ struct eng_layer {
 	struct eng_tensor w_gate;     /* rows F, row length C */
 	struct eng_tensor w_up;       /* rows F, row length C */
 	struct eng_tensor w_down;     /* rows C, row length F */
+	struct eng_tensor post_attn_norm; /* [C] F32 (gemma) or absent */
+	struct eng_tensor post_ffn_norm;  /* [C] F32 (gemma) or absent */
+	/* mixture of experts (then w_gate/w_up/w_down are absent) */
+	struct eng_tensor ffn_gate_inp;   /* router: rows E, row length C */
+	struct eng_tensor gate_exps;      /* E x (rows F_exp, row length C) */
+	struct eng_tensor up_exps;        /* E x (rows F_exp, row length C) */
+	struct eng_tensor down_exps;      /* E x (rows C, row length F_exp) */
+	bool swa;                     /* a sliding-window layer (cfg.n_swa positions) */
 };
 
 struct eng_weights {
@@ -93,7 +134,14 @@ struct eng_weights {
 	struct eng_tensor output;      /* rows V, row length C; a copy of tok_embd's view when tied */
 	struct eng_layer *layers;      /* [L], owned (freed by eng_weights_free) */
 	struct eng_tensor rope_freqs;  /* [n_rot/2] F32 frequency divisors (Llama 3.1+), or absent */
+	struct eng_tensor rope_long;   /* [n_rot/2] F32 LongRoPE divisors for contexts > n_ctx_orig (phi3), or absent */
+	struct eng_tensor rope_short;  /* [n_rot/2] F32 LongRoPE divisors otherwise (phi3), or absent */
 };
+
+/* The RoPE frequency divisors a backend uses for sequences of up to
+ * max_ctx positions: rope_freqs, else LongRoPE's long or short factors (as
+ * llama.cpp picks them from the context size), else NULL (all 1). */
+const float *eng_rope_factors(const struct eng_config *cfg, const struct eng_weights *w, int max_ctx);
 
 /* Reads the architecture and hyper-parameters from metadata and binds every
  * tensor by name, checking shapes and types against the config.  An
@@ -103,10 +151,15 @@ int eng_model_bind(const struct gguf_ctx *g, struct eng_config *cfg, struct eng_
 void eng_weights_free(struct eng_weights *w); /* accepts a zeroed or half-bound struct */
 
 const char *eng_arch_name(enum eng_arch arch);
+/* The 2-D view of expert e of a stacked expert tensor. */
+struct eng_tensor eng_expert_view(const struct eng_tensor *t, int e);
 /* Total parameters and weight bytes (for `info`, the `model` file, benches). */
 uint64_t eng_weights_n_params(const struct eng_config *cfg, const struct eng_weights *w);
 uint64_t eng_weights_nbytes(const struct eng_config *cfg, const struct eng_weights *w);
-/* Bytes of weights read per decoded token (every layer matrix + LM head). */
+/* Parameters a token uses: all but the unchosen experts' (= n_params when dense). */
+uint64_t eng_weights_n_active_params(const struct eng_config *cfg, const struct eng_weights *w);
+/* Bytes of weights read per decoded token (every layer matrix + LM head;
+ * of the experts, the n_expert_used / n_expert share). */
 uint64_t eng_weights_bytes_per_token(const struct eng_config *cfg, const struct eng_weights *w);
 
 #ifdef __cplusplus

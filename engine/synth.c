@@ -6,7 +6,8 @@
  *  - --like REAL.gguf: every KV copied, every tensor with the same name,
  *    shape and type;
  *  - presets: llama.cpp's Qwen2.5-0.5B-Instruct layouts (below), with the
- *    tokenizer KVs copied from ggml-vocab-qwen2.gguf.
+ *    tokenizer KVs copied from ggml-vocab-qwen2.gguf; and mixture-of-experts
+ *    shapes (Qwen3-30B-A3B, a small Mixtral) with a Q4_K_M-like mix.
  *
  * Output is streamed (gguf_writer_stream_*): each tensor is generated and
  * quantised in chunks of rows (CHUNK_BYTES of output at most), every chunk
@@ -70,14 +71,6 @@ static const struct preset presets[] = {
 
 enum { Q_L = 24, Q_C = 896, Q_H = 14, Q_G = 2, Q_D = 64, Q_F = 4864, Q_V = 151936 };
 
-const char *const *eng_synth_presets(void)
-{
-	static const char *names[N_PRESETS + 1];
-
-	for (int i = 0; i < N_PRESETS; i++)
-		names[i] = presets[i].name;
-	return names;
-}
 
 /* llama.cpp's use_more_bits(i, n). */
 static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
@@ -160,10 +153,10 @@ static bool skip_non_tokenizer(const char *key, void *user)
 	return strncmp(key, "tokenizer.", 10) != 0;
 }
 
-/* The places a checkout keeps shared/models/vocab/ggml-vocab-qwen2.gguf. */
-static int find_vocab(const char *given, char *path, size_t size)
+/* The places a checkout keeps shared/models/vocab/<file>. */
+static int find_vocab(const char *given, const char *file, char *path, size_t size)
 {
-	static const char rel[] = "models/vocab/ggml-vocab-qwen2.gguf";
+	char rel[128];
 	const char *env = getenv("PROMPTFS_SHARED");
 	char exe[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -174,6 +167,7 @@ static int find_vocab(const char *given, char *path, size_t size)
 		snprintf(path, size, "%s", given);
 		return 0;
 	}
+	snprintf(rel, sizeof(rel), "models/vocab/%s", file);
 	if (n > 0) {
 		exe[n] = '\0';
 		char *slash = strrchr(exe, '/');
@@ -277,6 +271,129 @@ static void set_distributions(struct synth_plan *p)
 			t->std = 0.0f;
 		}
 	}
+}
+
+// ---- presets: mixture-of-experts shapes
+
+/* The published shapes of Qwen3-30B-A3B (config.json: 48 layers, 2048 wide,
+ * 32/4 heads of 128, 128 experts of 768, 8 per token, untied head) and a
+ * small Mixtral-shaped model (8 experts, 2 per token, the Llama 2
+ * SentencePiece vocabulary).  Types follow llama.cpp's Q4_K_M rules in
+ * outline: Q4_K matrices, Q6_K for attn_v and ffn_down(_exps) in the
+ * use_more_bits layers, Q6_K output, F32 norms and router; not byte-exact
+ * with a file llama.cpp would write. */
+struct moe_preset {
+	const char *name, *arch, *title, *vocab;
+	int L, C, H, G, D, F, E, K, Fe, V, ctx;
+	float rope_base, eps;
+	bool qk_norm;
+	int eos; /* -1: the vocabulary's */
+};
+
+static const struct moe_preset moe_presets[] = {
+	{ "qwen3-30b-a3b-q4_k_m", "qwen3moe", "Qwen3 30B A3B", "ggml-vocab-qwen2.gguf",
+	  48, 2048, 32, 4, 128, 6144, 128, 8, 768, 151936, 40960, 1000000.0f, 1e-6f, true, 151645 },
+	{ "mixtral-small-q4_k_m", "llama", "Mixtral-shaped 8x small", "ggml-vocab-llama-spm.gguf",
+	  8, 1024, 16, 4, 64, 3584, 8, 2, 3584, 32000, 32768, 1000000.0f, 1e-5f, false, -1 },
+};
+#define N_MOE ((int)(sizeof(moe_presets) / sizeof(moe_presets[0])))
+
+static int moe_kv(struct gguf_writer *w, const struct moe_preset *m, const char *vocab_path)
+{
+	struct gguf_ctx *v = NULL;
+	char name[128], k[16][96];
+	int err = gguf_open(vocab_path, &v);
+
+	if (err)
+		return err;
+	snprintf(name, sizeof(name), "%s (synthetic %s)", m->title, m->name);
+#define KEY(i, s) (snprintf(k[i], sizeof(k[i]), "%s." s, m->arch), k[i])
+	if ((err = gguf_writer_set_str(w, "general.architecture", m->arch)) ||
+	    (err = gguf_writer_set_str(w, "general.type", "model")) ||
+	    (err = gguf_writer_set_str(w, "general.name", name)) ||
+	    (err = gguf_writer_set_u32(w, KEY(0, "block_count"), m->L)) ||
+	    (err = gguf_writer_set_u32(w, KEY(1, "context_length"), m->ctx)) ||
+	    (err = gguf_writer_set_u32(w, KEY(2, "embedding_length"), m->C)) ||
+	    (err = gguf_writer_set_u32(w, KEY(3, "feed_forward_length"), m->F)) ||
+	    (err = gguf_writer_set_u32(w, KEY(4, "attention.head_count"), m->H)) ||
+	    (err = gguf_writer_set_u32(w, KEY(5, "attention.head_count_kv"), m->G)) ||
+	    (err = gguf_writer_set_u32(w, KEY(6, "attention.key_length"), m->D)) ||
+	    (err = gguf_writer_set_u32(w, KEY(7, "attention.value_length"), m->D)) ||
+	    (err = gguf_writer_set_f32(w, KEY(8, "rope.freq_base"), m->rope_base)) ||
+	    (err = gguf_writer_set_f32(w, KEY(9, "attention.layer_norm_rms_epsilon"), m->eps)) ||
+	    (err = gguf_writer_set_u32(w, KEY(10, "expert_count"), m->E)) ||
+	    (err = gguf_writer_set_u32(w, KEY(11, "expert_used_count"), m->K)) ||
+	    (err = gguf_writer_set_u32(w, KEY(12, "expert_feed_forward_length"), m->Fe)) ||
+	    (err = gguf_writer_set_u32(w, "general.file_type", 15)) ||
+	    (err = gguf_writer_copy_kv(w, v, skip_non_tokenizer, NULL)) ||
+	    (m->eos >= 0 && (err = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)m->eos))) ||
+	    (err = gguf_writer_set_u32(w, "general.quantization_version", 2)))
+		goto out_vocab;
+#undef KEY
+	int64_t tok = gguf_find_key(v, "tokenizer.ggml.tokens");
+	if (tok < 0 || gguf_kv_type(v, tok) != GGUF_VTYPE_ARRAY || gguf_get_arr_n(v, tok) != (uint64_t)m->V) {
+		LOG_ERR("%s: expected a %d-token vocabulary", vocab_path, m->V);
+		err = -EINVAL;
+	}
+out_vocab:
+	gguf_free(v);
+	return err;
+}
+
+static int plan_add3(struct synth_plan *p, const char *name, enum gguf_dtype type, int64_t ne0,
+                     int64_t ne1, int64_t ne2)
+{
+	int err = plan_add(p, name, type, 3, ne0, ne1);
+
+	if (!err)
+		p->t[p->n - 1].ne[2] = ne2;
+	return err;
+}
+
+static int plan_moe(struct synth_plan *p, const struct moe_preset *m)
+{
+	const enum gguf_dtype q4 = GGUF_DTYPE_Q4_K, q6 = GGUF_DTYPE_Q6_K, f32 = GGUF_DTYPE_F32;
+	const int HD = m->H * m->D, GD = m->G * m->D;
+	int err = plan_add(p, "token_embd.weight", fit_type(q4, m->C), 2, m->C, m->V);
+	char n[GGUF_MAX_NAME];
+
+	for (int i = 0; i < m->L && !err; i++) {
+		const enum gguf_dtype more = use_more_bits(i, m->L) ? q6 : q4;
+#define ADD(suffix, type, nd, a, b) \
+	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : plan_add(p, n, fit_type(type, a), nd, a, b))
+#define ADD3(suffix, type, a, b) \
+	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : plan_add3(p, n, fit_type(type, a), a, b, m->E))
+		ADD("attn_norm.weight", f32, 1, m->C, 1);
+		ADD("attn_q.weight", q4, 2, m->C, HD);
+		ADD("attn_k.weight", q4, 2, m->C, GD);
+		ADD("attn_v.weight", more, 2, m->C, GD);
+		ADD("attn_output.weight", q4, 2, HD, m->C);
+		if (m->qk_norm) {
+			ADD("attn_q_norm.weight", f32, 1, m->D, 1);
+			ADD("attn_k_norm.weight", f32, 1, m->D, 1);
+		}
+		ADD("ffn_norm.weight", f32, 1, m->C, 1);
+		ADD("ffn_gate_inp.weight", f32, 2, m->C, m->E);
+		ADD3("ffn_gate_exps.weight", q4, m->C, m->Fe);
+		ADD3("ffn_up_exps.weight", q4, m->C, m->Fe);
+		ADD3("ffn_down_exps.weight", more, m->Fe, m->C);
+#undef ADD
+#undef ADD3
+	}
+	if (!err)
+		err = plan_add(p, "output.weight", fit_type(q6, m->C), 2, m->C, m->V);
+	return err ? err : plan_add(p, "output_norm.weight", GGUF_DTYPE_F32, 1, m->C, 1);
+}
+
+const char *const *eng_synth_presets(void)
+{
+	static const char *names[N_PRESETS + N_MOE + 1];
+
+	for (int i = 0; i < N_PRESETS; i++)
+		names[i] = presets[i].name;
+	for (int i = 0; i < N_MOE; i++)
+		names[N_PRESETS + i] = moe_presets[i].name;
+	return names;
 }
 
 // ---- generation
@@ -429,8 +546,21 @@ static int build_plan(const struct eng_synth_opts *o, struct gguf_writer *w, str
 	for (int i = 0; i < N_PRESETS; i++) {
 		if (strcmp(presets[i].name, o->preset))
 			continue;
-		if ((err = find_vocab(o->vocab, vocab, sizeof(vocab))) || (err = preset_kv(w, &presets[i], vocab)) ||
+		if ((err = find_vocab(o->vocab, "ggml-vocab-qwen2.gguf", vocab, sizeof(vocab))) ||
+		    (err = preset_kv(w, &presets[i], vocab)) ||
 		    (err = plan_preset(p, &presets[i])))
+			return err;
+		if (o->type >= 0)
+			for (int k = 0; k < p->n; k++)
+				if (p->t[k].n_dims >= 2)
+					p->t[k].type = fit_type((enum gguf_dtype)o->type, p->t[k].ne[0]);
+		return 0;
+	}
+	for (int i = 0; i < N_MOE; i++) {
+		if (strcmp(moe_presets[i].name, o->preset))
+			continue;
+		if ((err = find_vocab(o->vocab, moe_presets[i].vocab, vocab, sizeof(vocab))) ||
+		    (err = moe_kv(w, &moe_presets[i], vocab)) || (err = plan_moe(p, &moe_presets[i])))
 			return err;
 		if (o->type >= 0)
 			for (int k = 0; k < p->n; k++)

@@ -93,7 +93,7 @@ int fs_cli_info(int argc, char **argv)
 		fprintf(stderr, "promptfs info: '%s': bad tokenizer metadata\n", path);
 		goto out_weights;
 	}
-	jinja = gguf_get_str_key(g, "tokenizer.chat_template");
+	jinja = eng_chat_template_text(g, &cfg, tok);
 	rc = eng_template_init(jinja, eng_token_bos(tok) >= 0 ? eng_token_text(tok, eng_token_bos(tok)) : "",
 	                       eng_token_eos(tok) >= 0 ? eng_token_text(tok, eng_token_eos(tok)) : "", &tmpl);
 	if (rc == 0)
@@ -447,8 +447,9 @@ static void bench_header(struct eng_model *m, const struct bench_opts *o, double
 	const struct eng_backend_ops *ops;
 	struct eng_backend *be = eng_model_backend(m, &ops);
 
-	printf("model:    %s, %s, %.1f M parameters, %.1f MiB of weights (%.1f MiB read per token)\n",
+	printf("model:    %s, %s, %.1f M parameters (%.1f M active), %.1f MiB of weights (%.1f MiB read per token)\n",
 	       o->path, eng_arch_name(c->arch), (double)eng_weights_n_params(c, w) / 1e6,
+	       (double)eng_weights_n_active_params(c, w) / 1e6,
 	       (double)eng_weights_nbytes(c, w) / (1 << 20),
 	       (double)eng_weights_bytes_per_token(c, w) / (1 << 20));
 	printf("backend:  %s: %s\n", ops->name, ops->device_name(be));

@@ -4,7 +4,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 bash "$PROMPTFS_SRC/scripts/deps.sh"
-bash "$PROMPTFS_SRC/scripts/fetch-model.sh" >/dev/null
+bash "$PROMPTFS_SRC/scripts/fetch-model.sh" >/dev/null && bash "$PROMPTFS_SRC/scripts/fetch-model.sh" gemma3 >/dev/null
 bash "$PROMPTFS_SRC/scripts/build.sh"
 log "running the tests"
 cd "$PROMPTFS_BUILD"

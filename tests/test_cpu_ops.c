@@ -129,6 +129,31 @@ static void test_swiglu(void)
 	check("swiglu element-wise", 0.0, 1e-5);
 }
 
+/* GeGLU against the tanh GELU in double: ggml (and we) round the input and
+ * the GELU to F16, relative 2^-11 each (~1e-3 together) */
+static void test_geglu(void)
+{
+	enum { N = 1000 };
+	float g[N], u[N], y[N], x[N];
+	double ref[N];
+
+	fill(g, N, -12.0f, 12.0f);
+	g[0] = -10.0f, g[1] = 10.0f, g[2] = 0.0f, g[3] = -30.0f, g[4] = 30.0f;
+	fill(u, N, -2.0f, 2.0f);
+	for (int i = 0; i < N; i++) {
+		const double a = g[i];
+		ref[i] = 0.5 * a * (1.0 + tanh(0.7978845608028654 * (a + 0.044715 * a * a * a))) * u[i];
+	}
+	cpu_geglu(y, g, u, N);
+	check("geglu", rel_err(y, ref, N), 2e-3);
+	for (int i = 0; i < N; i++)
+		x[i] = g[i] * 3.0f;
+	cpu_softcap(x, N, 5.0f);
+	for (int i = 0; i < N; i++)
+		ref[i] = 5.0 * tanh(g[i] * 3.0 / 5.0);
+	check("softcap", rel_err(x, ref, N), 1e-6);
+}
+
 static void test_round_f16(void)
 {
 	enum { N = 1003 };
@@ -275,30 +300,39 @@ static double half_val(gguf_half h)
 	return gguf_half_to_f32(h);
 }
 
-static void attn_ref(double *out, const float *q, const struct cpu_kv_layer *kv, const int32_t *pages,
-                     int n_kv, int g)
+/* Positions j0 <= j < n_kv; scores soft-capped (cap * tanh(s / cap)) when cap > 0. */
+static void attn_ref_ext(double *out, const float *q, const struct cpu_kv_layer *kv,
+                         const int32_t *pages, int j0, int n_kv, int g, double cap)
 {
 	const int D = kv->D, GD = kv->G * kv->D;
 	double *s = malloc(sizeof(double) * n_kv), mx = -INFINITY, sum = 0.0;
 
-	for (int j = 0; j < n_kv; j++) {
+	for (int j = j0; j < n_kv; j++) {
 		size_t off = ((size_t)pages[j / ENG_KV_PAGE] * ENG_KV_PAGE + j % ENG_KV_PAGE) * GD + g * D;
 		double d = 0.0;
 		for (int i = 0; i < D; i++)
 			d += (double)q[i] * half_val(kv->k[off + i]);
 		s[j] = d / sqrt((double)D);
+		if (cap > 0)
+			s[j] = cap * tanh(s[j] / cap);
 		mx = s[j] > mx ? s[j] : mx;
 	}
-	for (int j = 0; j < n_kv; j++)
+	for (int j = j0; j < n_kv; j++)
 		sum += (s[j] = exp(s[j] - mx));
 	for (int i = 0; i < D; i++)
 		out[i] = 0.0;
-	for (int j = 0; j < n_kv; j++) {
+	for (int j = j0; j < n_kv; j++) {
 		size_t off = ((size_t)pages[j / ENG_KV_PAGE] * ENG_KV_PAGE + j % ENG_KV_PAGE) * GD + g * D;
 		for (int i = 0; i < D; i++)
 			out[i] += s[j] / sum * half_val(kv->v[off + i]);
 	}
 	free(s);
+}
+
+static void attn_ref(double *out, const float *q, const struct cpu_kv_layer *kv, const int32_t *pages,
+                     int n_kv, int g)
+{
+	attn_ref_ext(out, q, kv, pages, 0, n_kv, g, 0.0);
 }
 
 static void test_attention_case(const struct attn_case *ac)
@@ -359,6 +393,31 @@ static void test_attention_case(const struct attn_case *ac)
 	 * relative 2^-11 each, averaged over the dot products */
 	check(name, worst, 2e-3);
 
+	/* sliding windows (gemma): only the last w positions, starting inside a
+	 * page and on a page boundary; soft-capped scores (gemma2, cap 0.5 so
+	 * that the cap changes the result) */
+	worst = 0.0;
+	for (size_t pi = 0; pi < sizeof(probes) / sizeof(probes[0]); pi++) {
+		const int n_kv = probes[pi] + 1, windows[] = { 1, 5, ENG_KV_PAGE, ENG_KV_PAGE + 3 };
+		if (n_kv > ac->n_kv)
+			continue;
+		for (size_t wi = 0; wi < sizeof(windows) / sizeof(windows[0]); wi++) {
+			const int j0 = n_kv > windows[wi] ? n_kv - windows[wi] : 0;
+			for (int h = 0; h < H; h++) {
+				const int g = h / (H / G);
+				const double cap = (h % 2) ? 0.5 : 0.0;
+				fill(q, D, -2.0f, 2.0f);
+				cpu_attn_head_ext(out, q, &kv, pages, j0, n_kv, g, 1.0f / sqrtf((float)D),
+				                  (float)cap, scores, q16);
+				attn_ref_ext(ref, q, &kv, pages, j0, n_kv, g, cap);
+				double e = rel_err(out, ref, D);
+				worst = e > worst ? e : worst;
+			}
+		}
+	}
+	snprintf(name, sizeof(name), "attention, windows and soft-cap, H=%d G=%d D=%d", H, G, D);
+	check(name, worst, 2e-3);
+
 	free(kv.k), free(kv.v), free(pages), free(k), free(v), free(q), free(out);
 	free(scores), free(q16), free(ref);
 }
@@ -382,6 +441,7 @@ int main(void)
 {
 	test_rmsnorm();
 	test_swiglu();
+	test_geglu();
 	test_round_f16();
 	test_embed();
 	test_rope();

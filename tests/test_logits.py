@@ -306,7 +306,7 @@ def refusals(tmp):
     """Bad models are refused with a log line naming what is wrong."""
     small = dict(seed=3, C=32, H=2, G=1, D=16, F=64)
     cases = [
-        ("falcon", {}, "unsupported architecture 'falcon' (supported: llama, qwen2, qwen3)"),
+        ("falcon", {}, "unsupported architecture 'falcon' (supported: llama, qwen2, qwen3, gemma3, gemma2, phi3, qwen3moe)"),
         ("qwen3", dict(skip=("blk.1.attn_k_norm.weight",)),
          "tensor 'blk.1.attn_k_norm.weight' is missing"),
         ("qwen2", dict(reshape=("blk.1.attn_k.weight", (24, 32))),

@@ -3,7 +3,8 @@
 test_tokenizer_ref.py — our tokenizer (through tests/tool_tokenize) against
 llama.cpp itself (llama-cpp-python, vocab_only) on every real vocabulary we
 have: the five shared/models/vocab files, the default real model
-($PROMPTFS_MODEL) and stories260K.
+($PROMPTFS_MODEL), stories260K and the real Gemma 3 ($PROMPTFS_MODEL_GEMMA3,
+262,144 SentencePiece tokens).
 
 Per vocabulary:
   * ids: 400+ strings (hand-picked hard cases plus a seeded random mix of
@@ -360,6 +361,11 @@ def main():
         fail("PROMPTFS_MODEL (%r) does not exist" % MODEL)
     else:
         vocabs.append(("real-model", MODEL))
+    gemma3 = os.environ.get("PROMPTFS_MODEL_GEMMA3", "")
+    if not gemma3 or not os.path.exists(gemma3):
+        fail("PROMPTFS_MODEL_GEMMA3 (%r) does not exist (scripts/fetch-model.sh gemma3)" % gemma3)
+    else:  # Gemma 3's 262k SentencePiece vocabulary
+        vocabs.append(("gemma3", gemma3))
     check_unicode_table()
     total_ok = total = 0
     for k, (name, path) in enumerate(vocabs):

@@ -5,16 +5,24 @@
  * The reference backend: every other backend is checked against it, and it
  * is checked against llama.cpp (tests/test_logits.py).  One pass:
  *
- *   x = embed(tokens)                                   [T][C]
+ *   x = embed(tokens)  (gemma: x sqrt(C))              [T][C]
  *   per layer:
  *     xn = rmsnorm(x) * attn_norm
  *     q, k, v = xn Wq^T (+bq), xn Wk^T (+bk), xn Wv^T (+bv)
- *     (qwen3) per-head rmsnorm of q and k;  rope(q, k) at each position
- *     K/V of the new positions → F16 pages;  att = causal attention
- *     x += att Wo^T
+ *     (qwen3, gemma3) per-head rmsnorm of q and k;  rope(q, k) at each
+ *     position (sliding-window layers: their own base);  (gemma) q *= q_scale
+ *     K/V of the new positions → F16 pages;  att = causal attention (sliding
+ *     layers: the last n_swa positions; gemma2: soft-capped scores)
+ *     x += att Wo^T                         (gemma: rmsnorm(.) * post_attn_norm)
  *     xn = rmsnorm(x) * ffn_norm
- *     x += (silu(xn Wgate^T) * xn Wup^T) Wdown^T
+ *     x += (act(xn Wgate^T) * xn Wup^T) Wdown^T   (act silu, or gelu for gemma;
+ *                                            gemma: rmsnorm(.) * post_ffn_norm)
  *   logits = rmsnorm(x_out) * output_norm · Wout^T     [rows][V]
+ *   (gemma2) logits = cap * tanh(logits / cap)
+ *   mixture of experts: the FFN is sum over the K chosen experts e of
+ *     w_e * (silu(xn Wgate_e^T) * xn Wup_e^T) Wdown_e^T,  w = renormalised
+ *     top-K of softmax(xn Wrouter^T); each expert's matrices run once per
+ *     pass over the rows routed to it
  *
  * Threads: the matrix products split rows of W over the pool (matmul.c);
  * attention splits (token, head) items, the element-wise ops split tokens,
@@ -64,6 +72,8 @@ struct eng_backend {
 	float *gate;   /* [Tm][F] (becomes silu(gate) * up) */
 	float *up;     /* [Tm][F] */
 	float *rope;   /* [Tm][n_rot] cos/sin pairs per token */
+	float *rope_swa; /* [Tm][n_rot] the same for sliding-window layers (gemma) */
+	const float *rope_ff; /* [n_rot/2] RoPE frequency divisors (eng_rope_factors) or NULL */
 	float *scores; /* [nth][max_ctx] attention probabilities */
 	float *q16;    /* [nth][D] */
 	float *logits; /* [max_seqs][V] when the caller wants samples only */
@@ -72,6 +82,14 @@ struct eng_backend {
 	int32_t *tok_pos;   /* [Tm] position of each token */
 	int32_t *tok_seq;   /* [Tm] sequence of each token */
 	int32_t *out_tok;   /* [Tm] token index of each output row */
+	/* mixture of experts (n_expert > 0), K = n_expert_used, E = n_expert */
+	float *router;      /* [Tm][E] router logits */
+	float *ewt;         /* [Tm][K] weights of the chosen experts */
+	int32_t *esel;      /* [Tm][K] the chosen experts, best first */
+	int32_t *erow;      /* [Tm] rows gathered for one expert: t * K + rank */
+	float *xg;          /* [Tm][C] their normed inputs */
+	float *yg;          /* [Tm][C] their expert outputs */
+	float *eout;        /* [Tm][K][C] weighted expert outputs, summed by rank */
 
 	char name[96];
 };
@@ -122,6 +140,7 @@ static void parallel_for(struct eng_backend *be, int n, int chunk, bool small, i
 
 struct norm_arg {
 	const float *add;   /* [T][C] added to x first, or NULL */
+	const float *post;  /* [C] add's rows are rms-normed with this weight first (gemma), or NULL */
 	const float *w;     /* [C] norm weight */
 	const int32_t *map; /* row r reads token map[r] (NULL: identity) */
 };
@@ -134,6 +153,10 @@ static void item_residual_norm(struct eng_backend *be, const void *a, int r, int
 	const int t = na->map ? na->map[r] : r;
 	float *x = be->x + (size_t)t * C;
 
+	if (na->add && na->post) {
+		float *a = (float *)na->add + (size_t)t * C; /* tmp: its own row, once */
+		cpu_rmsnorm(a, a, na->post, C, be->cfg.rms_eps);
+	}
 	if (na->add)
 		cpu_add(x, na->add + (size_t)t * C, C);
 	cpu_rmsnorm(be->xn + (size_t)r * C, x, na->w, C, be->cfg.rms_eps);
@@ -167,10 +190,12 @@ static void item_qkv_post(struct eng_backend *be, const void *a, int t, int ith)
 		for (int h = 0; h < c->n_head_kv; h++)
 			cpu_rmsnorm(k + h * D, k + h * D, l->k_norm.data, D, c->rms_eps);
 	if (c->n_rot) {
-		const float *cs = be->rope + (size_t)t * c->n_rot;
+		const float *cs = (l->swa ? be->rope_swa : be->rope) + (size_t)t * c->n_rot;
 		cpu_rope(q, c->n_head, D, c->n_rot, cs, c->rope_type);
 		cpu_rope(k, c->n_head_kv, D, c->n_rot, cs, c->rope_type);
 	}
+	if (c->q_scale)
+		cpu_scale(q, HD, c->q_scale);
 	cpu_kv_store(&qa->kv, qa->b->seqs[be->tok_seq[t]].pages, be->tok_pos[t], k, v);
 }
 
@@ -182,23 +207,134 @@ static void item_attention(struct eng_backend *be, const void *a, int i, int ith
 	const int D = c->head_dim, t = i / c->n_head, h = i % c->n_head;
 	const int g = h / (c->n_head / c->n_head_kv);
 	const size_t off = (size_t)t * c->n_head * D + (size_t)h * D;
+	const int n_kv = be->tok_pos[t] + 1;
+	/* a sliding layer sees positions p - n_swa < j <= p (llama.cpp's standard SWA mask) */
+	const int j0 = qa->l->swa && n_kv > c->n_swa ? n_kv - c->n_swa : 0;
 
-	cpu_attn_head(be->att + off, be->q + off, &qa->kv, qa->b->seqs[be->tok_seq[t]].pages,
-	              be->tok_pos[t] + 1, g, 1.0f / sqrtf((float)D),
-	              be->scores + (size_t)ith * be->p.max_ctx, be->q16 + (size_t)ith * D);
+	cpu_attn_head_ext(be->att + off, be->q + off, &qa->kv, qa->b->seqs[be->tok_seq[t]].pages,
+	                  j0, n_kv, g, c->q_scale ? 1.0f : 1.0f / sqrtf((float)D), c->attn_softcap,
+	                  be->scores + (size_t)ith * be->p.max_ctx, be->q16 + (size_t)ith * D);
 }
 
 #define SWIGLU_CHUNK 1024
 
-/* Item i = (token, chunk of SWIGLU_CHUNK features): gate = silu(gate) * up. */
+struct glu_arg {
+	int F; /* row width of gate[][F] and up[][F]: n_ff, or n_ff_exp for experts */
+};
+
+/* Item i = (row, chunk of SWIGLU_CHUNK features): gate = act(gate) * up,
+ * act silu (SwiGLU) or, for gemma, gelu (GeGLU). */
 static void item_swiglu(struct eng_backend *be, const void *a, int i, int ith)
 {
-	const int F = be->cfg.n_ff, per = (F + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
+	const int F = ((const struct glu_arg *)a)->F, per = (F + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
 	const int t = i / per, f0 = (i % per) * SWIGLU_CHUNK;
 	const int n = F - f0 < SWIGLU_CHUNK ? F - f0 : SWIGLU_CHUNK;
 	const size_t off = (size_t)t * F + f0;
 
-	cpu_swiglu(be->gate + off, be->gate + off, be->up + off, n);
+	if (be->cfg.ffn_act == ENG_FFN_ACT_GELU)
+		cpu_geglu(be->gate + off, be->gate + off, be->up + off, n);
+	else
+		cpu_swiglu(be->gate + off, be->gate + off, be->up + off, n);
+}
+
+static void matmul(struct eng_backend *be, const struct eng_tensor *w, const float *x, int T,
+                   float *y)
+{
+	cpu_matmul(be->pool, w, x, T, y, (int)w->ne[1], be->mm_scratch);
+}
+
+// ---- mixture of experts
+
+/* Token t: softmax over the router logits (sum in double, as ggml), the K
+ * largest (argsort order: best first, lower id on ties), their
+ * probabilities renormalised to sum 1 (clamped as llama.cpp). */
+static void item_route(struct eng_backend *be, const void *a, int t, int ith)
+{
+	const int E = be->cfg.n_expert, K = be->cfg.n_expert_used;
+	float *p = be->router + (size_t)t * E, max = -INFINITY;
+	int32_t *sel = be->esel + (size_t)t * K;
+	float *w = be->ewt + (size_t)t * K;
+	double sum = 0.0;
+	float wsum = 0.0f;
+
+	for (int e = 0; e < E; e++)
+		max = p[e] > max ? p[e] : max;
+	for (int e = 0; e < E; e++) {
+		p[e] = expf(p[e] - max);
+		sum += (double)p[e];
+	}
+	for (int e = 0; e < E; e++)
+		p[e] *= (float)(1.0 / sum);
+	for (int k = 0; k < K; k++) { /* K is small: selection by repeated scans */
+		int best = -1;
+		for (int e = 0; e < E; e++) {
+			bool taken = false;
+			for (int j = 0; j < k; j++)
+				taken |= sel[j] == e;
+			if (!taken && (best < 0 || p[e] > p[best]))
+				best = e;
+		}
+		sel[k] = best;
+		w[k] = p[best];
+		wsum += w[k];
+	}
+	wsum = wsum < 6.103515625e-5f ? 6.103515625e-5f : wsum;
+	for (int k = 0; k < K; k++)
+		w[k] /= wsum;
+}
+
+/* Token t: tmp[t] = sum over ranks of eout[t][rank] (llama.cpp adds them in rank order). */
+static void item_moe_sum(struct eng_backend *be, const void *a, int t, int ith)
+{
+	const int C = be->cfg.n_embd, K = be->cfg.n_expert_used;
+	const float *eo = be->eout + (size_t)t * K * C;
+	float *y = be->tmp + (size_t)t * C;
+
+	memcpy(y, eo, (size_t)C * sizeof(float));
+	for (int k = 1; k < K; k++)
+		cpu_add(y, eo + (size_t)k * C, C);
+}
+
+/* The expert FFN of one layer over T tokens (xn → tmp).  Each expert runs
+ * its three matrices once over the rows routed to it, so a batch reads each
+ * chosen expert's weights once. */
+static void moe_forward(struct eng_backend *be, const struct eng_layer *l, int T)
+{
+	const struct eng_config *c = &be->cfg;
+	const int C = c->n_embd, K = c->n_expert_used, Fe = c->n_ff_exp;
+	const struct glu_arg ga = { .F = Fe };
+	const int per = (Fe + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
+
+	matmul(be, &l->ffn_gate_inp, be->xn, T, be->router);
+	parallel_for(be, T, 1, T < 4, item_route, NULL);
+	for (int e = 0; e < c->n_expert; e++) {
+		const struct eng_tensor wg = eng_expert_view(&l->gate_exps, e);
+		const struct eng_tensor wu = eng_expert_view(&l->up_exps, e);
+		const struct eng_tensor wd = eng_expert_view(&l->down_exps, e);
+		int n = 0;
+
+		for (int i = 0; i < T * K; i++) {
+			if (be->esel[i] != e)
+				continue;
+			be->erow[n] = i;
+			memcpy(be->xg + (size_t)n * C, be->xn + (size_t)(i / K) * C, (size_t)C * sizeof(float));
+			n++;
+		}
+		if (!n)
+			continue;
+		matmul(be, &wg, be->xg, n, be->gate);
+		matmul(be, &wu, be->xg, n, be->up);
+		parallel_for(be, n * per, 1, (size_t)n * Fe < 8192, item_swiglu, &ga);
+		matmul(be, &wd, be->gate, n, be->yg);
+		for (int j = 0; j < n; j++) { /* ggml_mul(experts, weights) */
+			const float wt = be->ewt[be->erow[j]];
+			float *dst = be->eout + (size_t)be->erow[j] * C;
+			const float *src = be->yg + (size_t)j * C;
+			for (int d = 0; d < C; d++)
+				dst[d] = src[d] * wt;
+		}
+	}
+	parallel_for(be, T, 1, T < 4, item_moe_sum, NULL);
 }
 
 // ---- the forward pass
@@ -215,21 +351,21 @@ static struct cpu_kv_layer kv_layer(const struct eng_backend *be, int il)
 	return kv;
 }
 
-static void matmul(struct eng_backend *be, const struct eng_tensor *w, const float *x, int T,
-                   float *y)
-{
-	cpu_matmul(be->pool, w, x, T, y, (int)w->ne[1], be->mm_scratch);
-}
 
 static void layer_forward(struct eng_backend *be, const struct eng_batch *b, int il, int T)
 {
 	const struct eng_config *c = &be->cfg;
 	const struct eng_layer *l = &be->w.layers[il];
-	const struct norm_arg attn_in = { .add = il ? be->tmp : NULL, .w = l->attn_norm.data };
-	const struct norm_arg ffn_in = { .add = be->tmp, .w = l->ffn_norm.data };
+	const struct eng_layer *prev = il ? &be->w.layers[il - 1] : NULL;
+	const struct norm_arg attn_in = { .add = il ? be->tmp : NULL,
+	                                  .post = prev ? prev->post_ffn_norm.data : NULL,
+	                                  .w = l->attn_norm.data };
+	const struct norm_arg ffn_in = { .add = be->tmp, .post = l->post_attn_norm.data,
+	                                 .w = l->ffn_norm.data };
 	const struct qkv_arg qa = { .l = l, .kv = kv_layer(be, il), .b = b };
 	const bool small = T < 4;
 	const int per = (c->n_ff + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
+	const struct glu_arg dense = { .F = c->n_ff };
 
 	/* attention block (the previous layer's FFN output is added here) */
 	parallel_for(be, T, 1, small, item_residual_norm, &attn_in);
@@ -242,9 +378,13 @@ static void layer_forward(struct eng_backend *be, const struct eng_batch *b, int
 
 	/* feed-forward block */
 	parallel_for(be, T, 1, small, item_residual_norm, &ffn_in);
+	if (l->ffn_gate_inp.data) {
+		moe_forward(be, l, T);
+		return;
+	}
 	matmul(be, &l->w_gate, be->xn, T, be->gate);
 	matmul(be, &l->w_up, be->xn, T, be->up);
-	parallel_for(be, T * per, 1, (size_t)T * c->n_ff < 8192, item_swiglu, NULL);
+	parallel_for(be, T * per, 1, (size_t)T * c->n_ff < 8192, item_swiglu, &dense);
 	matmul(be, &l->w_down, be->gate, T, be->tmp);
 }
 
@@ -280,9 +420,16 @@ static int batch_prepare(struct eng_backend *be, const struct eng_batch *b, int 
 			rc = cpu_embed(be->x + (size_t)T * c->n_embd, &be->w.tok_embd, sq->tokens[i]);
 			if (rc)
 				return rc;
+			if (c->embd_scale) /* gemma: as ggml_scale, one f32 multiply */
+				cpu_scale(be->x + (size_t)T * c->n_embd, c->n_embd, sqrtf((float)c->n_embd));
 			if (c->n_rot)
 				cpu_rope_cache_ext(be->rope + (size_t)T * c->n_rot, sq->pos0 + i, c->n_rot,
-				                   c->rope_base, c->rope_freq_scale, be->w.rope_freqs.data);
+				                   c->rope_base, c->rope_freq_scale, be->rope_ff);
+			if (c->n_rot && c->rope_attn_factor != 1.0f) /* ggml: cos, sin x attn_factor */
+				cpu_scale(be->rope + (size_t)T * c->n_rot, c->n_rot, c->rope_attn_factor);
+			if (c->n_rot && c->n_swa)
+				cpu_rope_cache_ext(be->rope_swa + (size_t)T * c->n_rot, sq->pos0 + i, c->n_rot,
+				                   c->rope_base_swa, c->rope_freq_scale_swa, NULL);
 		}
 	}
 	*n_tok = T;
@@ -326,12 +473,15 @@ static int cpu_forward(struct eng_backend *be, const struct eng_batch *b, float 
 	/* final norm of the output rows (the last FFN output is added here) */
 	rows = select_rows(be, b, logits != NULL);
 	{
-		const struct norm_arg out_in = { .add = be->tmp, .w = be->w.output_norm.data,
-		                                 .map = be->out_tok };
+		const struct norm_arg out_in = { .add = be->tmp,
+		                                 .post = be->w.layers[c->n_layer - 1].post_ffn_norm.data,
+		                                 .w = be->w.output_norm.data, .map = be->out_tok };
 		parallel_for(be, rows, 1, rows < 4, item_residual_norm, &out_in);
 	}
 	dst = logits ? logits : be->logits;
 	cpu_matmul(be->pool, &be->w.output, be->xn, rows, dst, V, be->mm_scratch);
+	if (c->final_softcap)
+		cpu_softcap(dst, rows * V, c->final_softcap);
 	if (!samp)
 		return 0;
 	for (int s = 0, r = 0; s < b->n_seqs; s++) {
@@ -358,8 +508,11 @@ static size_t matmul_scratch_bytes(const struct eng_config *c, const struct eng_
 	for (int il = 0; il < c->n_layer; il++) {
 		const struct eng_layer *l = &w->layers[il];
 		const struct eng_tensor *ts[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate,
-		                                  &l->w_up, &l->w_down };
+		                                  &l->w_up, &l->w_down, &l->ffn_gate_inp,
+		                                  &l->gate_exps, &l->up_exps, &l->down_exps };
 		for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) {
+			if (!ts[i]->data)
+				continue;
 			size_t s = cpu_matmul_scratch_size(ts[i]->type, ts[i]->ne[0], Tm);
 			m = s > m ? s : m;
 		}
@@ -371,7 +524,9 @@ static int alloc_scratch(struct eng_backend *be)
 {
 	const struct eng_config *c = &be->cfg;
 	const size_t Tm = (size_t)be->p.max_batch_tokens, C = c->n_embd, D = c->head_dim;
-	const size_t HD = (size_t)c->n_head * D, GD = (size_t)c->n_head_kv * D, F = c->n_ff;
+	const size_t HD = (size_t)c->n_head * D, GD = (size_t)c->n_head_kv * D;
+	const size_t F = (size_t)(c->n_ff_exp > c->n_ff ? c->n_ff_exp : c->n_ff);
+	const size_t E = (size_t)c->n_expert, K = (size_t)c->n_expert_used;
 	const size_t f = sizeof(float), i32 = sizeof(int32_t);
 	struct arena_slot slots[] = {
 		{ (void **)&be->x, Tm * C * f },          { (void **)&be->xn, Tm * C * f },
@@ -379,6 +534,7 @@ static int alloc_scratch(struct eng_backend *be)
 		{ (void **)&be->k, Tm * GD * f },         { (void **)&be->v, Tm * GD * f },
 		{ (void **)&be->att, Tm * HD * f },       { (void **)&be->gate, Tm * F * f },
 		{ (void **)&be->up, Tm * F * f },         { (void **)&be->rope, Tm * (c->n_rot + 1) * f },
+		{ (void **)&be->rope_swa, Tm * (c->n_rot + 1) * f },
 		{ (void **)&be->scores, (size_t)be->nth * be->p.max_ctx * f },
 		{ (void **)&be->q16, (size_t)be->nth * D * f },
 		{ (void **)&be->logits, (size_t)be->p.max_seqs * c->n_vocab * f },
@@ -386,6 +542,11 @@ static int alloc_scratch(struct eng_backend *be)
 		{ &be->mm_scratch, matmul_scratch_bytes(c, &be->w, be->p.max_batch_tokens) },
 		{ (void **)&be->tok_pos, Tm * i32 },      { (void **)&be->tok_seq, Tm * i32 },
 		{ (void **)&be->out_tok, Tm * i32 },
+		{ (void **)&be->router, Tm * E * f },    { (void **)&be->ewt, Tm * K * f },
+		{ (void **)&be->esel, Tm * K * i32 },    { (void **)&be->erow, Tm * K * i32 },
+		{ (void **)&be->xg, (E ? Tm * K : 0) * C * f },
+		{ (void **)&be->yg, (E ? Tm * K : 0) * C * f },
+		{ (void **)&be->eout, Tm * K * C * f },
 	};
 	const size_t n = sizeof(slots) / sizeof(slots[0]);
 	size_t total = 0;
@@ -421,7 +582,9 @@ static int check_params(const struct eng_backend_params *p)
 /* The instruction set the matrix products run with (the FFN's type). */
 static const char *isa_name(const struct eng_weights *w)
 {
-	switch (cpu_kernel_get(w->layers[0].w_gate.type, cpu_get_isa()).isa) {
+	const struct eng_layer *l = &w->layers[0];
+
+	switch (cpu_kernel_get(l->w_gate.data ? l->w_gate.type : l->gate_exps.type, cpu_get_isa()).isa) {
 	case CPU_ISA_AMX:
 		return "AMX-INT8";
 	case CPU_ISA_AVX512:
@@ -470,6 +633,7 @@ static int cpu_init(const struct eng_config *cfg, const struct eng_weights *w,
 	if (rc)
 		goto fail;
 	be->nth = cpu_pool_n_threads(be->pool);
+	be->rope_ff = eng_rope_factors(cfg, w, p->max_ctx);
 	/* calloc: the kernel maps pages lazily, so an unused pool costs nothing */
 	if ((size_t)p->n_pages > SIZE_MAX / page_bytes ||
 	    !(be->kv = calloc((size_t)p->n_pages, page_bytes))) {

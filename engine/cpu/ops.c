@@ -168,6 +168,43 @@ void cpu_swiglu(float *y, const float *g, const float *u, int n)
 		y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* ggml's GELU (tanh form) as its CPU backend evaluates it: through a table
+ * of F16 inputs, so x is rounded to F16, gelu computed in f32 and rounded
+ * to F16 again; |x| >= 10 short-cut to 0 / x. */
+static float gelu_ggml(float x)
+{
+	const float c = 0.79788456080286535587989211986876f, a = 0.044715f;
+	float h;
+
+	if (x <= -10.0f)
+		return 0.0f;
+	if (x >= 10.0f)
+		return x;
+	h = gguf_half_to_f32(gguf_f32_to_half(x));
+	h = 0.5f * h * (1.0f + tanhf(c * h * (1.0f + a * h * h)));
+	return gguf_half_to_f32(gguf_f32_to_half(h));
+}
+
+void cpu_geglu(float *y, const float *g, const float *u, int n)
+{
+	for (int i = 0; i < n; i++)
+		y[i] = gelu_ggml(g[i]) * u[i];
+}
+
+void cpu_softcap(float *x, int n, float cap)
+{
+	const float inv = 1.0f / cap;
+
+	for (int i = 0; i < n; i++)
+		x[i] = tanhf(x[i] * inv) * cap;
+}
+
+void cpu_scale(float *x, int n, float s)
+{
+	for (int i = 0; i < n; i++)
+		x[i] *= s;
+}
+
 int cpu_embed(float *y, const struct eng_tensor *emb, int32_t tok)
 {
 	size_t row_bytes;
@@ -242,22 +279,29 @@ void cpu_kv_store(const struct cpu_kv_layer *kv, const int32_t *pages, int pos, 
 	store_f16(kv->v + off, v, GD);
 }
 
-/* scores[j] = scale * dot(K_j, q16) for j < n_kv; returns the max. */
+/* scores[j - j0] = scale * dot(K_j, q16) for j0 <= j < n_kv, soft-capped
+ * (cap * tanh(s / cap), as ggml: scale by 1/cap, tanh, scale by cap) when
+ * cap > 0; returns the max. */
 static float attn_scores(float *scores, const float *q16, const struct cpu_kv_layer *kv,
-                         const int32_t *pages, int n_kv, int g, float scale)
+                         const int32_t *pages, int j0, int n_kv, int g, float scale, float cap)
 {
 	const int D = kv->D, GD = kv->G * kv->D;
+	const float inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
 	float max = -INFINITY;
 
-	for (int j0 = 0; j0 < n_kv; j0 += ENG_KV_PAGE) {
-		const gguf_half *kp = kv->k + (size_t)pages[j0 / ENG_KV_PAGE] * page_stride(kv) +
-		                      (size_t)g * D;
-		const int n = n_kv - j0 < ENG_KV_PAGE ? n_kv - j0 : ENG_KV_PAGE;
-		for (int j = 0; j < n; j++) {
-			const float s = dot_f16_f32(kp + (size_t)j * GD, q16, D) * scale;
-			scores[j0 + j] = s;
+	for (int j = j0; j < n_kv;) {
+		const int slot = j % ENG_KV_PAGE;
+		const gguf_half *kp = kv->k + (size_t)pages[j / ENG_KV_PAGE] * page_stride(kv) +
+		                      (size_t)slot * GD + (size_t)g * D;
+		const int n = n_kv - j < ENG_KV_PAGE - slot ? n_kv - j : ENG_KV_PAGE - slot;
+		for (int i = 0; i < n; i++) {
+			float s = dot_f16_f32(kp + (size_t)i * GD, q16, D) * scale;
+			if (cap > 0.0f)
+				s = tanhf(s * inv_cap) * cap;
+			scores[j - j0 + i] = s;
 			max = s > max ? s : max;
 		}
+		j += n;
 	}
 	return max;
 }
@@ -290,10 +334,11 @@ static void attn_softmax(float *scores, int n, float max)
 	cpu_round_f16(scores, scores, n);
 }
 
-/* out[d0 .. d0+nd) = sum_j p_j V_j[d0 ..] (V F16, sums in f32).  nd <= 32
- * so the accumulators stay in registers over the whole sequence. */
+/* out[d0 .. d0+nd) = sum_j p_{j-j0} V_j[d0 ..] over j0 <= j < n_kv (V F16,
+ * sums in f32).  nd <= 32 so the accumulators stay in registers over the
+ * whole sequence. */
 static void attn_values(float *out, const float *p, const struct cpu_kv_layer *kv,
-                        const int32_t *pages, int n_kv, int g, int d0, int nd)
+                        const int32_t *pages, int j0, int n_kv, int g, int d0, int nd)
 {
 	const int GD = kv->G * kv->D;
 	const size_t base = (size_t)g * kv->D + d0;
@@ -301,19 +346,23 @@ static void attn_values(float *out, const float *p, const struct cpu_kv_layer *k
 #ifdef CPU_OPS_AVX2
 	if (nd == 32) {
 		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-		for (int j0 = 0; j0 < n_kv; j0 += ENG_KV_PAGE) {
-			const gguf_half *vp = kv->v + (size_t)pages[j0 / ENG_KV_PAGE] * page_stride(kv) + base;
-			const int n = n_kv - j0 < ENG_KV_PAGE ? n_kv - j0 : ENG_KV_PAGE;
-			for (int j = 0; j < n; j++) {
-				const gguf_half *vr = vp + (size_t)j * GD;
-				const __m256 pj = _mm256_set1_ps(p[j0 + j]);
-				if (p[j0 + j] == 0.0f)
+		for (int j = j0; j < n_kv;) {
+			const int slot = j % ENG_KV_PAGE;
+			const gguf_half *vp = kv->v + (size_t)pages[j / ENG_KV_PAGE] * page_stride(kv) +
+			                      (size_t)slot * GD + base;
+			const int n = n_kv - j < ENG_KV_PAGE - slot ? n_kv - j : ENG_KV_PAGE - slot;
+			for (int i = 0; i < n; i++) {
+				const float pi = p[j - j0 + i];
+				const gguf_half *vr = vp + (size_t)i * GD;
+				const __m256 pj = _mm256_set1_ps(pi);
+				if (pi == 0.0f)
 					continue;
 				a0 = _mm256_fmadd_ps(pj, load_f16x8(vr), a0);
 				a1 = _mm256_fmadd_ps(pj, load_f16x8(vr + 8), a1);
 				a2 = _mm256_fmadd_ps(pj, load_f16x8(vr + 16), a2);
 				a3 = _mm256_fmadd_ps(pj, load_f16x8(vr + 24), a3);
 			}
+			j += n;
 		}
 		_mm256_storeu_ps(out + d0, a0);
 		_mm256_storeu_ps(out + d0 + 8, a1);
@@ -324,28 +373,38 @@ static void attn_values(float *out, const float *p, const struct cpu_kv_layer *k
 #endif
 	for (int d = 0; d < nd; d++)
 		out[d0 + d] = 0.0f;
-	for (int j0 = 0; j0 < n_kv; j0 += ENG_KV_PAGE) {
-		const gguf_half *vp = kv->v + (size_t)pages[j0 / ENG_KV_PAGE] * page_stride(kv) + base;
-		const int n = n_kv - j0 < ENG_KV_PAGE ? n_kv - j0 : ENG_KV_PAGE;
-		for (int j = 0; j < n; j++) {
-			const float pj = p[j0 + j];
+	for (int j = j0; j < n_kv;) {
+		const int slot = j % ENG_KV_PAGE;
+		const gguf_half *vp = kv->v + (size_t)pages[j / ENG_KV_PAGE] * page_stride(kv) +
+		                      (size_t)slot * GD + base;
+		const int n = n_kv - j < ENG_KV_PAGE - slot ? n_kv - j : ENG_KV_PAGE - slot;
+		for (int i = 0; i < n; i++) {
+			const float pj = p[j - j0 + i];
 			if (pj == 0.0f)
 				continue;
 			for (int d = 0; d < nd; d++)
-				out[d0 + d] += pj * gguf_half_to_f32(vp[(size_t)j * GD + d]);
+				out[d0 + d] += pj * gguf_half_to_f32(vp[(size_t)i * GD + d]);
 		}
+		j += n;
 	}
 }
 
-void cpu_attn_head(float *out, const float *q, const struct cpu_kv_layer *kv,
-                   const int32_t *pages, int n_kv, int g, float scale, float *scores, float *q16)
+void cpu_attn_head_ext(float *out, const float *q, const struct cpu_kv_layer *kv,
+                       const int32_t *pages, int j0, int n_kv, int g, float scale, float cap,
+                       float *scores, float *q16)
 {
 	float max;
 
 	/* ggml converts Q to the K cache type (F16) before the KQ product. */
 	cpu_round_f16(q16, q, kv->D);
-	max = attn_scores(scores, q16, kv, pages, n_kv, g, scale);
-	attn_softmax(scores, n_kv, max);
+	max = attn_scores(scores, q16, kv, pages, j0, n_kv, g, scale, cap);
+	attn_softmax(scores, n_kv - j0, max);
 	for (int d0 = 0; d0 < kv->D; d0 += 32)
-		attn_values(out, scores, kv, pages, n_kv, g, d0, kv->D - d0 < 32 ? kv->D - d0 : 32);
+		attn_values(out, scores, kv, pages, j0, n_kv, g, d0, kv->D - d0 < 32 ? kv->D - d0 : 32);
+}
+
+void cpu_attn_head(float *out, const float *q, const struct cpu_kv_layer *kv,
+                   const int32_t *pages, int n_kv, int g, float scale, float *scores, float *q16)
+{
+	cpu_attn_head_ext(out, q, kv, pages, 0, n_kv, g, scale, 0.0f, scores, q16);
 }

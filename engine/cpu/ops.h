@@ -32,6 +32,13 @@ void cpu_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 void cpu_add(float *y, const float *x, int n);
 /* y[n] = silu(g) * u = g / (1 + exp(-g)) * u.  y may alias g or u. */
 void cpu_swiglu(float *y, const float *g, const float *u, int n);
+/* y[n] = gelu(g) * u with ggml's GELU (tanh form, through F16 as ggml's
+ * table).  y may alias g or u. */
+void cpu_geglu(float *y, const float *g, const float *u, int n);
+/* x[n] = cap * tanh(x / cap) (logit soft-capping), cap > 0. */
+void cpu_softcap(float *x, int n, float cap);
+/* x[n] *= s */
+void cpu_scale(float *x, int n, float s);
 /* y[C] = row `tok` of the embedding (any weight type, dequantised).
  * 0, or -EINVAL when tok is out of range or the type unsupported. */
 int cpu_embed(float *y, const struct eng_tensor *emb, int32_t tok);
@@ -68,6 +75,13 @@ void cpu_kv_store(const struct cpu_kv_layer *kv, const int32_t *pages, int pos, 
  * of n_kv floats; q16: scratch of D floats. */
 void cpu_attn_head(float *out, const float *q, const struct cpu_kv_layer *kv,
                    const int32_t *pages, int n_kv, int g, float scale, float *scores, float *q16);
+
+/* The same over positions j0 <= j < n_kv only (a sliding window), with the
+ * scores soft-capped (cap * tanh(s / cap)) when cap > 0.  scores: n_kv - j0
+ * floats. */
+void cpu_attn_head_ext(float *out, const float *q, const struct cpu_kv_layer *kv,
+                       const int32_t *pages, int j0, int n_kv, int g, float scale, float cap,
+                       float *scores, float *q16);
 
 // ---- F16 helpers (F16C where the compiler has it, else gguf's scalar ones)
 

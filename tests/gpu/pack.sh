@@ -19,5 +19,6 @@ strip "$tmp"/bin/*
 # window keeps one copy (~9 MB instead of ~55 MB)
 XZ_OPT=-9 tar cJf "$ROOT/.carry/bin.txz" -C "$tmp" bin
 rm -rf "$tmp"
-cp "$SHARED/models/stories260K.gguf" "$SHARED/models/vocab/ggml-vocab-qwen2.gguf" "$ROOT/.carry/models/"
+cp "$SHARED/models/stories260K.gguf" "$SHARED/models/vocab/ggml-vocab-qwen2.gguf" \
+	"$SHARED/models/vocab/ggml-vocab-llama-spm.gguf" "$ROOT/.carry/models/"
 du -sh "$ROOT/.carry"
