@@ -13,20 +13,6 @@
 
 #include "fs_internal.h"
 
-/* engine.h's key list, in the order `defaults` shows them. */
-const char *const fs_setting_keys[FS_N_KEYS] = {
-	"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
-	"seed", "max_tokens", "mode", "system", "stop",
-};
-
-int fs_setting_index(const char *key)
-{
-	for (int i = 0; i < FS_N_KEYS; i++)
-		if (!strcmp(key, fs_setting_keys[i]))
-			return i;
-	return -1;
-}
-
 static const char readme_text[] =
 	"promptfs — a language model mounted as a directory\n"
 	"\n"
@@ -216,10 +202,10 @@ static int defaults_text(struct fs *fs, char **out, size_t *len)
 	if (!val)
 		return -ENOMEM;
 	sb_printf(&b, "# settings for sessions without their own (user.KEY xattrs); key = value\n");
-	for (int i = 0; i < FS_N_KEYS; i++) {
-		int n = eng_settings_get(&fs->defaults, fs_setting_keys[i], val, cap);
+	for (int i = 0; i < ENG_KEY_COUNT; i++) {
+		int n = eng_settings_get(&fs->defaults, eng_settings_keys[i], val, cap);
 
-		sb_printf(&b, "%s = ", fs_setting_keys[i]);
+		sb_printf(&b, "%s = ", eng_settings_keys[i]);
 		if (n > 0)
 			add_escaped(&b, val, (size_t)n < cap ? (size_t)n : cap - 1);
 		sb_add(&b, "\n", 1);
@@ -325,12 +311,13 @@ int fs_settings_effective(struct fs *fs, const struct fs_node *n, struct eng_set
 	rc = eng_settings_copy(out, &fs->defaults);
 	if (rc < 0)
 		return rc;
-	for (int i = 0; i < FS_N_KEYS; i++) {
-		if (!n->over[i])
+	for (int i = 0; i < ENG_KEY_COUNT; i++) {
+		if (!(n->over_mask & (1ull << i)))
 			continue;
-		if (eng_settings_set(out, fs_setting_keys[i], n->over[i], n->over_len[i]) < 0)
-			LOG_WARN("session '%s': stored %s no longer valid; using the default",
-				 n->name, fs_setting_keys[i]);
+		if ((rc = eng_settings_take(out, &n->over, (enum eng_key)i)) < 0) {
+			eng_settings_free(out);
+			return rc;
+		}
 	}
 	return 0;
 }

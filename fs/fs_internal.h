@@ -61,11 +61,8 @@ enum fs_kind {
 
 #define FS_NAME_MAX 255
 #define FS_WRITE_MAX (16u << 20) /* bytes one open may write before EFBIG */
-#define FS_N_KEYS 11             /* settings keys (engine.h's list) */
 #define FS_HASH 256
 
-extern const char *const fs_setting_keys[FS_N_KEYS];
-int fs_setting_index(const char *key); /* -1 if not a settings key */
 
 // ---- options (daemon.c fills them)
 
@@ -92,8 +89,8 @@ struct fs_node {
 	bool linked;              /* protected by lock: reachable by name */
 	uint64_t nlookup;         /* protected by lock: kernel references to ino, ino+1, ino+2 */
 	int refs;                 /* protected by lock: link + open handles + parked reads */
-	char *over[FS_N_KEYS];    /* protected by lock: xattr overrides (raw value, NUL-terminated) */
-	size_t over_len[FS_N_KEYS];
+	struct eng_settings over; /* protected by lock: xattr overrides, parsed once at setxattr */
+	uint64_t over_mask;       /* protected by lock: bit k set = key k (enum eng_key) is overridden */
 	uint64_t epoch;           /* protected by lock: bumped at every reset / new conversation */
 	struct timespec ctime, mtime;   /* protected by lock */
 	bool was_final;           /* protected by lock: last state the notifier saw */

@@ -141,8 +141,7 @@ static void node_free(struct fs *fs, struct fs_node *n)
 		fs->nodes = n->next;
 	if (n->next)
 		n->next->prev = n->prev;
-	for (int i = 0; i < FS_N_KEYS; i++)
-		free(n->over[i]);
+	eng_settings_free(&n->over);
 	for (int i = 0; i < n->n_phs; i++)
 		fuse_pollhandle_destroy(n->phs[i]);
 	free(n->phs);
