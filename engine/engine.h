@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "sampler.h" /* struct eng_logit_bias */
 
 #ifdef __cplusplus
 extern "C" {
@@ -92,11 +93,6 @@ enum eng_mode { ENG_MODE_CHAT = 0, ENG_MODE_RAW = 1 };
 #define ENG_MAX_BIAS 1024     /* logit_bias entries */
 #define ENG_MAX_LOGPROBS 20   /* top-K alternatives per token in NAME.tokens */
 #define ENG_GRAMMAR_NAME_MAX 255
-
-struct eng_logit_bias {
-	int32_t id;
-	float bias; /* added to the logit; -inf forbids the token */
-};
 
 /* The settings keys, in the order `defaults` lists them.  This enum and
  * eng_settings_keys[] are the one list of keys (fs/ has none of its own). */
