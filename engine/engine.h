@@ -93,6 +93,7 @@ enum eng_mode { ENG_MODE_CHAT = 0, ENG_MODE_RAW = 1 };
 #define ENG_MAX_BIAS 1024     /* logit_bias entries */
 #define ENG_MAX_LOGPROBS 20   /* top-K alternatives per token in NAME.tokens */
 #define ENG_GRAMMAR_NAME_MAX 255
+#define ENG_GRAMMAR_MAX_TEXT (1u << 20) /* bytes of GBNF source (also in grammar.h) */
 
 /* The settings keys, in the order `defaults` lists them.  This enum and
  * eng_settings_keys[] are the one list of keys (fs/ has none of its own). */
@@ -150,6 +151,19 @@ int eng_settings_set(struct eng_settings *s, const char *key, const char *val, s
 int eng_settings_take(struct eng_settings *dst, const struct eng_settings *src, enum eng_key key);
 /* Formats one value; returns its length or -ENOENT. */
 int eng_settings_get(const struct eng_settings *s, const char *key, char *buf, size_t n);
+
+// ---- grammars (the mount's grammars/ folder; see grammar.h for the language)
+
+/* Parses text as GBNF and stores it under name (replacing one of that
+ * name).  -EINVAL (bad name, or a grammar that does not parse: the log
+ * names line:column), -ENOMEM.  Turns already running keep their grammar. */
+int eng_grammars_put(struct eng_model *m, const char *name, const char *text, size_t len);
+int eng_grammars_remove(struct eng_model *m, const char *name); /* -ENOENT */
+int eng_grammars_rename(struct eng_model *m, const char *from, const char *to); /* replaces `to` */
+/* A copy of the source (malloc'd) or -ENOENT. */
+int eng_grammars_text(struct eng_model *m, const char *name, char **text, size_t *len);
+/* The names, sorted (one malloc'd block: free(*names)); -ENOMEM. */
+int eng_grammars_names(struct eng_model *m, char ***names, int *n);
 
 // ---- sessions
 

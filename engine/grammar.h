@@ -40,7 +40,7 @@
 extern "C" {
 #endif
 
-#define ENG_GRAMMAR_MAX_TEXT (1u << 20) /* bytes of GBNF source */
+#define ENG_GRAMMAR_MAX_TEXT (1u << 20) /* bytes of GBNF source (also in engine.h) */
 
 struct eng_grammar;       /* compiled rules (immutable, refcounted) */
 struct eng_grammar_state; /* stacks + partial UTF-8 of one generation */

@@ -291,6 +291,18 @@ int eng_turn_start_locked(struct eng_session *s)
 		return 0;
 	t = &s->turns[idx];
 	t->mode = eng_effective_mode(s);
+	/* the grammar is bound when the turn starts; the state follows in
+	 * step.c on the engine thread (it may be sampling the last turn now) */
+	eng_grammar_unref(s->grammar);
+	s->grammar = NULL;
+	s->turn_serial++;
+	if (s->st.grammar && !(s->grammar = eng_grammar_lookup_locked(m, s->st.grammar))) {
+		LOG_ERR("grammar '%s': no such grammar in grammars/", s->st.grammar);
+		t->started = true;
+		t->finished = true;
+		t->error = -EINVAL;
+		return -EINVAL;
+	}
 	rc = eng_turn_tokens(s, idx, NULL, 0, &v, &n, &keep);
 	t->started = true;
 	if (rc < 0) {
