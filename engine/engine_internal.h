@@ -174,6 +174,9 @@ struct eng_grammar *eng_grammar_lookup_locked(struct eng_model *m, const char *n
  * held); NULL when out of memory. */
 const struct eng_grammar_vocab *eng_model_gvocab_locked(struct eng_model *m);
 const unsigned char *eng_model_dry_breakers_locked(struct eng_model *m);
+/* [V] 1 for tokens whose text (control tokens rendered) contains one of
+ * llama.cpp's default DRY sequence breakers "\n" ":" "\"" "*"; malloc'd. */
+unsigned char *eng_dry_breakers_build(const struct eng_tokenizer *t);
 /* Frees the registry and tables (eng_model_free). */
 void eng_grammars_free(struct eng_model *m);
 

@@ -203,31 +203,34 @@ const struct eng_grammar_vocab *eng_model_gvocab_locked(struct eng_model *m)
 
 /* llama.cpp's default DRY sequence breakers: a token whose text (control
  * tokens rendered) contains one of them. */
-const unsigned char *eng_model_dry_breakers_locked(struct eng_model *m)
+unsigned char *eng_dry_breakers_build(const struct eng_tokenizer *t)
 {
-	static const char *const br[] = { "\n", ":", "\"", "*" };
-	int V = eng_tokenizer_n_vocab(m->tok);
-	size_t mp = eng_tokenizer_max_piece(m->tok) + 1;
-	char *piece;
+	static const char br[] = { '\n', ':', '"', '*' };
+	int V = eng_tokenizer_n_vocab(t);
+	size_t mp = eng_tokenizer_max_piece(t) + 1;
+	char *piece = malloc(mp);
+	unsigned char *out = calloc((size_t)V, 1);
 
-	if (m->dry_breaker)
-		return m->dry_breaker;
-	piece = malloc(mp);
-	m->dry_breaker = calloc((size_t)V, 1);
-	if (!piece || !m->dry_breaker) {
+	if (!piece || !out) {
 		free(piece);
-		free(m->dry_breaker);
-		m->dry_breaker = NULL;
+		free(out);
 		return NULL;
 	}
 	for (int32_t id = 0; id < V; id++) {
-		int k = eng_token_piece(m->tok, id, true, piece, mp);
+		int k = eng_token_piece(t, id, true, piece, mp);
 
-		for (size_t b = 0; k > 0 && b < sizeof(br) / sizeof(br[0]); b++)
-			if (memchr(piece, br[b][0], (size_t)k))
-				m->dry_breaker[id] = 1;
+		for (size_t b = 0; k > 0 && b < sizeof(br); b++)
+			if (memchr(piece, br[b], (size_t)k))
+				out[id] = 1;
 	}
 	free(piece);
+	return out;
+}
+
+const unsigned char *eng_model_dry_breakers_locked(struct eng_model *m)
+{
+	if (!m->dry_breaker && !(m->dry_breaker = eng_dry_breakers_build(m->tok)))
+		LOG_ERR("no memory for the DRY breaker table");
 	return m->dry_breaker;
 }
 

@@ -398,27 +398,33 @@ static int cmp_typ(const void *pa, const void *pb)
 	return a->idx - b->idx;
 }
 
-/* 6. typical_p over c[0..n) with e / sum as p; compacts c. */
-static int typical(struct cand *c, int n, float sum, float tp)
+/* 6. typical_p over c[0..n); compacts c.  The sums run in llama.cpp's
+ * order (logits sorted descending, p = e / sum in float) so that the cut
+ * falls on the same token even over a whole vocabulary. */
+static int typical(struct cand *c, int n, float tp)
 {
 	struct typ *t = malloc(sizeof(*t) * (size_t)n);
-	struct cand *keep;
-	float H = 0.0f, cum = 0.0f;
+	float *p = malloc(sizeof(*p) * (size_t)n);
+	struct cand *keep = NULL;
+	float H = 0.0f, cum = 0.0f, sum = 0.0f;
 	int last = n;
 
-	if (!t)
-		return n;
+	if (!t || !p)
+		goto out;
+	qsort(c, (size_t)n, sizeof(*c), cmp_logit);
 	for (int i = 0; i < n; i++) {
-		float p = c[i].e / sum;
-
-		if (p > 0.0f)
-			H += -p * logf(p);
+		p[i] = expf(c[i].l - c[0].l);
+		sum += p[i];
+	}
+	for (int i = 0; i < n; i++) {
+		p[i] /= sum;
+		H += -p[i] * logf(p[i]);
 	}
 	for (int i = 0; i < n; i++)
-		t[i] = (struct typ){ fabsf(-logf(c[i].e / sum) - H), i };
+		t[i] = (struct typ){ fabsf(-logf(p[i]) - H), i };
 	qsort(t, (size_t)n, sizeof(*t), cmp_typ);
 	for (int i = 0; i < n; i++) {
-		cum += c[t[i].idx].e / sum;
+		cum += p[t[i].idx];
 		if (cum > tp) {
 			last = i + 1;
 			break;
@@ -431,7 +437,9 @@ static int typical(struct cand *c, int n, float sum, float tp)
 		memcpy(c, keep, sizeof(*c) * (size_t)last);
 		n = last;
 	}
+out:
 	free(keep);
+	free(p);
 	free(t);
 	return n;
 }
@@ -466,7 +474,7 @@ static int chain(struct eng_sampler *s, const float *logits, const struct eng_sa
 	}
 	// 6. typical
 	if (p->typical_p > 0.0f && p->typical_p < 1.0f && n > 1) {
-		n = typical(c, n, sum, p->typical_p);
+		n = typical(c, n, p->typical_p);
 		sum = soft(c, n, &lmax);
 	}
 	// 8 (before the sort: both steps keep a prefix of the same order, so
