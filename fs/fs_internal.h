@@ -43,6 +43,8 @@
 #define FS_INO_STATS 4
 #define FS_INO_DEFAULTS 5
 #define FS_INO_HISTORY 6
+#define FS_INO_GRAMMARS 7
+#define FS_INO_FIRST_GRAMMAR (1ull << 48) /* grammars/NAME: one number per name, never reused */
 #define FS_INO_FIRST_SESSION 16
 #define FS_INO_SESSION(ino) ((ino) & ~(uint64_t)3)
 
@@ -56,6 +58,8 @@ enum fs_kind {
 	FS_KIND_HISTDIR,
 	FS_KIND_SESSION,
 	FS_KIND_HIST_TEXT,
+	FS_KIND_GRAMDIR,
+	FS_KIND_GRAMMAR,
 	FS_KIND_HIST_JSON,
 };
 
@@ -120,6 +124,8 @@ struct fs_handle {
 	char *snap;               /* control files, history: the content at open */
 	size_t snap_len;
 	uint64_t read_end;        /* offset after the last read: poll readiness */
+	uint64_t gram_ino;        /* grammars/NAME handles: the file */
+	bool gram_pending;        /* this open created it (fs_gram_unpend at release) */
 	struct fs_handle *next, *prev; /* protected by lock: fs->handles */
 };
 
@@ -173,6 +179,9 @@ struct fs {
 	int q_len, q_cap;         /* protected by q_lock */
 	bool q_stop;              /* protected by q_lock */
 
+	struct fs_gram *gram;           /* protected by lock: grammars/ names seen, [n_gram] */
+	int n_gram, cap_gram;
+
 	struct fs_journal *journal; /* NULL without --state-dir */
 	atomic_bool draining;     /* unmounting: reads at the end get EOF, nothing parks */
 	atomic_bool shut_down;
@@ -197,6 +206,32 @@ int fs_node_add_poll(struct fs_node *n, struct fuse_pollhandle *ph);  /* lock he
 /* Takes the node's poll handles (lock held); notify and destroy them after unlocking. */
 int fs_node_take_polls(struct fs *fs, struct fs_node *n, struct fuse_pollhandle ***out);
 void fs_timespec_now(struct timespec *ts);
+
+// ---- grammars.c: the grammars/ folder, a view of the engine's named grammars
+struct fs_gram {
+	uint64_t ino;
+	char *name;
+	int pending;              /* opens that created it and have not written it yet */
+};
+/* All lock held.  The engine (eng_grammars_*) owns the text and the compiled
+ * grammar; fs keeps only name <-> inode and files created but not yet written. */
+bool fs_gram_exists(struct fs *fs, uint64_t ino);
+uint64_t fs_gram_lookup(struct fs *fs, const char *name);          /* 0: none */
+const char *fs_gram_name(struct fs *fs, uint64_t ino);             /* NULL: none */
+int fs_gram_attr(struct fs *fs, uint64_t ino, struct stat *st);
+int fs_gram_create(struct fs *fs, const char *name, uint64_t *ino); /* a pending new file */
+int fs_gram_text(struct fs *fs, uint64_t ino, char **text, size_t *len);
+/* Parses and stores what an open wrote: 0 / -EINVAL (log: line:column). */
+int fs_gram_commit(struct fs *fs, uint64_t ino, const char *buf, size_t len);
+void fs_gram_unpend(struct fs *fs, uint64_t ino);
+int fs_gram_unlink(struct fs *fs, const char *name);
+int fs_gram_rename(struct fs *fs, const char *from, const char *to);
+/* Names for readdir (registry + pending), sorted; free(*names). */
+int fs_gram_names(struct fs *fs, char ***names, int *n);
+void fs_gram_free_all(struct fs *fs);                              /* at exit */
+/* io.c: create (or open with O_CREAT) grammars/NAME: the handle and entry. */
+int fs_gram_create_open(struct fs *fs, const char *name, int flags, struct fs_handle **h,
+                        struct fuse_entry_param *e);
 
 // ---- ctl.c
 /* The text of a control file or history entry (malloc'd).  Lock held. */

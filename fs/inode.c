@@ -10,7 +10,7 @@
 
 #include "fs_internal.h"
 
-static const char *const reserved_names[] = {"README", "model", "stats", "defaults", "history"};
+static const char *const reserved_names[] = {"README", "model", "stats", "defaults", "history", "grammars"};
 
 void fs_timespec_now(struct timespec *ts)
 {
@@ -54,7 +54,10 @@ enum fs_kind fs_ino_kind(struct fs *fs, uint64_t ino)
 	case FS_INO_STATS: return FS_KIND_STATS;
 	case FS_INO_DEFAULTS: return FS_KIND_DEFAULTS;
 	case FS_INO_HISTORY: return FS_KIND_HISTDIR;
+	case FS_INO_GRAMMARS: return FS_KIND_GRAMDIR;
 	}
+	if (ino >= FS_INO_FIRST_GRAMMAR)
+		return fs_gram_exists(fs, ino) ? FS_KIND_GRAMMAR : FS_KIND_NONE;
 	if (!fs_node_find(fs, ino))
 		return FS_KIND_NONE;
 	switch (ino & 3) {
@@ -258,9 +261,12 @@ int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st)
 		return -ENOENT;
 	case FS_KIND_ROOT:
 	case FS_KIND_HISTDIR:
-		st->st_mode = S_IFDIR | (kind == FS_KIND_ROOT ? 0755 : 0555);
+	case FS_KIND_GRAMDIR:
+		st->st_mode = S_IFDIR | (kind == FS_KIND_HISTDIR ? 0555 : 0755);
 		st->st_nlink = 2;
 		return 0;
+	case FS_KIND_GRAMMAR:
+		return fs_gram_attr(fs, ino, st);
 	case FS_KIND_README:
 	case FS_KIND_MODEL:
 	case FS_KIND_STATS:

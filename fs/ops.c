@@ -28,7 +28,7 @@ static const struct {
 	uint64_t ino;
 } root_files[] = {
 	{"README", FS_INO_README}, {"model", FS_INO_MODEL},       {"stats", FS_INO_STATS},
-	{"defaults", FS_INO_DEFAULTS}, {"history", FS_INO_HISTORY},
+	{"defaults", FS_INO_DEFAULTS}, {"history", FS_INO_HISTORY}, {"grammars", FS_INO_GRAMMARS},
 };
 #define N_ROOT_FILES ((int)(sizeof(root_files) / sizeof(root_files[0])))
 
@@ -122,12 +122,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 	} else if (parent == FS_INO_HISTORY) {
 		ino = history_lookup(fs, name);
+	} else if (parent == FS_INO_GRAMMARS) {
+		ino = fs_gram_lookup(fs, name);
 	} else {
 		rc = -ENOTDIR;
 	}
 	if (!ino && !rc)
 		rc = -ENOENT;
-	if (ino >= FS_INO_FIRST_SESSION)
+	if (ino >= FS_INO_FIRST_SESSION && ino < FS_INO_FIRST_GRAMMAR)
 		fs_node_find(fs, ino)->nlookup++;
 	pthread_mutex_unlock(&fs->lock);
 	reply_entry_for(req, fs, ino, rc);
@@ -189,6 +191,12 @@ static int setattr_locked(struct fs *fs, uint64_t ino, struct stat *attr, int to
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (kind == FS_KIND_SESSION && attr->st_size == 0) {
 			fs_session_reset(fs, fs_node_find(fs, ino));
+		} else if (kind == FS_KIND_GRAMMAR && attr->st_size != cur.st_size) {
+			LOG_ERR("grammars/%s: truncate to %lld: write the whole grammar instead",
+				fs_gram_name(fs, ino), (long long)attr->st_size);
+			rc = -EINVAL;
+		} else if (kind == FS_KIND_GRAMMAR) {
+			rc = 0;
 		} else if (kind == FS_KIND_DEFAULTS && attr->st_size == 0) {
 			rc = fs_ctl_defaults_apply(fs, "", 0, true);
 		} else if (kind == FS_KIND_SESSION || kind == FS_KIND_DEFAULTS) {
@@ -286,7 +294,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct dir_snap *d = calloc(1, sizeof(*d));
 	int rc = d ? 0 : -ENOMEM;
 
-	if (ino != FS_INO_ROOT && ino != FS_INO_HISTORY) {
+	if (ino != FS_INO_ROOT && ino != FS_INO_HISTORY && ino != FS_INO_GRAMMARS) {
 		free(d);
 		fuse_reply_err(req, ENOTDIR);
 		return;
@@ -298,8 +306,19 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		rc = snap_add(d, "..", NULL, FS_INO_ROOT, S_IFDIR);
 	for (int i = 0; !rc && ino == FS_INO_ROOT && i < N_ROOT_FILES; i++)
 		rc = snap_add(d, root_files[i].name, NULL, root_files[i].ino,
-			      root_files[i].ino == FS_INO_HISTORY ? S_IFDIR : S_IFREG);
-	for (struct fs_node *n = fs->nodes; !rc && n; n = n->next) {
+			      root_files[i].ino == FS_INO_HISTORY || root_files[i].ino == FS_INO_GRAMMARS
+				      ? S_IFDIR : S_IFREG);
+	if (!rc && ino == FS_INO_GRAMMARS) {
+		char **names;
+		int k;
+
+		rc = fs_gram_names(fs, &names, &k);
+		for (int i = 0; !rc && i < k; i++)
+			rc = snap_add(d, names[i], NULL, fs_gram_lookup(fs, names[i]), S_IFREG);
+		if (rc == 0 || k)
+			free(names);
+	}
+	for (struct fs_node *n = fs->nodes; !rc && ino != FS_INO_GRAMMARS && n; n = n->next) {
 		if (!n->linked)
 			continue;
 		if (ino == FS_INO_ROOT) {
@@ -383,6 +402,8 @@ static int session_get(struct fs *fs, const char *name, bool excl, struct fs_nod
 
 static int check_new_entry(fuse_ino_t parent, const char *name)
 {
+	if (parent == FS_INO_GRAMMARS)
+		return fs_name_check(name);
 	if (parent == FS_INO_HISTORY) {
 		LOG_ERR("history/ is read-only ('%s')", name);
 		return -EACCES;
@@ -404,6 +425,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 	memset(&e, 0, sizeof(e));
 	pthread_mutex_lock(&fs->lock);
+	if (rc == 0 && parent == FS_INO_GRAMMARS) {
+		rc = fs_gram_create_open(fs, name, fi->flags, &h, &e);
+		pthread_mutex_unlock(&fs->lock);
+		goto reply;
+	}
 	if (rc == 0)
 		rc = session_get(fs, name, (fi->flags & O_EXCL) != 0, &n, &created);
 	if (rc == 0) {
@@ -418,6 +444,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fs_node_attr(fs, n->ino, &e.attr);
 	}
 	pthread_mutex_unlock(&fs->lock);
+reply:
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -439,6 +466,8 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	bool created;
 	int rc = S_ISREG(mode) ? check_new_entry(parent, name) : -EPERM;
 
+	if (rc == 0 && parent == FS_INO_GRAMMARS)
+		rc = -EACCES; /* grammars are made by writing them */
 	pthread_mutex_lock(&fs->lock);
 	if (rc == 0)
 		rc = session_get(fs, name, true, &n, &created);
@@ -471,6 +500,13 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs_node *n;
 	int rc = root_file_error(parent, name);
 
+	if (parent == FS_INO_GRAMMARS) {
+		pthread_mutex_lock(&fs->lock);
+		rc = fs_gram_unlink(fs, name);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	pthread_mutex_lock(&fs->lock);
 	n = rc ? NULL : fs_node_by_name(fs, name);
 	if (!rc && !n)
@@ -492,7 +528,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, parent == FS_INO_ROOT && !strcmp(name, "history") ? EACCES : ENOTDIR);
+	fuse_reply_err(req, parent == FS_INO_ROOT && (!strcmp(name, "history") || !strcmp(name, "grammars"))
+				    ? EACCES : ENOTDIR);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -505,6 +542,17 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	char *copy = NULL;
 	int rc = root_file_error(parent, name);
 
+	if (parent == FS_INO_GRAMMARS || newparent == FS_INO_GRAMMARS) {
+		rc = parent != newparent ? -EXDEV : (flags & RENAME_EXCHANGE) ? -EINVAL : 0;
+		pthread_mutex_lock(&fs->lock);
+		if (!rc && (flags & RENAME_NOREPLACE) && strcmp(name, newname) && fs_gram_lookup(fs, newname))
+			rc = -EEXIST;
+		if (!rc && strcmp(name, newname))
+			rc = fs_gram_rename(fs, name, newname);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	if (!rc)
 		rc = check_new_entry(newparent, newname);
 	if (!rc && (flags & RENAME_EXCHANGE))
