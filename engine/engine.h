@@ -86,7 +86,10 @@ void eng_model_stats(struct eng_model *m, struct eng_stats *out);
 
 // ---- settings (per session; the `defaults` file and xattrs use these keys)
 
-enum eng_mode { ENG_MODE_CHAT = 0, ENG_MODE_RAW = 1 };
+/* json: formatted as chat (raw where the model has no template), the reply
+ * constrained to one JSON value (a built-in grammar; an explicit `grammar`
+ * setting takes precedence). */
+enum eng_mode { ENG_MODE_CHAT = 0, ENG_MODE_RAW = 1, ENG_MODE_JSON = 2 };
 
 #define ENG_MAX_STOP 8
 #define ENG_MAX_SYSTEM 65536

@@ -122,6 +122,7 @@ struct eng_model {
 	} *grammars;                      /* lock: the grammars/ folder */
 	struct eng_grammar_vocab *gvocab; /* lock: built at the first constrained turn */
 	unsigned char *dry_breaker;       /* lock: [V], built at the first DRY turn */
+	struct eng_grammar *json_grammar; /* lock: mode = json, compiled at its first turn */
 
 	/* step scratch, engine thread only */
 	struct step_arena {
@@ -177,6 +178,8 @@ const unsigned char *eng_model_dry_breakers_locked(struct eng_model *m);
 /* [V] 1 for tokens whose text (control tokens rendered) contains one of
  * llama.cpp's default DRY sequence breakers "\n" ":" "\"" "*"; malloc'd. */
 unsigned char *eng_dry_breakers_build(const struct eng_tokenizer *t);
+/* The built-in grammar of mode = json (any JSON value), a new reference. */
+struct eng_grammar *eng_model_json_grammar_locked(struct eng_model *m);
 /* Frees the registry and tables (eng_model_free). */
 void eng_grammars_free(struct eng_model *m);
 

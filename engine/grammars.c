@@ -234,8 +234,28 @@ const unsigned char *eng_model_dry_breakers_locked(struct eng_model *m)
 	return m->dry_breaker;
 }
 
+/* llama.cpp's grammars/json.gbnf with `value` as the root: any JSON value. */
+static const char json_value_gbnf[] =
+	"root   ::= value\n"
+	"value  ::= object | array | string | number | (\"true\" | \"false\" | \"null\") ws\n"
+	"object ::= \"{\" ws ( string \":\" ws value (\",\" ws string \":\" ws value)* )? \"}\" ws\n"
+	"array  ::= \"[\" ws ( value (\",\" ws value)* )? \"]\" ws\n"
+	"string ::= \"\\\"\" ( [^\"\\\\\\x7F\\x00-\\x1F] | \"\\\\\" ([\"\\\\bfnrt] | \"u\" [0-9a-fA-F]{4}) )* \"\\\"\" ws\n"
+	"number ::= (\"-\"? ([0-9] | [1-9] [0-9]{0,15})) (\".\" [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws\n"
+	"ws     ::= | \" \" | \"\\n\" [ \\t]{0,20}\n";
+
+struct eng_grammar *eng_model_json_grammar_locked(struct eng_model *m)
+{
+	if (!m->json_grammar && eng_grammar_parse("(mode json)", json_value_gbnf, sizeof(json_value_gbnf) - 1,
+	                                          &m->json_grammar) < 0)
+		return NULL;
+	return eng_grammar_ref(m->json_grammar);
+}
+
 void eng_grammars_free(struct eng_model *m)
 {
+	eng_grammar_unref(m->json_grammar);
+	m->json_grammar = NULL;
 	while (m->grammars) {
 		struct eng_grammar_entry *e = m->grammars;
 

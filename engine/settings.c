@@ -9,7 +9,7 @@
  *   top_p        in (0, 1]                        min_p       in [0, 1]
  *   repeat_penalty > 0 finite (1 = off)           repeat_last_n >= 0 integer
  *   seed         integer >= -1 (-1 = random)      max_tokens  >= 0 integer (0 = no limit)
- *   mode         chat | raw                       system      UTF-8 text ("" = none)
+ *   mode         chat | raw | json                system      UTF-8 text ("" = none)
  *   stop         strings separated by "|", escapes \n \t \r \\ \| ("" = none)
  *   presence_penalty, frequency_penalty  finite in [-1e6, 1e6] (0 = off)
  *   typical_p    in (0, 1]                        dry_multiplier >= 0 (0 = off)
@@ -383,8 +383,10 @@ static int set_mode(struct eng_settings *s, const char *val, size_t len)
 		s->mode = ENG_MODE_CHAT;
 	else if (rc == 0 && !strcmp(buf, "raw"))
 		s->mode = ENG_MODE_RAW;
+	else if (rc == 0 && !strcmp(buf, "json"))
+		s->mode = ENG_MODE_JSON;
 	else {
-		LOG_ERR("mode: bad value '%.*s' (chat or raw)", (int)(len > 60 ? 60 : len), val);
+		LOG_ERR("mode: bad value '%.*s' (chat, raw or json)", (int)(len > 60 ? 60 : len), val);
 		return -EINVAL;
 	}
 	return 0;
@@ -572,7 +574,9 @@ int eng_settings_get(const struct eng_settings *s, const char *key, char *buf, s
 	case ENG_KEY_REPEAT_LAST_N: snprintf(t, sizeof(t), "%d", s->repeat_last_n); break;
 	case ENG_KEY_SEED: snprintf(t, sizeof(t), "%lld", (long long)s->seed); break;
 	case ENG_KEY_MAX_TOKENS: snprintf(t, sizeof(t), "%d", s->max_tokens); break;
-	case ENG_KEY_MODE: snprintf(t, sizeof(t), "%s", s->mode == ENG_MODE_RAW ? "raw" : "chat"); break;
+	case ENG_KEY_MODE:
+		snprintf(t, sizeof(t), "%s", s->mode == ENG_MODE_RAW ? "raw" : s->mode == ENG_MODE_JSON ? "json" : "chat");
+		break;
 	case ENG_KEY_PRESENCE_PENALTY: snprintf(t, sizeof(t), "%g", s->presence_penalty); break;
 	case ENG_KEY_FREQUENCY_PENALTY: snprintf(t, sizeof(t), "%g", s->frequency_penalty); break;
 	case ENG_KEY_TYPICAL_P: snprintf(t, sizeof(t), "%g", s->typical_p); break;

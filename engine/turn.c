@@ -205,8 +205,7 @@ static int raw_tokens(struct eng_session *s, int upto, const char *user, size_t 
 
 enum eng_mode eng_effective_mode(const struct eng_session *s)
 {
-	return s->st.mode == ENG_MODE_CHAT && s->m->tmpl.family != ENG_TMPL_NONE ? ENG_MODE_CHAT
-	                                                                        : ENG_MODE_RAW;
+	return s->st.mode != ENG_MODE_RAW && s->m->tmpl.family != ENG_TMPL_NONE ? ENG_MODE_CHAT : ENG_MODE_RAW;
 }
 
 /* The tokens turn `idx` (not yet started) would add: new[n] replacing the
@@ -302,6 +301,12 @@ int eng_turn_start_locked(struct eng_session *s)
 		t->finished = true;
 		t->error = -EINVAL;
 		return -EINVAL;
+	}
+	if (!s->st.grammar && s->st.mode == ENG_MODE_JSON && !(s->grammar = eng_model_json_grammar_locked(m))) {
+		t->started = true;
+		t->finished = true;
+		t->error = -ENOMEM;
+		return -ENOMEM;
 	}
 	rc = eng_turn_tokens(s, idx, NULL, 0, &v, &n, &keep);
 	t->started = true;

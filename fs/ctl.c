@@ -240,7 +240,7 @@ static bool is_space(char c)
 }
 
 /* One `key = value` line into st.  0 / -EINVAL (logged). */
-static int defaults_line(struct eng_settings *st, char *line, size_t n, int lineno)
+static int defaults_line(struct fs *fs, struct eng_settings *st, char *line, size_t n, int lineno)
 {
 	char *eq, *k = line, *v;
 	size_t kn, vn;
@@ -265,7 +265,9 @@ static int defaults_line(struct eng_settings *st, char *line, size_t n, int line
 		v++, vn--;
 	k[kn] = 0;
 	vn = unescape(v, vn);
-	int rc = eng_settings_set(st, k, v, vn);
+	int rc = eng_settings_key_index(k) == ENG_KEY_GRAMMAR ? fs_gram_known(fs, v, vn) : 0;
+	if (rc == 0)
+		rc = eng_settings_set(st, k, v, vn);
 	if (rc < 0)
 		LOG_ERR("defaults line %d: %s '%s' = '%.*s'", lineno,
 			rc == -ENOENT ? "unknown key" : "bad value", k, (int)(vn > 80 ? 80 : vn), v);
@@ -291,7 +293,7 @@ int fs_ctl_defaults_apply(struct fs *fs, const char *text, size_t len, bool repl
 		char *nl = memchr(copy + i, '\n', len - i);
 		size_t end = nl ? (size_t)(nl - copy) : len;
 
-		rc = defaults_line(&st, copy + i, end - i, ++lineno);
+		rc = defaults_line(fs, &st, copy + i, end - i, ++lineno);
 		i = end + 1;
 	}
 	if (rc == 0) {

@@ -229,6 +229,8 @@ int fs_gram_rename(struct fs *fs, const char *from, const char *to);
 /* Names for readdir (registry + pending), sorted; free(*names). */
 int fs_gram_names(struct fs *fs, char ***names, int *n);
 void fs_gram_free_all(struct fs *fs);                              /* at exit */
+/* A value of the grammar key names a grammar that exists (or none): 0 / -EINVAL. */
+int fs_gram_known(struct fs *fs, const char *value, size_t size);
 /* io.c: create (or open with O_CREAT) grammars/NAME: the handle and entry. */
 int fs_gram_create_open(struct fs *fs, const char *name, int flags, struct fs_handle **h,
                         struct fuse_entry_param *e);

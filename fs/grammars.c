@@ -222,3 +222,23 @@ void fs_gram_free_all(struct fs *fs)
 	fs->gram = NULL;
 	fs->n_gram = fs->cap_gram = 0;
 }
+
+int fs_gram_known(struct fs *fs, const char *value, size_t size)
+{
+	char name[ENG_GRAMMAR_NAME_MAX + 1];
+	size_t a = 0, b = size;
+
+	while (a < b && (value[a] == ' ' || value[a] == '\t' || value[a] == '\n'))
+		a++;
+	while (b > a && (value[b - 1] == ' ' || value[b - 1] == '\t' || value[b - 1] == '\n'))
+		b--;
+	if (a == b || b - a > ENG_GRAMMAR_NAME_MAX)
+		return 0; /* empty: no grammar; too long: eng_settings_set says why */
+	memcpy(name, value + a, b - a);
+	name[b - a] = 0;
+	if (!in_engine(fs, name, NULL)) {
+		LOG_ERR("grammar '%s': no such file in grammars/", name);
+		return -EINVAL;
+	}
+	return 0;
+}

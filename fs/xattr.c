@@ -143,31 +143,6 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_buf(req, list, len);
 }
 
-/* user.grammar names a file of grammars/: refuse a name that is not there
- * (EINVAL, at the call that can report it). */
-static int grammar_known(struct fs *fs, int idx, const char *value, size_t size)
-{
-	char name[ENG_GRAMMAR_NAME_MAX + 1], *text;
-	size_t a = 0, b = size, len;
-
-	if (idx != ENG_KEY_GRAMMAR)
-		return 0;
-	while (a < b && (value[a] == ' ' || value[a] == '\t' || value[a] == '\n'))
-		a++;
-	while (b > a && (value[b - 1] == ' ' || value[b - 1] == '\t' || value[b - 1] == '\n'))
-		b--;
-	if (a == b || b - a > ENG_GRAMMAR_NAME_MAX)
-		return 0; /* empty: no grammar; too long: eng_settings_set says why */
-	memcpy(name, value + a, b - a);
-	name[b - a] = 0;
-	if (eng_grammars_text(fs->model, name, &text, &len) < 0) {
-		LOG_ERR("grammar '%s': no such file in grammars/", name);
-		return -EINVAL;
-	}
-	free(text);
-	return 0;
-}
-
 /* Sets (value != NULL) or removes one setting of a session (lock held). */
 static int session_set(struct fs *fs, struct fs_node *n, int idx, const char *value, size_t size)
 {
@@ -179,7 +154,7 @@ static int session_set(struct fs *fs, struct fs_node *n, int idx, const char *va
 		n->over_mask &= ~(1ull << idx);
 		goto out_push;
 	}
-	rc = grammar_known(fs, idx, value, size);
+	rc = idx == ENG_KEY_GRAMMAR ? fs_gram_known(fs, value, size) : 0;
 	if (rc == 0)
 		rc = eng_settings_set(&n->over, eng_settings_keys[idx], value, size);
 	if (rc < 0) {
@@ -201,7 +176,7 @@ static int default_set(struct fs *fs, int idx, const char *value, size_t size)
 	int rc;
 
 	if (value) {
-		rc = grammar_known(fs, idx, value, size);
+		rc = idx == ENG_KEY_GRAMMAR ? fs_gram_known(fs, value, size) : 0;
 		if (rc == 0)
 			rc = eng_settings_set(&fs->defaults, key, value, size);
 		if (rc < 0)

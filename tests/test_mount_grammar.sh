@@ -97,6 +97,26 @@ for i in $(seq "$N_JSON"); do
 done
 ok "$N_JSON concurrent replies under json.gbnf parse ($((t1 - t0)) s)"
 
+# ---- mode = json (any JSON value) and the grammar key of defaults
+echo "mode = json" >>"$MNT/defaults" || fail "mode = json in defaults"
+pids=()
+for i in $(seq 10); do
+	echo "Give the ${topics[$((i % 10))]} facts as JSON." >"$MNT/m$i" &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a prompt write failed"; done
+for i in $(seq 10); do timeout 900 cat "$MNT/m$i" >"$PF_TMP/m$i.json" || fail "cat m$i"; done
+"$PROMPTFS_PYTHON" -c '
+import json, sys
+d = sys.argv[1]
+for i in range(1, 11):
+    json.loads(open(f"{d}/m{i}.json", encoding="utf-8").read())
+print("10/10 mode=json replies parse")' "$PF_TMP" || fail "mode = json replies do not parse"
+echo "mode = chat" >>"$MNT/defaults"
+echo "grammar = nonexistent" >>"$MNT/defaults" 2>/dev/null || true
+[ "$(xattr grammar "$MNT/m1")" = "" ] || fail "a bad grammar default was applied"
+ok "mode = json: 10 replies parse"
+
 # ---- greedy under a grammar equals promptfs run --grammar
 prompt="List three colours as a JSON object."
 echo "$prompt" >"$MNT/g0" # created with the defaults; grammar bound below, then re-prompted
