@@ -366,8 +366,13 @@ static int decode_step(struct eng_backend *be, const struct shape *sh)
 
 // ---- batch → metadata
 
+/* Grammars, log-probabilities, logit_bias, presence/frequency, typical,
+ * DRY and XTC are host steps (eng_sample_req_host): such a batch's last
+ * rows come to the host (sample_host) — only when a session asks for one. */
 static bool device_samplable(const struct eng_sample_req *r)
 {
+	if (eng_sample_req_host(r))
+		return false;
 	return !(r->p.temperature > 0.0f) ||
 	       (r->p.top_k > 0 && (r->p.top_k <= CUDA_SAMPLE_KMAX));
 }
@@ -517,7 +522,8 @@ static int run_graph(struct eng_backend *be, const struct shape *sh)
 
 // ---- forward
 
-/* Rows the device sampler cannot take (top_k 0 or > CUDA_SAMPLE_KMAX):
+/* Rows the device sampler cannot take (top_k 0 or > CUDA_SAMPLE_KMAX, or a
+ * host step: grammar, logprobs, the sampler.h steps the device lacks):
  * the last rows come to the host and go through eng_sample(). */
 static int sample_host(struct eng_backend *be, const struct eng_batch *b,
                        const struct eng_sample_req *samp, const struct shape *sh, int32_t *out)

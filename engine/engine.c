@@ -210,6 +210,7 @@ void eng_model_free(struct eng_model *m)
 	}
 	if (m->be)
 		m->ops->free(m->be);
+	eng_grammars_free(m);
 	eng_tokenizer_free(m->tok);
 	eng_weights_free(&m->w);
 	eng_template_free(&m->tmpl);

@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "sampler.h" /* struct eng_logit_bias */
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,10 +90,30 @@ void eng_model_stats(struct eng_model *m, struct eng_stats *out);
 
 // ---- settings (per session; the `defaults` file and xattrs use these keys)
 
-enum eng_mode { ENG_MODE_CHAT = 0, ENG_MODE_RAW = 1 };
+/* json: formatted as chat (raw where the model has no template), the reply
+ * constrained to one JSON value (a built-in grammar; an explicit `grammar`
+ * setting takes precedence). */
+enum eng_mode { ENG_MODE_CHAT = 0, ENG_MODE_RAW = 1, ENG_MODE_JSON = 2 };
 
 #define ENG_MAX_STOP 8
 #define ENG_MAX_SYSTEM 65536
+#define ENG_MAX_BIAS 1024     /* logit_bias entries */
+#define ENG_MAX_LOGPROBS 20   /* top-K alternatives per token in NAME.tokens */
+#define ENG_GRAMMAR_NAME_MAX 255
+#define ENG_GRAMMAR_MAX_TEXT (1u << 20) /* bytes of GBNF source (also in grammar.h) */
+
+/* The settings keys, in the order `defaults` lists them.  This enum and
+ * eng_settings_keys[] are the one list of keys (fs/ has none of its own). */
+enum eng_key {
+	ENG_KEY_TEMPERATURE, ENG_KEY_TOP_K, ENG_KEY_TOP_P, ENG_KEY_MIN_P,
+	ENG_KEY_REPEAT_PENALTY, ENG_KEY_REPEAT_LAST_N, ENG_KEY_SEED, ENG_KEY_MAX_TOKENS,
+	ENG_KEY_MODE, ENG_KEY_SYSTEM, ENG_KEY_STOP,
+	ENG_KEY_PRESENCE_PENALTY, ENG_KEY_FREQUENCY_PENALTY, ENG_KEY_TYPICAL_P,
+	ENG_KEY_DRY_MULTIPLIER, ENG_KEY_DRY_BASE, ENG_KEY_DRY_ALLOWED_LENGTH,
+	ENG_KEY_DRY_PENALTY_LAST_N, ENG_KEY_XTC_PROBABILITY, ENG_KEY_XTC_THRESHOLD,
+	ENG_KEY_LOGIT_BIAS, ENG_KEY_LOGPROBS, ENG_KEY_GRAMMAR,
+	ENG_KEY_COUNT
+};
 
 struct eng_settings {
 	float temperature;    /* default 0.8 */
@@ -100,27 +121,56 @@ struct eng_settings {
 	float top_p;          /* 0.95 */
 	float min_p;          /* 0.05 */
 	float repeat_penalty; /* 1.0 (off) */
-	int repeat_last_n;    /* 64 */
+	int repeat_last_n;    /* 64: window of the repeat/presence/frequency penalties */
 	int64_t seed;         /* -1 = a fresh random seed per turn */
 	int max_tokens;       /* 0 = until the context is full */
 	enum eng_mode mode;   /* chat where the model has a template, else raw */
 	char *system;         /* system prompt, malloc'd or NULL */
 	char *stop[ENG_MAX_STOP]; /* stop strings, malloc'd */
 	int n_stop;
+	float presence_penalty;  /* 0 (off) */
+	float frequency_penalty; /* 0 (off) */
+	float typical_p;         /* 1 (off) */
+	float dry_multiplier;    /* 0 (off) */
+	float dry_base;          /* 1.75 */
+	int dry_allowed_length;  /* 2 */
+	int dry_penalty_last_n;  /* -1 = the whole context */
+	float xtc_probability;   /* 0 (off) */
+	float xtc_threshold;     /* 0.1 */
+	struct eng_logit_bias *bias; /* [n_bias] malloc'd, ids unique */
+	int n_bias;
+	int logprobs;            /* 0: alternatives per token in NAME.tokens */
+	char *grammar;           /* name of a grammar (eng_grammars_*), malloc'd or NULL */
 };
 
-/* Keys, in the order `defaults` lists them: temperature top_k top_p min_p
- * repeat_penalty repeat_last_n seed max_tokens mode system stop */
-extern const char *const eng_settings_keys[];
+extern const char *const eng_settings_keys[]; /* [ENG_KEY_COUNT + 1], NULL-terminated */
+/* enum eng_key of a key name, or -1. */
+int eng_settings_key_index(const char *key);
 void eng_settings_default(const struct eng_model *m, struct eng_settings *s);
 int eng_settings_copy(struct eng_settings *dst, const struct eng_settings *src);
 void eng_settings_free(struct eng_settings *s); /* frees strings, keeps struct */
 /* Parses and validates one value (-EINVAL bad value, -ENOENT unknown key);
  * on error s is unchanged.  "stop" takes strings separated by "|" (or an
- * empty value for none); "system" any UTF-8 text. */
+ * empty value for none); "system" any UTF-8 text; "logit_bias" a list of
+ * id:bias (comma or space separated; bias a number, -inf or inf). */
 int eng_settings_set(struct eng_settings *s, const char *key, const char *val, size_t len);
+/* Copies one key's (already parsed) value from src to dst: 0 / -ENOMEM. */
+int eng_settings_take(struct eng_settings *dst, const struct eng_settings *src, enum eng_key key);
 /* Formats one value; returns its length or -ENOENT. */
 int eng_settings_get(const struct eng_settings *s, const char *key, char *buf, size_t n);
+
+// ---- grammars (the mount's grammars/ folder; see grammar.h for the language)
+
+/* Parses text as GBNF and stores it under name (replacing one of that
+ * name).  -EINVAL (bad name, or a grammar that does not parse: the log
+ * names line:column), -ENOMEM.  Turns already running keep their grammar. */
+int eng_grammars_put(struct eng_model *m, const char *name, const char *text, size_t len);
+int eng_grammars_remove(struct eng_model *m, const char *name); /* -ENOENT */
+int eng_grammars_rename(struct eng_model *m, const char *from, const char *to); /* replaces `to` */
+/* A copy of the source (malloc'd) or -ENOENT. */
+int eng_grammars_text(struct eng_model *m, const char *name, char **text, size_t *len);
+/* The names, sorted (one malloc'd block: free(*names)); -ENOMEM. */
+int eng_grammars_names(struct eng_model *m, char ***names, int *n);
 
 // ---- sessions
 

@@ -23,6 +23,7 @@
 #include "sampler.h"
 #include "template.h"
 #include "tokenizer.h"
+#include "grammar.h"
 
 /* One user turn and its reply. */
 struct eng_turn {
@@ -80,6 +81,10 @@ struct eng_session {
 	size_t n_hold, cap_hold;
 
 	uint64_t total_prefill, total_gen; /* lock */
+	uint64_t turn_serial;            /* lock: bumped by every eng_turn_start_locked */
+	struct eng_grammar *grammar;     /* lock: the active turn's grammar (a reference), NULL none */
+	struct eng_grammar_state *gstate; /* engine thread: state for turn gstate_serial */
+	uint64_t gstate_serial;
 	bool ignore_eog;                 /* lock: bench: generate past end-of-generation */
 };
 
@@ -116,6 +121,16 @@ struct eng_model {
 	pthread_t thread;
 	bool thread_started;
 	atomic_bool stop;
+
+	struct eng_grammar_entry {
+		char *name, *text;        /* the GBNF source as written */
+		size_t len;
+		struct eng_grammar *g;    /* compiled (a reference) */
+		struct eng_grammar_entry *next;
+	} *grammars;                      /* lock: the grammars/ folder */
+	struct eng_grammar_vocab *gvocab; /* lock: built at the first constrained turn */
+	unsigned char *dry_breaker;       /* lock: [V], built at the first DRY turn */
+	struct eng_grammar *json_grammar; /* lock: mode = json, compiled at its first turn */
 
 	/* step scratch, engine thread only */
 	struct step_arena {
@@ -189,6 +204,20 @@ const char *eng_chat_template_text(const struct gguf_ctx *g, const struct eng_co
 int eng_describe(const struct gguf_ctx *g, const struct eng_config *cfg, const struct eng_weights *w,
                  const struct eng_tokenizer *tok, const struct eng_template *tmpl,
                  const char *backend, const char *device, char **out);
+
+/* grammars.c: the compiled grammar named name (a new reference) or NULL. */
+struct eng_grammar *eng_grammar_lookup_locked(struct eng_model *m, const char *name);
+/* The per-model tables the host sampler needs, built on first use (lock
+ * held); NULL when out of memory. */
+const struct eng_grammar_vocab *eng_model_gvocab_locked(struct eng_model *m);
+const unsigned char *eng_model_dry_breakers_locked(struct eng_model *m);
+/* [V] 1 for tokens whose text (control tokens rendered) contains one of
+ * llama.cpp's default DRY sequence breakers "\n" ":" "\"" "*"; malloc'd. */
+unsigned char *eng_dry_breakers_build(const struct eng_tokenizer *t);
+/* The built-in grammar of mode = json (any JSON value), a new reference. */
+struct eng_grammar *eng_model_json_grammar_locked(struct eng_model *m);
+/* Frees the registry and tables (eng_model_free). */
+void eng_grammars_free(struct eng_model *m);
 
 // ---- extra entry points for the CLI bench and the tests
 

@@ -153,6 +153,8 @@ void eng_session_unref_locked(struct eng_session *s)
 	free(s->tokens);
 	free(s->pages);
 	free(s->hold);
+	eng_grammar_state_free(s->gstate);
+	eng_grammar_unref(s->grammar);
 	eng_settings_free(&s->st);
 	free(s);
 }

@@ -9,8 +9,18 @@
  *   top_p        in (0, 1]                        min_p       in [0, 1]
  *   repeat_penalty > 0 finite (1 = off)           repeat_last_n >= 0 integer
  *   seed         integer >= -1 (-1 = random)      max_tokens  >= 0 integer (0 = no limit)
- *   mode         chat | raw                       system      UTF-8 text ("" = none)
+ *   mode         chat | raw | json                system      UTF-8 text ("" = none)
  *   stop         strings separated by "|", escapes \n \t \r \\ \| ("" = none)
+ *   presence_penalty, frequency_penalty  finite in [-1e6, 1e6] (0 = off)
+ *   typical_p    in (0, 1]                        dry_multiplier >= 0 (0 = off)
+ *   dry_base     >= 1                             dry_allowed_length >= 0 integer
+ *   dry_penalty_last_n integer >= -1 (-1 = the whole context, 0 = off)
+ *   xtc_probability in [0, 1] (0 = off)           xtc_threshold in [0, 1]
+ *   logit_bias   "id:bias" items separated by commas or spaces; bias finite,
+ *                -inf (forbid) or inf; a repeated id keeps the last ("" = none)
+ *   logprobs     integer in [0, ENG_MAX_LOGPROBS]  grammar  a grammar name ("" = none)
+ * The value is parsed here once and kept parsed; fs/ copies parsed values
+ * with eng_settings_take() and never stores the text.
  */
 #include "engine_internal.h"
 
@@ -25,8 +35,21 @@
 
 const char *const eng_settings_keys[] = {
 	"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
-	"seed", "max_tokens", "mode", "system", "stop", NULL,
+	"seed", "max_tokens", "mode", "system", "stop",
+	"presence_penalty", "frequency_penalty", "typical_p",
+	"dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+	"xtc_probability", "xtc_threshold", "logit_bias", "logprobs", "grammar", NULL,
 };
+_Static_assert(sizeof(eng_settings_keys) / sizeof(eng_settings_keys[0]) == ENG_KEY_COUNT + 1,
+               "eng_settings_keys matches enum eng_key");
+
+int eng_settings_key_index(const char *key)
+{
+	for (int i = 0; i < ENG_KEY_COUNT; i++)
+		if (!strcmp(key, eng_settings_keys[i]))
+			return i;
+	return -1;
+}
 
 #define MAX_STOP_LEN 256
 #define MAX_REPEAT_LAST_N (1 << 20)
@@ -42,6 +65,11 @@ void eng_settings_default(const struct eng_model *m, struct eng_settings *s)
 	s->repeat_last_n = 64;
 	s->seed = -1;
 	s->max_tokens = 0;
+	s->typical_p = 1.0f;
+	s->dry_base = 1.75f;
+	s->dry_allowed_length = 2;
+	s->dry_penalty_last_n = -1;
+	s->xtc_threshold = 0.1f;
 	s->mode = (!m || m->tmpl.family != ENG_TMPL_NONE) ? ENG_MODE_CHAT : ENG_MODE_RAW;
 }
 
@@ -51,6 +79,11 @@ void eng_settings_free(struct eng_settings *s)
 		return;
 	free(s->system);
 	s->system = NULL;
+	free(s->bias);
+	s->bias = NULL;
+	s->n_bias = 0;
+	free(s->grammar);
+	s->grammar = NULL;
 	for (int i = 0; i < s->n_stop; i++) {
 		free(s->stop[i]);
 		s->stop[i] = NULL;
@@ -63,10 +96,21 @@ int eng_settings_copy(struct eng_settings *dst, const struct eng_settings *src)
 	struct eng_settings t = *src;
 
 	t.system = NULL;
+	t.grammar = NULL;
+	t.bias = NULL;
+	t.n_bias = 0;
 	t.n_stop = 0;
 	memset(t.stop, 0, sizeof(t.stop));
 	if (src->system && !(t.system = strdup(src->system)))
 		goto fail;
+	if (src->grammar && !(t.grammar = strdup(src->grammar)))
+		goto fail;
+	if (src->n_bias) {
+		if (!(t.bias = malloc(sizeof(*t.bias) * (size_t)src->n_bias)))
+			goto fail;
+		memcpy(t.bias, src->bias, sizeof(*t.bias) * (size_t)src->n_bias);
+		t.n_bias = src->n_bias;
+	}
 	for (int i = 0; i < src->n_stop; i++) {
 		if (!(t.stop[i] = strdup(src->stop[i])))
 			goto fail;
@@ -245,56 +289,206 @@ static int set_system(struct eng_settings *s, const char *val, size_t len)
 	return 0;
 }
 
+/* "id:bias id:bias" (commas or spaces between items) → s->bias. */
+static int parse_bias(const char *val, size_t len, struct eng_settings *s)
+{
+	struct eng_logit_bias *v = NULL;
+	char item[64];
+	size_t i = 0;
+	int n = 0, rc = -EINVAL;
+
+	while (i < len) {
+		size_t j;
+		char *colon, *end;
+		long long id;
+		double b;
+
+		while (i < len && (val[i] == ',' || isspace((unsigned char)val[i])))
+			i++;
+		for (j = i; j < len && val[j] != ',' && !isspace((unsigned char)val[j]); j++)
+			;
+		if (j == i)
+			break;
+		if (j - i >= sizeof(item) || memchr(val + i, 0, j - i))
+			goto bad;
+		memcpy(item, val + i, j - i);
+		item[j - i] = 0;
+		i = j;
+		colon = strchr(item, ':');
+		if (!colon || colon == item)
+			goto bad;
+		*colon = 0;
+		errno = 0;
+		id = strtoll(item, &end, 10);
+		if (*end || errno || id < 0 || id > INT32_MAX)
+			goto bad;
+		b = strtod(colon + 1, &end);
+		if (*end || !colon[1] || isnan(b) || (isfinite(b) && fabs(b) > 1e6))
+			goto bad;
+		int k;
+		for (k = 0; k < n && v[k].id != (int32_t)id; k++)
+			;
+		if (k == n) {
+			struct eng_logit_bias *g;
+
+			if (n == ENG_MAX_BIAS)
+				goto bad;
+			if (!(g = realloc(v, sizeof(*v) * (size_t)(n + 1)))) {
+				rc = -ENOMEM;
+				goto fail;
+			}
+			v = g;
+			n++;
+		}
+		v[k] = (struct eng_logit_bias){ (int32_t)id, (float)b };
+	}
+	free(s->bias);
+	s->bias = v;
+	s->n_bias = n;
+	return 0;
+bad:
+	LOG_ERR("logit_bias: bad value '%.*s' (at most %d items id:bias, id >= 0, bias a number, -inf or inf)",
+	        (int)(len > 60 ? 60 : len), val, ENG_MAX_BIAS);
+fail:
+	free(v);
+	return rc;
+}
+
+/* A grammar name: "" (none) or 1-255 bytes of UTF-8, no '/', not starting
+ * with '.'.  Whether it exists is checked when a turn starts (the grammar
+ * may be copied into grammars/ after the setting). */
+static int set_grammar(struct eng_settings *s, const char *val, size_t len)
+{
+	char buf[ENG_GRAMMAR_NAME_MAX + 1], *v = NULL;
+
+	if (trimmed(val, len, buf, sizeof(buf)) < 0 || buf[0] == '.' || strchr(buf, '/') ||
+	    !valid_utf8((const unsigned char *)buf, strlen(buf))) {
+		LOG_ERR("grammar: bad name '%.*s' (1-%d bytes, no '/', not starting with '.')",
+		        (int)(len > 60 ? 60 : len), val, ENG_GRAMMAR_NAME_MAX);
+		return -EINVAL;
+	}
+	if (buf[0] && !(v = strdup(buf)))
+		return -ENOMEM;
+	free(s->grammar);
+	s->grammar = v;
+	return 0;
+}
+
+static int set_mode(struct eng_settings *s, const char *val, size_t len)
+{
+	char buf[16];
+	int rc = trimmed(val, len, buf, sizeof(buf));
+
+	if (rc == 0 && !strcmp(buf, "chat"))
+		s->mode = ENG_MODE_CHAT;
+	else if (rc == 0 && !strcmp(buf, "raw"))
+		s->mode = ENG_MODE_RAW;
+	else if (rc == 0 && !strcmp(buf, "json"))
+		s->mode = ENG_MODE_JSON;
+	else {
+		LOG_ERR("mode: bad value '%.*s' (chat, raw or json)", (int)(len > 60 ? 60 : len), val);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+#define FLOAT_KEY(K, field, lo, hi, open)                                               \
+	case K:                                                                         \
+		if ((rc = parse_float(key, val, len, lo, hi, open, &fv)) == 0)          \
+			s->field = fv;                                                  \
+		return rc
+#define INT_KEY(K, field, lo, hi)                                                       \
+	case K:                                                                         \
+		if ((rc = parse_int(key, val, len, lo, hi, &iv)) == 0)                  \
+			s->field = iv;                                                  \
+		return rc
+
 int eng_settings_set(struct eng_settings *s, const char *key, const char *val, size_t len)
 {
 	long long iv;
 	float fv;
 	int rc;
 
-	if (!strcmp(key, "system"))
-		return set_system(s, val, len);
-	if (!strcmp(key, "stop"))
-		return parse_stop(val, len, s);
-	if (!strcmp(key, "temperature")) {
-		if ((rc = parse_float(key, val, len, 0, 1e6, false, &fv)) == 0)
-			s->temperature = fv;
-	} else if (!strcmp(key, "top_p")) {
-		if ((rc = parse_float(key, val, len, 0, 1, true, &fv)) == 0)
-			s->top_p = fv;
-	} else if (!strcmp(key, "min_p")) {
-		if ((rc = parse_float(key, val, len, 0, 1, false, &fv)) == 0)
-			s->min_p = fv;
-	} else if (!strcmp(key, "repeat_penalty")) {
-		if ((rc = parse_float(key, val, len, 0, 1e6, true, &fv)) == 0)
-			s->repeat_penalty = fv;
-	} else if (!strcmp(key, "top_k")) {
-		if ((rc = parse_int(key, val, len, 0, INT32_MAX, &iv)) == 0)
-			s->top_k = (int)iv;
-	} else if (!strcmp(key, "repeat_last_n")) {
-		if ((rc = parse_int(key, val, len, 0, MAX_REPEAT_LAST_N, &iv)) == 0)
-			s->repeat_last_n = (int)iv;
-	} else if (!strcmp(key, "seed")) {
-		if ((rc = parse_int(key, val, len, -1, INT64_MAX, &iv)) == 0)
-			s->seed = iv;
-	} else if (!strcmp(key, "max_tokens")) {
-		if ((rc = parse_int(key, val, len, 0, INT32_MAX, &iv)) == 0)
-			s->max_tokens = (int)iv;
-	} else if (!strcmp(key, "mode")) {
-		char buf[16];
-
-		rc = trimmed(val, len, buf, sizeof(buf));
-		if (rc == 0 && !strcmp(buf, "chat"))
-			s->mode = ENG_MODE_CHAT;
-		else if (rc == 0 && !strcmp(buf, "raw"))
-			s->mode = ENG_MODE_RAW;
-		else {
-			LOG_ERR("mode: bad value '%.*s' (chat or raw)", (int)(len > 60 ? 60 : len), val);
-			rc = -EINVAL;
-		}
-	} else {
-		return -ENOENT;
+	switch (eng_settings_key_index(key)) {
+	case ENG_KEY_SYSTEM: return set_system(s, val, len);
+	case ENG_KEY_STOP: return parse_stop(val, len, s);
+	case ENG_KEY_MODE: return set_mode(s, val, len);
+	case ENG_KEY_LOGIT_BIAS: return parse_bias(val, len, s);
+	case ENG_KEY_GRAMMAR: return set_grammar(s, val, len);
+	FLOAT_KEY(ENG_KEY_TEMPERATURE, temperature, 0, 1e6, false);
+	FLOAT_KEY(ENG_KEY_TOP_P, top_p, 0, 1, true);
+	FLOAT_KEY(ENG_KEY_MIN_P, min_p, 0, 1, false);
+	FLOAT_KEY(ENG_KEY_REPEAT_PENALTY, repeat_penalty, 0, 1e6, true);
+	FLOAT_KEY(ENG_KEY_PRESENCE_PENALTY, presence_penalty, -1e6, 1e6, false);
+	FLOAT_KEY(ENG_KEY_FREQUENCY_PENALTY, frequency_penalty, -1e6, 1e6, false);
+	FLOAT_KEY(ENG_KEY_TYPICAL_P, typical_p, 0, 1, true);
+	FLOAT_KEY(ENG_KEY_DRY_MULTIPLIER, dry_multiplier, 0, 1e6, false);
+	FLOAT_KEY(ENG_KEY_DRY_BASE, dry_base, 1, 1e6, false);
+	FLOAT_KEY(ENG_KEY_XTC_PROBABILITY, xtc_probability, 0, 1, false);
+	FLOAT_KEY(ENG_KEY_XTC_THRESHOLD, xtc_threshold, 0, 1, false);
+	INT_KEY(ENG_KEY_TOP_K, top_k, 0, INT32_MAX);
+	INT_KEY(ENG_KEY_REPEAT_LAST_N, repeat_last_n, 0, MAX_REPEAT_LAST_N);
+	INT_KEY(ENG_KEY_SEED, seed, -1, INT64_MAX);
+	INT_KEY(ENG_KEY_MAX_TOKENS, max_tokens, 0, INT32_MAX);
+	INT_KEY(ENG_KEY_DRY_ALLOWED_LENGTH, dry_allowed_length, 0, 1 << 20);
+	INT_KEY(ENG_KEY_DRY_PENALTY_LAST_N, dry_penalty_last_n, -1, MAX_REPEAT_LAST_N);
+	INT_KEY(ENG_KEY_LOGPROBS, logprobs, 0, ENG_MAX_LOGPROBS);
 	}
-	return rc;
+	return -ENOENT;
+}
+
+int eng_settings_take(struct eng_settings *dst, const struct eng_settings *src, enum eng_key key)
+{
+	struct eng_settings t;
+	int rc;
+
+	switch (key) {
+	case ENG_KEY_SYSTEM:
+	case ENG_KEY_STOP:
+	case ENG_KEY_LOGIT_BIAS:
+	case ENG_KEY_GRAMMAR:
+		/* owned values: deep-copy src, move the one field over */
+		if ((rc = eng_settings_copy(&t, src)) < 0)
+			return rc;
+		if (key == ENG_KEY_SYSTEM) {
+			char *x = dst->system; dst->system = t.system; t.system = x;
+		} else if (key == ENG_KEY_GRAMMAR) {
+			char *x = dst->grammar; dst->grammar = t.grammar; t.grammar = x;
+		} else if (key == ENG_KEY_LOGIT_BIAS) {
+			struct eng_logit_bias *x = dst->bias; int n = dst->n_bias;
+			dst->bias = t.bias; dst->n_bias = t.n_bias; t.bias = x; t.n_bias = n;
+		} else {
+			char *x[ENG_MAX_STOP]; int n = dst->n_stop;
+			memcpy(x, dst->stop, sizeof(x));
+			memcpy(dst->stop, t.stop, sizeof(x));
+			dst->n_stop = t.n_stop;
+			memcpy(t.stop, x, sizeof(x));
+			t.n_stop = n;
+		}
+		eng_settings_free(&t);
+		return 0;
+	case ENG_KEY_TEMPERATURE: dst->temperature = src->temperature; return 0;
+	case ENG_KEY_TOP_K: dst->top_k = src->top_k; return 0;
+	case ENG_KEY_TOP_P: dst->top_p = src->top_p; return 0;
+	case ENG_KEY_MIN_P: dst->min_p = src->min_p; return 0;
+	case ENG_KEY_REPEAT_PENALTY: dst->repeat_penalty = src->repeat_penalty; return 0;
+	case ENG_KEY_REPEAT_LAST_N: dst->repeat_last_n = src->repeat_last_n; return 0;
+	case ENG_KEY_SEED: dst->seed = src->seed; return 0;
+	case ENG_KEY_MAX_TOKENS: dst->max_tokens = src->max_tokens; return 0;
+	case ENG_KEY_MODE: dst->mode = src->mode; return 0;
+	case ENG_KEY_PRESENCE_PENALTY: dst->presence_penalty = src->presence_penalty; return 0;
+	case ENG_KEY_FREQUENCY_PENALTY: dst->frequency_penalty = src->frequency_penalty; return 0;
+	case ENG_KEY_TYPICAL_P: dst->typical_p = src->typical_p; return 0;
+	case ENG_KEY_DRY_MULTIPLIER: dst->dry_multiplier = src->dry_multiplier; return 0;
+	case ENG_KEY_DRY_BASE: dst->dry_base = src->dry_base; return 0;
+	case ENG_KEY_DRY_ALLOWED_LENGTH: dst->dry_allowed_length = src->dry_allowed_length; return 0;
+	case ENG_KEY_DRY_PENALTY_LAST_N: dst->dry_penalty_last_n = src->dry_penalty_last_n; return 0;
+	case ENG_KEY_XTC_PROBABILITY: dst->xtc_probability = src->xtc_probability; return 0;
+	case ENG_KEY_XTC_THRESHOLD: dst->xtc_threshold = src->xtc_threshold; return 0;
+	case ENG_KEY_LOGPROBS: dst->logprobs = src->logprobs; return 0;
+	case ENG_KEY_COUNT: break;
+	}
+	return -ENOENT;
 }
 
 // ---- formatting
@@ -340,33 +534,60 @@ static int format_stop(const struct eng_settings *s, char *buf, size_t n)
 	return rc;
 }
 
+static int format_bias(const struct eng_settings *s, char *buf, size_t n)
+{
+	size_t cap = (size_t)s->n_bias * 40 + 1, len = 0;
+	char *o = malloc(cap);
+	int rc;
+
+	if (!o)
+		return -ENOMEM;
+	o[0] = 0;
+	for (int i = 0; i < s->n_bias; i++) {
+		float b = s->bias[i].bias;
+
+		if (isinf(b))
+			len += (size_t)snprintf(o + len, cap - len, "%s%d:%sinf", i ? "," : "",
+			                        s->bias[i].id, b < 0 ? "-" : "");
+		else
+			len += (size_t)snprintf(o + len, cap - len, "%s%d:%g", i ? "," : "", s->bias[i].id, b);
+	}
+	rc = put(buf, n, o, len);
+	free(o);
+	return rc;
+}
+
 int eng_settings_get(const struct eng_settings *s, const char *key, char *buf, size_t n)
 {
 	char t[64];
 
-	if (!strcmp(key, "system"))
-		return s->system ? put(buf, n, s->system, strlen(s->system)) : put(buf, n, "", 0);
-	if (!strcmp(key, "stop"))
-		return format_stop(s, buf, n);
-	if (!strcmp(key, "temperature"))
-		snprintf(t, sizeof(t), "%g", s->temperature);
-	else if (!strcmp(key, "top_k"))
-		snprintf(t, sizeof(t), "%d", s->top_k);
-	else if (!strcmp(key, "top_p"))
-		snprintf(t, sizeof(t), "%g", s->top_p);
-	else if (!strcmp(key, "min_p"))
-		snprintf(t, sizeof(t), "%g", s->min_p);
-	else if (!strcmp(key, "repeat_penalty"))
-		snprintf(t, sizeof(t), "%g", s->repeat_penalty);
-	else if (!strcmp(key, "repeat_last_n"))
-		snprintf(t, sizeof(t), "%d", s->repeat_last_n);
-	else if (!strcmp(key, "seed"))
-		snprintf(t, sizeof(t), "%lld", (long long)s->seed);
-	else if (!strcmp(key, "max_tokens"))
-		snprintf(t, sizeof(t), "%d", s->max_tokens);
-	else if (!strcmp(key, "mode"))
-		snprintf(t, sizeof(t), "%s", s->mode == ENG_MODE_RAW ? "raw" : "chat");
-	else
-		return -ENOENT;
+	switch (eng_settings_key_index(key)) {
+	case ENG_KEY_SYSTEM: return s->system ? put(buf, n, s->system, strlen(s->system)) : put(buf, n, "", 0);
+	case ENG_KEY_GRAMMAR: return s->grammar ? put(buf, n, s->grammar, strlen(s->grammar)) : put(buf, n, "", 0);
+	case ENG_KEY_STOP: return format_stop(s, buf, n);
+	case ENG_KEY_LOGIT_BIAS: return format_bias(s, buf, n);
+	case ENG_KEY_TEMPERATURE: snprintf(t, sizeof(t), "%g", s->temperature); break;
+	case ENG_KEY_TOP_K: snprintf(t, sizeof(t), "%d", s->top_k); break;
+	case ENG_KEY_TOP_P: snprintf(t, sizeof(t), "%g", s->top_p); break;
+	case ENG_KEY_MIN_P: snprintf(t, sizeof(t), "%g", s->min_p); break;
+	case ENG_KEY_REPEAT_PENALTY: snprintf(t, sizeof(t), "%g", s->repeat_penalty); break;
+	case ENG_KEY_REPEAT_LAST_N: snprintf(t, sizeof(t), "%d", s->repeat_last_n); break;
+	case ENG_KEY_SEED: snprintf(t, sizeof(t), "%lld", (long long)s->seed); break;
+	case ENG_KEY_MAX_TOKENS: snprintf(t, sizeof(t), "%d", s->max_tokens); break;
+	case ENG_KEY_MODE:
+		snprintf(t, sizeof(t), "%s", s->mode == ENG_MODE_RAW ? "raw" : s->mode == ENG_MODE_JSON ? "json" : "chat");
+		break;
+	case ENG_KEY_PRESENCE_PENALTY: snprintf(t, sizeof(t), "%g", s->presence_penalty); break;
+	case ENG_KEY_FREQUENCY_PENALTY: snprintf(t, sizeof(t), "%g", s->frequency_penalty); break;
+	case ENG_KEY_TYPICAL_P: snprintf(t, sizeof(t), "%g", s->typical_p); break;
+	case ENG_KEY_DRY_MULTIPLIER: snprintf(t, sizeof(t), "%g", s->dry_multiplier); break;
+	case ENG_KEY_DRY_BASE: snprintf(t, sizeof(t), "%g", s->dry_base); break;
+	case ENG_KEY_DRY_ALLOWED_LENGTH: snprintf(t, sizeof(t), "%d", s->dry_allowed_length); break;
+	case ENG_KEY_DRY_PENALTY_LAST_N: snprintf(t, sizeof(t), "%d", s->dry_penalty_last_n); break;
+	case ENG_KEY_XTC_PROBABILITY: snprintf(t, sizeof(t), "%g", s->xtc_probability); break;
+	case ENG_KEY_XTC_THRESHOLD: snprintf(t, sizeof(t), "%g", s->xtc_threshold); break;
+	case ENG_KEY_LOGPROBS: snprintf(t, sizeof(t), "%d", s->logprobs); break;
+	default: return -ENOENT;
+	}
 	return put(buf, n, t, strlen(t));
 }

@@ -153,6 +153,13 @@ static void take_token(struct eng_model *m, struct eng_session *s, int32_t tok)
 		eng_turn_finish_locked(s, ENG_STOP_EOG, 0);
 		return;
 	}
+	if (s->grammar && s->gstate && s->gstate_serial == s->turn_serial &&
+	    eng_grammar_accept_token(m->gvocab, s->gstate, tok) < 0) {
+		/* the sampler only returns allowed tokens: a broken invariant */
+		LOG_ERR("sampled token %d is not allowed by the session's grammar", tok);
+		eng_turn_finish_locked(s, ENG_STOP_NONE, -EIO);
+		return;
+	}
 	s->tokens[s->n_past++] = tok;
 	t->n_gen++;
 	s->total_gen++;
@@ -237,6 +244,57 @@ static int own_pages(struct eng_model *m, struct eng_session *s, int from, int t
 
 // ---- planning
 
+_Static_assert(sizeof(struct eng_logit_bias) == 2 * sizeof(int32_t), "bias entries travel in the int32 arena");
+
+/* Tokens of the DRY window of a session with n tokens. */
+static int dry_window(const struct eng_session *s, int n)
+{
+	const struct eng_settings *st = &s->st;
+
+	if (st->dry_multiplier == 0.0f || st->dry_penalty_last_n == 0)
+		return 0;
+	return st->dry_penalty_last_n < 0 || st->dry_penalty_last_n > n ? n : st->dry_penalty_last_n;
+}
+
+/* The request's host-sampler steps for a chunk that ends the history
+ * (lock held, engine thread): knobs, logit_bias, the DRY window (copied to
+ * buf), the grammar state of the active turn.  Returns the ints of buf used. */
+static size_t host_steps(struct eng_model *m, struct eng_session *s, struct eng_sample_req *r, int32_t *buf)
+{
+	const struct eng_settings *st = &s->st;
+	int nd = dry_window(s, s->n_past);
+
+	r->p.presence_penalty = st->presence_penalty;
+	r->p.frequency_penalty = st->frequency_penalty;
+	r->p.typical_p = st->typical_p;
+	r->p.dry_multiplier = st->dry_multiplier;
+	r->p.dry_base = st->dry_base;
+	r->p.dry_allowed_length = st->dry_allowed_length;
+	r->p.xtc_probability = st->xtc_probability;
+	r->p.xtc_threshold = st->xtc_threshold;
+	/* copied: settings may be replaced while the forward pass runs unlocked */
+	if (st->n_bias) {
+		memcpy(buf, st->bias, sizeof(*st->bias) * (size_t)st->n_bias);
+		r->bias = (const struct eng_logit_bias *)buf;
+		r->n_bias = st->n_bias;
+		buf += 2 * st->n_bias;
+	}
+	if (nd > 0 && (r->dry_breaker = eng_model_dry_breakers_locked(m))) {
+		memcpy(buf, s->tokens + s->n_past - nd, sizeof(*buf) * (size_t)nd);
+		r->dry_hist = buf;
+		r->n_dry_hist = nd;
+	}
+	if (s->grammar && (!s->gstate || s->gstate_serial != s->turn_serial)) {
+		eng_grammar_state_free(s->gstate);
+		s->gstate = NULL;
+		if (eng_grammar_state_init(s->grammar, &s->gstate) == 0)
+			s->gstate_serial = s->turn_serial;
+	}
+	if (s->grammar && s->gstate && (r->gvocab = eng_model_gvocab_locked(m)))
+		r->grammar = s->gstate;
+	return (size_t)nd + 2 * (size_t)st->n_bias;
+}
+
 static int arena_reserve(struct step_arena *a, size_t n)
 {
 	if (n > a->cap) {
@@ -287,7 +345,7 @@ static int plan(struct eng_model *m, int *n_notify)
 	/* room: tokens + page tables + penalty windows */
 	for (int i = 0; i < n_cand; i++)
 		used += (size_t)(cand[i]->n_past - cand[i]->n_cached) + (size_t)m->max_pages_seq +
-		        (size_t)cand[i]->st.repeat_last_n;
+		        (size_t)cand[i]->st.repeat_last_n + (size_t)dry_window(cand[i], cand[i]->n_past) + 2 * (size_t)cand[i]->st.n_bias;
 	if (arena_reserve(a, used) < 0)
 		return -ENOMEM;
 	used = 0;
@@ -340,6 +398,8 @@ static int plan(struct eng_model *m, int *n_notify)
 		r->draw = s->draws;
 		r->recent = rec;
 		r->n_recent = nr;
+		if (s->n_cached + chunk == s->n_past)
+			used += host_steps(m, s, r, a->buf + used);
 		*e = (struct step_entry){ .s = s, .epoch = s->epoch, .n_tokens = chunk,
 		                          .final = s->n_cached + chunk == s->n_past,
 		                          .prefill = s->phase != PHASE_GENERATING };

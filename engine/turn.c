@@ -205,8 +205,7 @@ static int raw_tokens(struct eng_session *s, int upto, const char *user, size_t 
 
 enum eng_mode eng_effective_mode(const struct eng_session *s)
 {
-	return s->st.mode == ENG_MODE_CHAT && s->m->tmpl.family != ENG_TMPL_NONE ? ENG_MODE_CHAT
-	                                                                        : ENG_MODE_RAW;
+	return s->st.mode != ENG_MODE_RAW && s->m->tmpl.family != ENG_TMPL_NONE ? ENG_MODE_CHAT : ENG_MODE_RAW;
 }
 
 /* The tokens turn `idx` (not yet started) would add: new[n] replacing the
@@ -291,6 +290,24 @@ int eng_turn_start_locked(struct eng_session *s)
 		return 0;
 	t = &s->turns[idx];
 	t->mode = eng_effective_mode(s);
+	/* the grammar is bound when the turn starts; the state follows in
+	 * step.c on the engine thread (it may be sampling the last turn now) */
+	eng_grammar_unref(s->grammar);
+	s->grammar = NULL;
+	s->turn_serial++;
+	if (s->st.grammar && !(s->grammar = eng_grammar_lookup_locked(m, s->st.grammar))) {
+		LOG_ERR("grammar '%s': no such grammar in grammars/", s->st.grammar);
+		t->started = true;
+		t->finished = true;
+		t->error = -EINVAL;
+		return -EINVAL;
+	}
+	if (!s->st.grammar && s->st.mode == ENG_MODE_JSON && !(s->grammar = eng_model_json_grammar_locked(m))) {
+		t->started = true;
+		t->finished = true;
+		t->error = -ENOMEM;
+		return -ENOMEM;
+	}
 	rc = eng_turn_tokens(s, idx, NULL, 0, &v, &n, &keep);
 	t->started = true;
 	if (rc < 0) {

@@ -119,8 +119,9 @@ out_gguf:
 struct run_opts {
 	struct eng_model_params mp;
 	const char *path, *prompt;
-	const char *kv[16][2]; /* settings key/value pairs, applied in order */
+	const char *kv[32][2]; /* settings key/value pairs, applied in order */
 	int n_kv;
+	const char *grammar_file; /* --grammar FILE: bound as grammar "run" */
 	bool verbose;
 };
 
@@ -143,7 +144,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				continue;
 			if (i + 1 >= argc)
 				return usage_err("run", "option '%s' needs a value", a);
-			if (o->n_kv == 16)
+			if (o->n_kv == 32)
 				return usage_err("run", "too many options at '%s'", a);
 			o->kv[o->n_kv][0] = map[k].key;
 			o->kv[o->n_kv++][1] = argv[++i];
@@ -154,6 +155,16 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		if (!strcmp(a, "--raw") || !strcmp(a, "--chat")) {
 			o->kv[o->n_kv][0] = "mode";
 			o->kv[o->n_kv++][1] = a + 2;
+		} else if (!strcmp(a, "--set") && i + 1 < argc) {
+			char *eq = strchr(argv[++i], '=');
+
+			if (!eq || eq == argv[i] || o->n_kv == 32)
+				return usage_err("run", "--set needs KEY=VALUE, got '%s'", argv[i]);
+			*eq = 0;
+			o->kv[o->n_kv][0] = argv[i];
+			o->kv[o->n_kv++][1] = eq + 1;
+		} else if (!strcmp(a, "--grammar") && i + 1 < argc) {
+			o->grammar_file = argv[++i];
 		} else if (!strcmp(a, "-v")) {
 			o->verbose = true;
 		} else if (!strcmp(a, "--backend") && i + 1 < argc) {
@@ -201,6 +212,35 @@ static char *read_stdin(size_t *n)
 	}
 	*n = len;
 	return b;
+}
+
+/* Loads a GBNF file into the model's grammars as "run" and binds it:
+ * 0, 1 (cannot read), 2 (does not parse: the log says where). */
+static int run_grammar(struct eng_model *m, struct eng_settings *st, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *text = NULL;
+	size_t len = 0;
+	int rc = 1;
+
+	if (!f) {
+		fprintf(stderr, "promptfs run: cannot open grammar '%s': %s\n", path, strerror(errno));
+		return 1;
+	}
+	text = malloc(ENG_GRAMMAR_MAX_TEXT + 1);
+	if (text)
+		len = fread(text, 1, ENG_GRAMMAR_MAX_TEXT + 1, f);
+	fclose(f);
+	if (!text)
+		return 1;
+	if (eng_grammars_put(m, "run", text, len) < 0) {
+		fprintf(stderr, "promptfs run: grammar '%s' refused (see the log line above)\n", path);
+		rc = 2;
+	} else {
+		rc = eng_settings_set(st, "grammar", "run", 3) < 0 ? 1 : 0;
+	}
+	free(text);
+	return rc;
 }
 
 /* Steps until the turn ends, writing the reply as it grows. */
@@ -256,6 +296,10 @@ int fs_cli_run(int argc, char **argv)
 			status = 2;
 			goto out_settings;
 		}
+	}
+	if (o.grammar_file && (rc = run_grammar(m, &st, o.grammar_file)) != 0) {
+		status = rc;
+		goto out_settings;
 	}
 	if (st.mode == ENG_MODE_CHAT && eng_model_template(m)->family == ENG_TMPL_NONE)
 		fprintf(stderr, "promptfs run: the model has no known chat template: raw mode\n");

@@ -13,20 +13,6 @@
 
 #include "fs_internal.h"
 
-/* engine.h's key list, in the order `defaults` shows them. */
-const char *const fs_setting_keys[FS_N_KEYS] = {
-	"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
-	"seed", "max_tokens", "mode", "system", "stop",
-};
-
-int fs_setting_index(const char *key)
-{
-	for (int i = 0; i < FS_N_KEYS; i++)
-		if (!strcmp(key, fs_setting_keys[i]))
-			return i;
-	return -1;
-}
-
 static const char readme_text[] =
 	"promptfs — a language model mounted as a directory\n"
 	"\n"
@@ -54,10 +40,15 @@ static const char readme_text[] =
 	"  history/   NAME and NAME.json: each session's conversation;\n"
 	"             NAME.d/001-user, 002-assistant ...: one file per message\n"
 	"  events     one line per change (time session what), from the open on\n"
+	"  grammars/  GBNF grammars (llama.cpp's language): cp json.gbnf grammars/\n"
+	"             then setfattr -n user.grammar -v json.gbnf poem\n"
 	"\n"
 	"Settings (defaults keys, and per session as extended attributes):\n"
 	"  temperature top_k top_p min_p repeat_penalty repeat_last_n seed\n"
 	"  max_tokens mode (chat|raw) system stop (strings separated by |)\n"
+	"  presence_penalty frequency_penalty typical_p dry_multiplier dry_base\n"
+	"  dry_allowed_length dry_penalty_last_n xtc_probability xtc_threshold\n"
+	"  logit_bias (id:bias,...) logprobs grammar (a name in grammars/)\n"
 	"  setfattr -n user.temperature -v 0 poem;  getfattr -d poem\n"
 	"  setfattr -x user.temperature poem        # back to the default\n"
 	"Read-only attributes: user.status user.state user.error user.tokens\n"
@@ -227,10 +218,10 @@ static int defaults_text(struct fs *fs, char **out, size_t *len)
 	if (!val)
 		return -ENOMEM;
 	sb_printf(&b, "# settings for sessions without their own (user.KEY xattrs); key = value\n");
-	for (int i = 0; i < FS_N_KEYS; i++) {
-		int n = eng_settings_get(&fs->defaults, fs_setting_keys[i], val, cap);
+	for (int i = 0; i < ENG_KEY_COUNT; i++) {
+		int n = eng_settings_get(&fs->defaults, eng_settings_keys[i], val, cap);
 
-		sb_printf(&b, "%s = ", fs_setting_keys[i]);
+		sb_printf(&b, "%s = ", eng_settings_keys[i]);
 		if (n > 0)
 			add_escaped(&b, val, (size_t)n < cap ? (size_t)n : cap - 1);
 		sb_add(&b, "\n", 1);
@@ -260,7 +251,7 @@ static bool is_space(char c)
 }
 
 /* One `key = value` line into st.  0 / -EINVAL (logged). */
-static int defaults_line(struct eng_settings *st, char *line, size_t n, int lineno)
+static int defaults_line(struct fs *fs, struct eng_settings *st, char *line, size_t n, int lineno)
 {
 	char *eq, *k = line, *v;
 	size_t kn, vn;
@@ -285,7 +276,9 @@ static int defaults_line(struct eng_settings *st, char *line, size_t n, int line
 		v++, vn--;
 	k[kn] = 0;
 	vn = unescape(v, vn);
-	int rc = eng_settings_set(st, k, v, vn);
+	int rc = eng_settings_key_index(k) == ENG_KEY_GRAMMAR ? fs_gram_known(fs, v, vn) : 0;
+	if (rc == 0)
+		rc = eng_settings_set(st, k, v, vn);
 	if (rc < 0)
 		LOG_ERR("defaults line %d: %s '%s' = '%.*s'", lineno,
 			rc == -ENOENT ? "unknown key" : "bad value", k, (int)(vn > 80 ? 80 : vn), v);
@@ -311,7 +304,7 @@ int fs_ctl_defaults_apply(struct fs *fs, const char *text, size_t len, bool repl
 		char *nl = memchr(copy + i, '\n', len - i);
 		size_t end = nl ? (size_t)(nl - copy) : len;
 
-		rc = defaults_line(&st, copy + i, end - i, ++lineno);
+		rc = defaults_line(fs, &st, copy + i, end - i, ++lineno);
 		i = end + 1;
 	}
 	if (rc == 0) {
@@ -336,12 +329,13 @@ int fs_settings_effective(struct fs *fs, const struct fs_node *n, struct eng_set
 	rc = eng_settings_copy(out, &fs->defaults);
 	if (rc < 0)
 		return rc;
-	for (int i = 0; i < FS_N_KEYS; i++) {
-		if (!n->over[i])
+	for (int i = 0; i < ENG_KEY_COUNT; i++) {
+		if (!(n->over_mask & (1ull << i)))
 			continue;
-		if (eng_settings_set(out, fs_setting_keys[i], n->over[i], n->over_len[i]) < 0)
-			LOG_WARN("session '%s': stored %s no longer valid; using the default",
-				 n->name, fs_setting_keys[i]);
+		if ((rc = eng_settings_take(out, &n->over, (enum eng_key)i)) < 0) {
+			eng_settings_free(out);
+			return rc;
+		}
 	}
 	return 0;
 }

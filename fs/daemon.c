@@ -550,6 +550,7 @@ static void fs_free(struct fs *fs)
 	fs_handles_free_all(fs);
 	fs_events_free(fs);
 	fs_nodes_free_all(fs);
+	fs_gram_free_all(fs);
 	eng_settings_free(&fs->defaults);
 	eng_model_free(fs->model);
 	free(fs->model_text);

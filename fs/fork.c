@@ -25,27 +25,18 @@
 
 #include "fs_internal.h"
 
-/* dst's setting overrides become src's. */
+/* dst's setting overrides become src's (the parsed values and the mask of
+ * keys overridden). */
 static int copy_overrides(struct fs_node *dst, const struct fs_node *src)
 {
-	char *v[FS_N_KEYS] = {0};
+	struct eng_settings v;
+	int rc = eng_settings_copy(&v, &src->over);
 
-	for (int i = 0; i < FS_N_KEYS; i++) {
-		if (!src->over[i])
-			continue;
-		v[i] = malloc(src->over_len[i] + 1);
-		if (!v[i]) {
-			while (i--)
-				free(v[i]);
-			return -ENOMEM;
-		}
-		memcpy(v[i], src->over[i], src->over_len[i] + 1);
-	}
-	for (int i = 0; i < FS_N_KEYS; i++) {
-		free(dst->over[i]);
-		dst->over[i] = v[i];
-		dst->over_len[i] = src->over_len[i];
-	}
+	if (rc < 0)
+		return rc;
+	eng_settings_free(&dst->over);
+	dst->over = v;
+	dst->over_mask = src->over_mask;
 	return 0;
 }
 

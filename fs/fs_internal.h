@@ -48,6 +48,8 @@
 #define FS_INO_DEFAULTS 5
 #define FS_INO_HISTORY 6
 #define FS_INO_EVENTS 7
+#define FS_INO_GRAMMARS 8
+#define FS_INO_FIRST_GRAMMAR (1ull << 48) /* grammars/NAME: one number per name, never reused */
 #define FS_INO_SHIFT 24
 #define FS_INO_FIRST_SESSION ((uint64_t)1 << FS_INO_SHIFT)
 #define FS_INO_SUB(ino) ((ino) & (((uint64_t)1 << FS_INO_SHIFT) - 1)) /* 0..3, 16+j */
@@ -64,6 +66,8 @@ enum fs_kind {
 	FS_KIND_HISTDIR,
 	FS_KIND_SESSION,
 	FS_KIND_HIST_TEXT,
+	FS_KIND_GRAMDIR,
+	FS_KIND_GRAMMAR,
 	FS_KIND_HIST_JSON,
 	FS_KIND_HIST_DIR,  /* history/NAME.d/ */
 	FS_KIND_HIST_MSG,  /* history/NAME.d/NNN-role */
@@ -72,11 +76,8 @@ enum fs_kind {
 
 #define FS_NAME_MAX 255
 #define FS_WRITE_MAX (16u << 20) /* bytes one open may write before EFBIG */
-#define FS_N_KEYS 11             /* settings keys (engine.h's list) */
 #define FS_HASH 256
 
-extern const char *const fs_setting_keys[FS_N_KEYS];
-int fs_setting_index(const char *key); /* -1 if not a settings key */
 
 // ---- options (daemon.c fills them)
 
@@ -105,8 +106,8 @@ struct fs_node {
 	char *fork_from;          /* protected by lock: user.fork_from as last set ("a@3"), or NULL */
 	uint64_t kv_saved_sig;    /* protected by lock: the cache last saved to its page file (kvstate.c) */
 	int refs;                 /* protected by lock: link + open handles + parked reads */
-	char *over[FS_N_KEYS];    /* protected by lock: xattr overrides (raw value, NUL-terminated) */
-	size_t over_len[FS_N_KEYS];
+	struct eng_settings over; /* protected by lock: xattr overrides, parsed once at setxattr */
+	uint64_t over_mask;       /* protected by lock: bit k set = key k (enum eng_key) is overridden */
 	uint64_t epoch;           /* protected by lock: bumped at every reset / new conversation */
 	struct timespec ctime, mtime;   /* protected by lock */
 	bool was_final;           /* protected by lock: last state the notifier saw */
@@ -138,6 +139,8 @@ struct fs_handle {
 	uint64_t forked_from;     /* copy_file_range made this session a fork of that inode */
 	struct fs_ev_reader *ev;  /* the events file: this open's position */
 	uint64_t read_end;        /* offset after the last read: poll readiness */
+	uint64_t gram_ino;        /* grammars/NAME handles: the file */
+	bool gram_pending;        /* this open created it (fs_gram_unpend at release) */
 	struct fs_handle *next, *prev; /* protected by lock: fs->handles */
 };
 
@@ -193,6 +196,9 @@ struct fs {
 	int q_len, q_cap;         /* protected by q_lock */
 	bool q_stop;              /* protected by q_lock */
 
+	struct fs_gram *gram;           /* protected by lock: grammars/ names seen, [n_gram] */
+	int n_gram, cap_gram;
+
 	struct fs_journal *journal; /* NULL without --state-dir */
 	struct fs_events *events;   /* the events file (events.c) */
 	struct fs_kvstate *kv;      /* KV page files (kvstate.c); NULL without --state-dir */
@@ -218,6 +224,34 @@ int fs_node_add_poll(struct fs_node *n, struct fuse_pollhandle *ph);  /* lock he
 /* Takes the node's poll handles (lock held); notify and destroy them after unlocking. */
 int fs_node_take_polls(struct fs *fs, struct fs_node *n, struct fuse_pollhandle ***out);
 void fs_timespec_now(struct timespec *ts);
+
+// ---- grammars.c: the grammars/ folder, a view of the engine's named grammars
+struct fs_gram {
+	uint64_t ino;
+	char *name;
+	int pending;              /* opens that created it and have not written it yet */
+};
+/* All lock held.  The engine (eng_grammars_*) owns the text and the compiled
+ * grammar; fs keeps only name <-> inode and files created but not yet written. */
+bool fs_gram_exists(struct fs *fs, uint64_t ino);
+uint64_t fs_gram_lookup(struct fs *fs, const char *name);          /* 0: none */
+const char *fs_gram_name(struct fs *fs, uint64_t ino);             /* NULL: none */
+int fs_gram_attr(struct fs *fs, uint64_t ino, struct stat *st);
+int fs_gram_create(struct fs *fs, const char *name, uint64_t *ino); /* a pending new file */
+int fs_gram_text(struct fs *fs, uint64_t ino, char **text, size_t *len);
+/* Parses and stores what an open wrote: 0 / -EINVAL (log: line:column). */
+int fs_gram_commit(struct fs *fs, uint64_t ino, const char *buf, size_t len);
+void fs_gram_unpend(struct fs *fs, uint64_t ino);
+int fs_gram_unlink(struct fs *fs, const char *name);
+int fs_gram_rename(struct fs *fs, const char *from, const char *to);
+/* Names for readdir (registry + pending), sorted; free(*names). */
+int fs_gram_names(struct fs *fs, char ***names, int *n);
+void fs_gram_free_all(struct fs *fs);                              /* at exit */
+/* A value of the grammar key names a grammar that exists (or none): 0 / -EINVAL. */
+int fs_gram_known(struct fs *fs, const char *value, size_t size);
+/* io.c: create (or open with O_CREAT) grammars/NAME: the handle and entry. */
+int fs_gram_create_open(struct fs *fs, const char *name, int flags, struct fs_handle **h,
+                        struct fuse_entry_param *e);
 
 // ---- ctl.c
 /* The text of a control file or history entry (malloc'd).  Lock held. */

@@ -10,7 +10,7 @@
 
 #include "fs_internal.h"
 
-static const char *const reserved_names[] = {"README", "model", "stats", "defaults", "history", "events"};
+static const char *const reserved_names[] = {"README", "model", "stats", "defaults", "history", "events", "grammars"};
 
 void fs_timespec_now(struct timespec *ts)
 {
@@ -55,7 +55,10 @@ enum fs_kind fs_ino_kind(struct fs *fs, uint64_t ino)
 	case FS_INO_DEFAULTS: return FS_KIND_DEFAULTS;
 	case FS_INO_HISTORY: return FS_KIND_HISTDIR;
 	case FS_INO_EVENTS: return FS_KIND_EVENTS;
+	case FS_INO_GRAMMARS: return FS_KIND_GRAMDIR;
 	}
+	if (ino >= FS_INO_FIRST_GRAMMAR)
+		return fs_gram_exists(fs, ino) ? FS_KIND_GRAMMAR : FS_KIND_NONE;
 	if (!fs_node_find(fs, ino))
 		return FS_KIND_NONE;
 	switch (FS_INO_SUB(ino)) {
@@ -143,8 +146,7 @@ static void node_free(struct fs *fs, struct fs_node *n)
 		fs->nodes = n->next;
 	if (n->next)
 		n->next->prev = n->prev;
-	for (int i = 0; i < FS_N_KEYS; i++)
-		free(n->over[i]);
+	eng_settings_free(&n->over);
 	for (int i = 0; i < n->n_phs; i++)
 		fuse_pollhandle_destroy(n->phs[i]);
 	free(n->phs);

@@ -62,6 +62,8 @@ void fs_handle_drop(struct fs *fs, struct fs_handle *h)
 		h->next->prev = h->prev;
 	if (h->node)
 		fs_node_unref(fs, h->node);
+	if (h->gram_pending)
+		fs_gram_unpend(fs, h->gram_ino);
 	handle_free(h);
 }
 
@@ -105,6 +107,69 @@ void fs_session_reset(struct fs *fs, struct fs_node *n)
 
 // ---- open
 
+/* A grammars/NAME handle (lock held).  Reading sees the text at open;
+ * writing replaces the whole grammar at close (O_APPEND starts from the
+ * current text). */
+static int gram_open(struct fs *fs, uint64_t ino, int flags, bool created, struct fs_handle **out)
+{
+	struct fs_handle *h = calloc(1, sizeof(*h));
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!h)
+		return -ENOMEM;
+	handle_track(fs, h);
+	h->kind = FS_KIND_GRAMMAR;
+	h->gram_ino = ino;
+	h->gram_pending = created;
+	h->wr = (flags & O_ACCMODE) != O_RDONLY;
+	h->trunc = h->wr && (flags & O_TRUNC);
+	h->append = (flags & O_APPEND) != 0;
+	rc = fs_gram_text(fs, ino, &text, &len);
+	if (rc == 0 && (flags & O_ACCMODE) != O_WRONLY) {
+		h->snap = text;
+		h->snap_len = len;
+		text = NULL;
+	}
+	if (rc == 0 && h->append && len && (h->buf = malloc(len))) {
+		memcpy(h->buf, h->snap ? h->snap : text, len);
+		h->len = h->cap = len;
+	}
+	free(text);
+	if (rc < 0) {
+		fs_handle_drop(fs, h);
+		return rc;
+	}
+	*out = h;
+	return 0;
+}
+
+int fs_gram_create_open(struct fs *fs, const char *name, int flags, struct fs_handle **h,
+                        struct fuse_entry_param *e)
+{
+	uint64_t ino = fs_gram_lookup(fs, name);
+	bool created = false;
+	int rc = 0;
+
+	if (ino && (flags & O_EXCL))
+		return -EEXIST;
+	if (!ino) {
+		rc = fs_gram_create(fs, name, &ino);
+		created = rc == 0;
+	}
+	if (rc == 0)
+		rc = gram_open(fs, ino, flags, created, h);
+	if (rc < 0) {
+		if (created)
+			fs_gram_unpend(fs, ino);
+		return rc;
+	}
+	e->ino = ino;
+	fs_node_attr(fs, ino, &e->attr);
+	return 0;
+}
+
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -138,6 +203,12 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		handle_track(fs, h);
 		h->kind = kind;
+		break;
+	case FS_KIND_GRAMDIR:
+		rc = -EISDIR;
+		break;
+	case FS_KIND_GRAMMAR:
+		rc = gram_open(fs, ino, fi->flags, false, &h);
 		break;
 	case FS_KIND_SESSION: {
 		struct fs_node *n = fs_node_find(fs, ino);
@@ -299,7 +370,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, 
 	struct fs_handle *h = fh_of(fi);
 	int rc = 0;
 
-	if (!h->wr || (h->kind != FS_KIND_SESSION && h->kind != FS_KIND_DEFAULTS)) {
+	if (!h->wr || (h->kind != FS_KIND_SESSION && h->kind != FS_KIND_DEFAULTS && h->kind != FS_KIND_GRAMMAR)) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
@@ -396,6 +467,19 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_lock(&fs->lock);
 	if (h->kind == FS_KIND_SESSION) {
 		rc = session_submit(fs, h);
+	} else if (h->kind == FS_KIND_GRAMMAR) {
+		/* all or nothing: the grammar is parsed here, EINVAL if it does not */
+		if (h->werr) {
+			rc = h->werr;
+		} else if (h->len) {
+			rc = fs_gram_commit(fs, h->gram_ino, h->buf, h->len);
+			h->len = 0;
+			h->submitted = true;
+			if (rc == 0 && h->gram_pending) {
+				fs_gram_unpend(fs, h->gram_ino);
+				h->gram_pending = false;
+			}
+		}
 	} else if (h->kind == FS_KIND_DEFAULTS) {
 		/* like a session: a close with nothing written does nothing (the
 		 * shell's dup2 dance); `>` replaces the set, `>>` merges */

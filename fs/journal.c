@@ -246,9 +246,20 @@ static void node_records(struct fs_node *n, struct fs_buf *b, bool name, bool se
 {
 	if (name)
 		rec_name(b, n->name);
-	for (int i = 0; settings && i < FS_N_KEYS; i++)
-		if (n->over[i] || undo)
-			rec_setting(b, fs_setting_keys[i], n->over[i], n->over_len[i]);
+	char *val = settings ? malloc(ENG_MAX_SYSTEM + 1024) : NULL;
+
+	for (int i = 0; val && i < ENG_KEY_COUNT; i++) {
+		bool set = n->over_mask & (1ull << i);
+		int len = set ? eng_settings_get(&n->over, eng_settings_keys[i], val, ENG_MAX_SYSTEM + 1024) : 0;
+
+		if (set && len >= 0)
+			rec_setting(b, eng_settings_keys[i], val, (size_t)len);
+		else if (undo)
+			rec_setting(b, eng_settings_keys[i], NULL, 0);
+	}
+	if (settings && !val)
+		LOG_ERR("session '%s': no memory to journal its settings", n->name);
+	free(val);
 }
 
 static void do_event(struct fs *fs, const struct jev *ev)
@@ -410,8 +421,8 @@ void fs_journal_close(struct fs *fs)
 
 struct rsess {
 	char *name;
-	char *over[FS_N_KEYS];
-	size_t over_len[FS_N_KEYS];
+	char *over[ENG_KEY_COUNT];  /* raw values read from the journal, parsed at restore */
+	size_t over_len[ENG_KEY_COUNT];
 	struct fs_turn_text *turns;
 	int n_turns, cap;
 };
@@ -419,7 +430,7 @@ struct rsess {
 static void rsess_free(struct rsess *r)
 {
 	free(r->name);
-	for (int i = 0; i < FS_N_KEYS; i++)
+	for (int i = 0; i < ENG_KEY_COUNT; i++)
 		free(r->over[i]);
 	fs_turn_texts_free(r->turns, r->n_turns);
 }
@@ -467,7 +478,7 @@ static int parse_record(const char **p, const char *e, struct rsess *r)
 			return 0;
 		memcpy(key, d, a);
 		key[a] = 0;
-		if ((i = fs_setting_index(key)) < 0)
+		if ((i = eng_settings_key_index(key)) < 0)
 			return 0;
 		free(r->over[i]);
 		r->over[i] = type == 'S' ? dup_bytes(d + a, c) : NULL;
@@ -537,10 +548,14 @@ static int restore_one(struct fs *fs, uint64_t jid, struct rsess *r)
 		return rc;
 	}
 	n->jid = jid;
-	for (int i = 0; i < FS_N_KEYS; i++) {
-		n->over[i] = r->over[i];
-		n->over_len[i] = r->over_len[i];
-		r->over[i] = NULL;
+	for (int i = 0; i < ENG_KEY_COUNT; i++) {
+		if (!r->over[i])
+			continue;
+		if (eng_settings_set(&n->over, eng_settings_keys[i], r->over[i], r->over_len[i]) == 0)
+			n->over_mask |= 1ull << i;
+		else
+			LOG_WARN("session '%s': journaled %s no longer valid; using the default", r->name,
+			         eng_settings_keys[i]);
 	}
 	fs_settings_push(fs, n);
 	for (k = 0; k < r->n_turns; k++) {

@@ -30,6 +30,7 @@ static const struct {
 } root_files[] = {
 	{"README", FS_INO_README}, {"model", FS_INO_MODEL},       {"stats", FS_INO_STATS},
 	{"defaults", FS_INO_DEFAULTS}, {"history", FS_INO_HISTORY}, {"events", FS_INO_EVENTS},
+	{"grammars", FS_INO_GRAMMARS},
 };
 #define N_ROOT_FILES ((int)(sizeof(root_files) / sizeof(root_files[0])))
 
@@ -111,9 +112,12 @@ int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st)
 		return -ENOENT;
 	case FS_KIND_ROOT:
 	case FS_KIND_HISTDIR:
-		st->st_mode = S_IFDIR | (kind == FS_KIND_ROOT ? 0755 : 0555);
+	case FS_KIND_GRAMDIR:
+		st->st_mode = S_IFDIR | (kind == FS_KIND_HISTDIR ? 0555 : 0755);
 		st->st_nlink = 2;
 		return 0;
+	case FS_KIND_GRAMMAR:
+		return fs_gram_attr(fs, ino, st);
 	case FS_KIND_README:
 	case FS_KIND_MODEL:
 	case FS_KIND_STATS:
@@ -224,12 +228,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ino = history_lookup(fs, name);
 	} else if (fs_ino_kind(fs, parent) == FS_KIND_HIST_DIR) {
 		ino = message_lookup(fs, parent, name);
+	} else if (parent == FS_INO_GRAMMARS) {
+		ino = fs_gram_lookup(fs, name);
 	} else {
 		rc = -ENOTDIR;
 	}
 	if (!ino && !rc)
 		rc = -ENOENT;
-	if (ino >= FS_INO_FIRST_SESSION)
+	if (ino >= FS_INO_FIRST_SESSION && ino < FS_INO_FIRST_GRAMMAR)
 		fs_node_find(fs, ino)->nlookup++;
 	pthread_mutex_unlock(&fs->lock);
 	reply_entry_for(req, fs, ino, rc);
@@ -291,6 +297,12 @@ static int setattr_locked(struct fs *fs, uint64_t ino, struct stat *attr, int to
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (kind == FS_KIND_SESSION && attr->st_size == 0) {
 			fs_session_reset(fs, fs_node_find(fs, ino));
+		} else if (kind == FS_KIND_GRAMMAR && attr->st_size != cur.st_size) {
+			LOG_ERR("grammars/%s: truncate to %lld: write the whole grammar instead",
+				fs_gram_name(fs, ino), (long long)attr->st_size);
+			rc = -EINVAL;
+		} else if (kind == FS_KIND_GRAMMAR) {
+			rc = 0;
 		} else if (kind == FS_KIND_DEFAULTS && attr->st_size == 0) {
 			rc = fs_ctl_defaults_apply(fs, "", 0, true);
 		} else if (kind == FS_KIND_SESSION || kind == FS_KIND_DEFAULTS) {
@@ -401,7 +413,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int rc = d ? 0 : -ENOMEM;
 
 	pthread_mutex_lock(&fs->lock);
-	if (ino != FS_INO_ROOT && ino != FS_INO_HISTORY && fs_ino_kind(fs, ino) != FS_KIND_HIST_DIR) {
+	if (ino != FS_INO_ROOT && ino != FS_INO_HISTORY && ino != FS_INO_GRAMMARS &&
+	    fs_ino_kind(fs, ino) != FS_KIND_HIST_DIR) {
 		pthread_mutex_unlock(&fs->lock);
 		free(d);
 		fuse_reply_err(req, ENOTDIR);
@@ -415,8 +428,20 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		rc = snap_messages(d, fs_node_find(fs, ino));
 	for (int i = 0; !rc && ino == FS_INO_ROOT && i < N_ROOT_FILES; i++)
 		rc = snap_add(d, root_files[i].name, NULL, root_files[i].ino,
-			      root_files[i].ino == FS_INO_HISTORY ? S_IFDIR : S_IFREG);
-	for (struct fs_node *n = fs->nodes; !rc && n && ino < FS_INO_FIRST_SESSION; n = n->next) {
+			      root_files[i].ino == FS_INO_HISTORY || root_files[i].ino == FS_INO_GRAMMARS
+				      ? S_IFDIR : S_IFREG);
+	if (!rc && ino == FS_INO_GRAMMARS) {
+		char **names;
+		int k;
+
+		rc = fs_gram_names(fs, &names, &k);
+		for (int i = 0; !rc && i < k; i++)
+			rc = snap_add(d, names[i], NULL, fs_gram_lookup(fs, names[i]), S_IFREG);
+		if (rc == 0 || k)
+			free(names);
+	}
+	for (struct fs_node *n = fs->nodes; !rc && n && ino < FS_INO_FIRST_SESSION && ino != FS_INO_GRAMMARS;
+	     n = n->next) {
 		if (!n->linked)
 			continue;
 		if (ino == FS_INO_ROOT) {
@@ -502,6 +527,8 @@ static int session_get(struct fs *fs, const char *name, bool excl, struct fs_nod
 
 static int check_new_entry(fuse_ino_t parent, const char *name)
 {
+	if (parent == FS_INO_GRAMMARS)
+		return fs_name_check(name);
 	if (parent == FS_INO_HISTORY) {
 		LOG_ERR("history/ is read-only ('%s')", name);
 		return -EACCES;
@@ -523,6 +550,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 	memset(&e, 0, sizeof(e));
 	pthread_mutex_lock(&fs->lock);
+	if (rc == 0 && parent == FS_INO_GRAMMARS) {
+		rc = fs_gram_create_open(fs, name, fi->flags, &h, &e);
+		pthread_mutex_unlock(&fs->lock);
+		goto reply;
+	}
 	if (rc == 0)
 		rc = session_get(fs, name, (fi->flags & O_EXCL) != 0, &n, &created);
 	if (rc == 0) {
@@ -537,6 +569,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fs_node_attr(fs, n->ino, &e.attr);
 	}
 	pthread_mutex_unlock(&fs->lock);
+reply:
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -558,6 +591,8 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	bool created;
 	int rc = S_ISREG(mode) ? check_new_entry(parent, name) : -EPERM;
 
+	if (rc == 0 && parent == FS_INO_GRAMMARS)
+		rc = -EACCES; /* grammars are made by writing them */
 	pthread_mutex_lock(&fs->lock);
 	if (rc == 0)
 		rc = session_get(fs, name, true, &n, &created);
@@ -590,6 +625,13 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs_node *n;
 	int rc = root_file_error(parent, name);
 
+	if (parent == FS_INO_GRAMMARS) {
+		pthread_mutex_lock(&fs->lock);
+		rc = fs_gram_unlink(fs, name);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	pthread_mutex_lock(&fs->lock);
 	n = rc ? NULL : fs_node_by_name(fs, name);
 	if (!rc && !n)
@@ -613,7 +655,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, parent == FS_INO_ROOT && !strcmp(name, "history") ? EACCES : ENOTDIR);
+	fuse_reply_err(req, parent == FS_INO_ROOT && (!strcmp(name, "history") || !strcmp(name, "grammars"))
+				    ? EACCES : ENOTDIR);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -626,6 +669,17 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	char *copy = NULL;
 	int rc = root_file_error(parent, name);
 
+	if (parent == FS_INO_GRAMMARS || newparent == FS_INO_GRAMMARS) {
+		rc = parent != newparent ? -EXDEV : (flags & RENAME_EXCHANGE) ? -EINVAL : 0;
+		pthread_mutex_lock(&fs->lock);
+		if (!rc && (flags & RENAME_NOREPLACE) && strcmp(name, newname) && fs_gram_lookup(fs, newname))
+			rc = -EEXIST;
+		if (!rc && strcmp(name, newname))
+			rc = fs_gram_rename(fs, name, newname);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	if (!rc)
 		rc = check_new_entry(newparent, newname);
 	if (!rc && (flags & RENAME_EXCHANGE))

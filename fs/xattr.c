@@ -1,8 +1,9 @@
 /*
  * xattr.c — settings and status as extended attributes.
  *
- * On a session: user.<key> for every settings key (temperature top_k top_p
- * min_p repeat_penalty repeat_last_n seed max_tokens mode system stop).
+ * On a session: user.<key> for every settings key (engine.h's
+ * eng_settings_keys, the one list).  A value is parsed once, here, into the
+ * node's parsed overrides (fs_node.over, over_mask).
  * Reading gives the value the next turn uses (the session's own, else the
  * default); setting validates (EINVAL on a bad value, nothing changed) and
  * applies at once (sampling keys also to the running turn); removing
@@ -75,7 +76,7 @@ static int get_value(struct fs *fs, uint64_t ino, const char *name, char *buf, s
 	if (strncmp(name, "user.", 5) != 0)
 		return -ENODATA;
 	if (kind == FS_KIND_ROOT) {
-		if (fs_setting_index(key) < 0)
+		if (eng_settings_key_index(key) < 0)
 			return -ENODATA;
 		len = eng_settings_get(&fs->defaults, key, buf, cap);
 		return len < 0 ? -ENODATA : len;
@@ -89,7 +90,7 @@ static int get_value(struct fs *fs, uint64_t ino, const char *name, char *buf, s
 		return ro_value(n->sess, i, buf, cap);
 	if (!strcmp(key, "fork_from"))
 		return n->fork_from ? snprintf(buf, cap, "%s", n->fork_from) : -ENODATA;
-	if (fs_setting_index(key) < 0)
+	if (eng_settings_key_index(key) < 0)
 		return -ENODATA;
 	if (fs_settings_effective(fs, n, &st) < 0)
 		return -ENOMEM;
@@ -127,7 +128,7 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct fs *fs = fs_of(req);
-	char list[1024];
+	char list[2048];
 	size_t len = 0;
 	enum fs_kind kind;
 
@@ -138,8 +139,8 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	forked = kind == FS_KIND_SESSION && fs_node_find(fs, ino)->fork_from;
 	pthread_mutex_unlock(&fs->lock);
 	if (kind == FS_KIND_SESSION || kind == FS_KIND_ROOT) {
-		for (int i = 0; i < FS_N_KEYS; i++)
-			len += (size_t)snprintf(list + len, sizeof(list) - len, "user.%s", fs_setting_keys[i]) + 1;
+		for (int i = 0; i < ENG_KEY_COUNT; i++)
+			len += (size_t)snprintf(list + len, sizeof(list) - len, "user.%s", eng_settings_keys[i]) + 1;
 		for (int i = 0; kind == FS_KIND_SESSION && i < N_RO; i++)
 			len += (size_t)snprintf(list + len, sizeof(list) - len, "user.%s", ro_names[i]) + 1;
 		if (forked)
@@ -156,35 +157,23 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 /* Sets (value != NULL) or removes one setting of a session (lock held). */
 static int session_set(struct fs *fs, struct fs_node *n, int idx, const char *value, size_t size)
 {
-	struct eng_settings st;
 	int rc;
 
 	if (!value) {
-		if (!n->over[idx])
+		if (!(n->over_mask & (1ull << idx)))
 			return -ENODATA;
-		free(n->over[idx]);
-		n->over[idx] = NULL;
-		n->over_len[idx] = 0;
+		n->over_mask &= ~(1ull << idx);
 		goto out_push;
 	}
-	rc = fs_settings_effective(fs, n, &st);
-	if (rc < 0)
-		return rc;
-	rc = eng_settings_set(&st, fs_setting_keys[idx], value, size);
-	eng_settings_free(&st);
+	rc = idx == ENG_KEY_GRAMMAR ? fs_gram_known(fs, value, size) : 0;
+	if (rc == 0)
+		rc = eng_settings_set(&n->over, eng_settings_keys[idx], value, size);
 	if (rc < 0) {
 		LOG_ERR("session '%s': bad value '%.*s' for %s", n->name, (int)(size > 80 ? 80 : size),
-			value, fs_setting_keys[idx]);
-		return -EINVAL;
+			value, eng_settings_keys[idx]);
+		return rc == -ENOMEM ? rc : -EINVAL;
 	}
-	char *copy = malloc(size + 1);
-	if (!copy)
-		return -ENOMEM;
-	memcpy(copy, value, size);
-	copy[size] = 0;
-	free(n->over[idx]);
-	n->over[idx] = copy;
-	n->over_len[idx] = size;
+	n->over_mask |= 1ull << idx;
 out_push:
 	fs_journal_post(fs, FS_JOURNAL_SETTINGS, n->ino, 0);
 	return fs_settings_push(fs, n);
@@ -193,25 +182,21 @@ out_push:
 /* Sets or resets (value NULL: back to the built-in default) one default. */
 static int default_set(struct fs *fs, int idx, const char *value, size_t size)
 {
-	const char *key = fs_setting_keys[idx];
+	const char *key = eng_settings_keys[idx];
 	struct eng_settings builtin;
-	char *buf;
-	int rc, len;
+	int rc;
 
 	if (value) {
-		rc = eng_settings_set(&fs->defaults, key, value, size);
+		rc = idx == ENG_KEY_GRAMMAR ? fs_gram_known(fs, value, size) : 0;
+		if (rc == 0)
+			rc = eng_settings_set(&fs->defaults, key, value, size);
 		if (rc < 0)
 			LOG_ERR("defaults: bad value '%.*s' for %s", (int)(size > 80 ? 80 : size), value, key);
-		return rc < 0 ? -EINVAL : 0;
+		return rc == -ENOMEM ? rc : rc < 0 ? -EINVAL : 0;
 	}
-	buf = malloc(VAL_CAP);
-	if (!buf)
-		return -ENOMEM;
 	eng_settings_default(fs->model, &builtin);
-	len = eng_settings_get(&builtin, key, buf, VAL_CAP);
-	rc = len < 0 ? -EINVAL : eng_settings_set(&fs->defaults, key, buf, (size_t)len);
+	rc = eng_settings_take(&fs->defaults, &builtin, (enum eng_key)idx);
 	eng_settings_free(&builtin);
-	free(buf);
 	return rc;
 }
 
@@ -223,7 +208,7 @@ static int set_or_remove(struct fs *fs, uint64_t ino, const char *name, const ch
 
 	if (strncmp(name, "user.", 5) != 0)
 		return value ? -ENOTSUP : -ENODATA;
-	idx = fs_setting_index(key);
+	idx = eng_settings_key_index(key);
 	if (kind == FS_KIND_SESSION) {
 		struct fs_node *n = fs_node_find(fs, ino);
 

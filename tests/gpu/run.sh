@@ -4,7 +4,7 @@
 # models vs the CPU (gpu_model), the mount through FUSE on the GPU, and the
 # benchmarks.  Exits non-zero if any check fails; prints a summary last.
 #
-#   tests/gpu/run.sh [STEP...]      STEP: info ops model mount bench ab profile perf
+#   tests/gpu/run.sh [STEP...]      STEP: info ops model mount grammar bench ab profile perf
 #                                   (default: all but ab)
 #
 # Binaries come from $PF_BIN (default: .carry/bin.txz unpacked into
@@ -29,7 +29,7 @@ BIN="${PF_BIN:-$ROOT/.carry/bin}"
 MODELS="${PF_MODELS:-$ROOT/.carry/models}"
 LOGS="$WORK/logs"
 mkdir -p "$WORK" "$LOGS"
-STEPS="${*:-info ops model mount bench profile perf}"
+STEPS="${*:-info ops model mount grammar bench profile perf}"
 SUMMARY=()
 FAILS=0
 
@@ -66,7 +66,7 @@ synth() { # preset file
 	[ -s "$WORK/$2" ] && return 0
 	"$PF" synth --preset "$1" -o "$WORK/$2" --vocab "$MODELS/ggml-vocab-qwen2.gguf" -q
 }
-if want model || want bench || want mount || want profile || want perf || want ab; then
+if want model || want bench || want mount || want grammar || want profile || want perf || want ab; then
 	t0=$(date +%s)
 	ok=PASS
 	synth qwen2.5-0.5b-instruct-q4_k_m q4_k_m.gguf || ok=FAIL
@@ -155,6 +155,30 @@ if want mount; then
 			head -c 300 "$LOGS/mount_reply.txt"; echo
 		fi
 	fi
+fi
+
+if want grammar; then
+	# grammar-constrained greedy decode: CUDA == CPU (the CUDA backend sends
+	# constrained rows to the host sampler, engine/sampler.h), on the tiny real
+	# Llama (SentencePiece vocabulary) and the synthetic Qwen2.5 (BPE, 151,936
+	# tokens), raw mode; then constrained vs unconstrained tokens/s on CUDA
+	J="$ROOT/tests/grammars/json.gbnf"
+	for mm in "$MODELS/stories260K.gguf" "$WORK/q4_k_m.gguf"; do
+		b=$(basename "$mm" .gguf)
+		"$PF" run "$mm" "A JSON object:" --raw --temp 0 -n 96 --grammar "$J" --backend cuda > "$LOGS/grammar_${b}_cuda.txt" 2> "$LOGS/grammar_${b}_cuda.err"
+		rc1=$?
+		"$PF" run "$mm" "A JSON object:" --raw --temp 0 -n 96 --grammar "$J" --backend cpu > "$LOGS/grammar_${b}_cpu.txt" 2> "$LOGS/grammar_${b}_cpu.err"
+		rc2=$?
+		head -c 200 "$LOGS/grammar_${b}_cuda.txt"; echo
+		if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -s "$LOGS/grammar_${b}_cuda.txt" ] &&
+		   cmp -s "$LOGS/grammar_${b}_cuda.txt" "$LOGS/grammar_${b}_cpu.txt"; then
+			note "grammar: $b CUDA == CPU (greedy)" PASS "$(wc -c < "$LOGS/grammar_${b}_cuda.txt") bytes"
+		else
+			note "grammar: $b CUDA == CPU (greedy)" FAIL "rc $rc1/$rc2, see grammar_${b}_*.txt"
+		fi
+	done
+	run "grammar: bench json.gbnf vs free (cuda)" grammar_bench.log env PROMPTFS_BIN="$PF" BACKEND=cuda N=256 \
+		PROMPT="A JSON object:" bash "$ROOT/scripts/bench-grammar.sh" "$WORK/q4_k_m.gguf" "$J"
 fi
 
 if want bench; then
