@@ -188,9 +188,23 @@ void eng_session_info(struct eng_session *s, struct eng_session_info *out);
  * copied (0 at the current end).  *final (if non-NULL) tells whether the
  * reply is complete (done, error, or no turn), so 0 bytes + final = EOF. */
 size_t eng_session_read_reply(struct eng_session *s, uint64_t off, char *buf, size_t n, bool *final);
+/* One finished turn as text (journal, eng_session_turns). */
+struct eng_turn_text {
+	char *user, *reply;       /* NUL-terminated copies */
+	size_t ulen, rlen;
+};
+/* The conversation's finished turns, in order, as copies (*out malloc'd,
+ * free with eng_turn_texts_free): the inverse of eng_session_restore_turn.
+ * Returns the count (0: none, *out NULL) or -ENOMEM. */
+int eng_session_turns(struct eng_session *s, struct eng_turn_text **out);
+void eng_turn_texts_free(struct eng_turn_text *t, int n); /* accepts NULL */
 /* The whole conversation: text ("### user\n…\n### assistant\n…\n") or JSON
  * ([{"role":"user","content":…},…]).  *out malloc'd. */
 int eng_session_history(struct eng_session *s, bool json, char **out, size_t *len);
+/* The same followed by n_more finished turns that are not in the session
+ * (the journal's turns that did not fit the context). */
+int eng_session_history_more(struct eng_session *s, bool json, const struct eng_turn_text *more,
+                             int n_more, char **out, size_t *len);
 
 // ---- running
 

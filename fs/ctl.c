@@ -377,7 +377,8 @@ int fs_ctl_content(struct fs *fs, uint64_t ino, char **out, size_t *len)
 		n = fs_node_find(fs, ino);
 		if (!n || !n->sess)
 			return -ENOENT;
-		return eng_session_history(n->sess, kind == FS_KIND_HIST_JSON, out, len);
+		return eng_session_history_more(n->sess, kind == FS_KIND_HIST_JSON, n->rest, n->n_rest,
+						out, len);
 	default:
 		return -EISDIR;
 	}

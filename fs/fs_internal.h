@@ -102,7 +102,11 @@ struct fs_node {
 	/* journal bookkeeping, protected by lock, used by the journal thread */
 	uint64_t jid;             /* journal file id (state dir), 0 = none yet */
 	uint64_t j_epoch;
-	int n_journaled;
+	int n_journaled;          /* turns of the current conversation in the file */
+	int j_records, j_live;    /* records in the file, of which still meaningful (compaction) */
+	int j_err;                /* -errno of the last failed append (0: all saved) */
+	struct eng_turn_text *rest; /* journaled turns that did not fit the context (-c) */
+	int n_rest;
 	struct fs_node *hnext;    /* protected by lock: ino hash chain */
 	struct fs_node *next, *prev; /* protected by lock: list of all nodes */
 };
@@ -256,15 +260,14 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
-// ---- history_json.c
-struct fs_turn_text {
-	char *user, *reply;
-	size_t ulen, rlen;
+/* A growable byte buffer (journal records).  An allocation
+ * failure sticks in oom and later adds are dropped; callers check oom once. */
+struct fs_buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
 };
-/* The complete (user, assistant) pairs of an engine JSON history, in order:
- * count or -errno. */
-int fs_history_turns(const char *json, size_t len, struct fs_turn_text **out);
-void fs_turn_texts_free(struct fs_turn_text *t, int n);
+void fs_buf_add(struct fs_buf *b, const void *s, size_t n); /* journal_parse.c */
 
 // ---- journal.c (--state-dir)
 enum fs_journal_ev {
@@ -281,20 +284,32 @@ void fs_journal_post(struct fs *fs, enum fs_journal_ev ev, uint64_t ino, uint64_
 void fs_journal_close(struct fs *fs);                  /* drains, stops, frees */
 uint64_t fs_journal_new_id(struct fs *fs);             /* lock held; 0 without a journal */
 
+// ---- journal_parse.c (the journal's format; see there)
+#define FS_JOURNAL_MAX_SET 32  /* distinct setting keys one journal may name */
+struct fs_jstate {             /* what a journal file says */
+	int version;               /* 1 or 2 */
+	char *name;                /* the last intact N record, NULL if none */
+	struct { char key[32]; char *val; size_t vlen; } set[FS_JOURNAL_MAX_SET]; /* val NULL: removed */
+	int n_set;
+	struct eng_turn_text *turns; /* [n_turns] since the last reset */
+	int n_turns, cap_turns;
+	size_t n_records;          /* intact records */
+	int n_damaged;             /* damaged records (or regions) skipped */
+};
+/* Parses a whole journal (what names it in log lines): 0, -EINVAL when no
+ * record is intact, -ENOMEM.  Free st with fs_jstate_free in every case. */
+int fs_journal_parse(const char *what, const char *buf, size_t len, struct fs_jstate *st);
+void fs_jstate_free(struct fs_jstate *st);
+/* Appends one format-2 record (type N S U T R, payload a then c) to b. */
+void fs_journal_record(struct fs_buf *b, char type, const void *a, size_t alen, const void *c,
+                       size_t clen);
+uint32_t fs_crc32(uint32_t crc, const void *p, size_t n);
+
 // ---- ops.c
 const struct fuse_lowlevel_ops *fs_ops_table(void);
 void fs_shutdown(struct fs *fs); /* destroy: stops the threads (idempotent) */
 
 static inline struct fs *fs_of(fuse_req_t req) { return (struct fs *)fuse_req_userdata(req); }
 
-
-/* A growable byte buffer (journal records, JSON parsing).  An allocation
- * failure sticks in oom and later adds are dropped; callers check oom once. */
-struct fs_buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-void fs_buf_add(struct fs_buf *b, const void *s, size_t n); /* journal.c */
 
 #endif /* PROMPTFS_FS_INTERNAL_H */

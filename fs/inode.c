@@ -146,6 +146,7 @@ static void node_free(struct fs *fs, struct fs_node *n)
 	for (int i = 0; i < n->n_phs; i++)
 		fuse_pollhandle_destroy(n->phs[i]);
 	free(n->phs);
+	eng_turn_texts_free(n->rest, n->n_rest);
 	free(n->name);
 	free(n);
 }

@@ -96,6 +96,9 @@ void fs_session_reset(struct fs *fs, struct fs_node *n)
 	if (!n->sess)
 		return;
 	eng_session_reset(n->sess);
+	eng_turn_texts_free(n->rest, n->n_rest); /* the journal records the reset */
+	n->rest = NULL;
+	n->n_rest = 0;
 	n->epoch++;
 	fs_timespec_now(&n->mtime);
 	fs_journal_post(fs, FS_JOURNAL_TURNS, n->ino, 0);
@@ -339,6 +342,12 @@ static int session_submit(struct fs *fs, struct fs_handle *h)
 			return 0; /* `echo > s`: an empty prompt after the reset at open */
 		LOG_ERR("session '%s': empty prompt", n->name);
 		return -EINVAL;
+	}
+	if (h->append && n->n_rest) {
+		LOG_ERR("session '%s': %d journaled turns do not fit the context of %d tokens, so no turn "
+			"can follow them (EFBIG); remount with a larger -c, or start over with >",
+			n->name, n->n_rest, fs->n_ctx);
+		return -EFBIG;
 	}
 	fs_settings_push(fs, n);
 	if (!h->append && !h->submitted)

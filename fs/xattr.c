@@ -37,13 +37,27 @@ static int ro_index(const char *key)
 	return -1;
 }
 
-static int ro_value(struct eng_session *s, int i, char *buf, size_t cap)
+/* user.status: the engine's, then what the state directory adds. */
+static int status_value(const struct fs_node *n, const struct eng_session_info *info, char *buf,
+			size_t cap)
+{
+	int len = snprintf(buf, cap, "%s", info->status);
+
+	if (n->j_err && len >= 0 && (size_t)len < cap)
+		len += snprintf(buf + len, cap - (size_t)len, "; not saved: %s", fs_errno_name(n->j_err));
+	if (n->n_rest && len >= 0 && (size_t)len < cap)
+		len += snprintf(buf + len, cap - (size_t)len,
+				"; %d journaled turns do not fit the context (kept on disk)", n->n_rest);
+	return len;
+}
+
+static int ro_value(const struct fs_node *n, int i, char *buf, size_t cap)
 {
 	struct eng_session_info info;
 
-	eng_session_info(s, &info);
+	eng_session_info(n->sess, &info);
 	switch (i) {
-	case 0: return snprintf(buf, cap, "%s", info.status);
+	case 0: return status_value(n, &info, buf, cap);
 	case 1: return snprintf(buf, cap, "%s", fs_state_name(info.state));
 	case 2: return snprintf(buf, cap, "%s", fs_errno_name(info.error));
 	case 3: return snprintf(buf, cap, "%d", info.n_past);
@@ -82,7 +96,7 @@ static int get_value(struct fs *fs, uint64_t ino, const char *name, char *buf, s
 	if (!n->sess)
 		return -ENOENT;
 	if ((i = ro_index(key)) >= 0)
-		return ro_value(n->sess, i, buf, cap);
+		return ro_value(n, i, buf, cap);
 	if (fs_setting_index(key) < 0)
 		return -ENODATA;
 	if (fs_settings_effective(fs, n, &st) < 0)
