@@ -44,7 +44,7 @@ static int status_value(const struct fs_node *n, const struct eng_session_info *
 	int len = snprintf(buf, cap, "%s", info->status);
 
 	if (n->j_err && len >= 0 && (size_t)len < cap)
-		len += snprintf(buf + len, cap - (size_t)len, "; not saved: %s", fs_errno_name(n->j_err));
+		len += snprintf(buf + len, cap - (size_t)len, "; not saved: %s", strerror(-n->j_err));
 	if (n->n_rest && len >= 0 && (size_t)len < cap)
 		len += snprintf(buf + len, cap - (size_t)len,
 				"; %d journaled turns do not fit the context (kept on disk)", n->n_rest);
