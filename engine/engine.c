@@ -117,7 +117,7 @@ int eng_model_load(const char *path, const struct eng_model_params *p, struct en
 	snprintf(m->path, sizeof(m->path), "%s", path);
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->work, NULL);
-	rc = gguf_open(path, &m->g);
+	rc = p->copy_weights ? gguf_open_copy(path, &m->g) : gguf_open(path, &m->g);
 	if (rc < 0) {
 		LOG_ERR("cannot load model '%s': %s", path, strerror(-rc));
 		goto fail;

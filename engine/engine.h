@@ -51,6 +51,8 @@ struct eng_model_params {
 	size_t kv_bytes;      /* KV pool budget; 0 = enough for 8 full contexts, at most 25% of RAM / device memory */
 	int max_sessions;     /* 0 = 256 */
 	int max_batch_tokens; /* most tokens per forward pass (prefill chunk); 0 = 512 */
+	bool copy_weights;    /* read the file into memory instead of mapping it (the daemon:
+	                       * the file may then change or shrink under a running mount) */
 };
 
 void eng_model_params_default(struct eng_model_params *p);

@@ -53,6 +53,8 @@ static void usage(FILE *f)
 		"      --max-sessions N     most sessions at once (default 256); more → ENOSPC\n"
 		"  -t, --threads N          CPU threads (default: all cores but one)\n"
 		"      --state-dir DIR      journal sessions there; they come back after a restart\n"
+		"      --mmap               map the model file instead of reading it into memory\n"
+		"                           (then the file must not be truncated or rewritten while mounted)\n"
 		"  -s, --set KEY=VALUE      a default setting (as in the defaults file); repeatable\n"
 		"  -v, --verbose            more log output (-vv: debug)\n"
 		"      --log-level L        error, warn (default), info or debug\n"
@@ -175,6 +177,8 @@ static int parse_args(int argc, char **argv, struct fs_opts *o, struct fuse_args
 		} else if (opt_is(a, "-t", "--threads")) {
 			v = opt_value(argc, argv, &i, "-t", "--threads");
 			rc = v ? parse_int("thread count", v, 0, &o->n_threads) : -EINVAL;
+		} else if (!strcmp(a, "--mmap")) {
+			o->map_model = true;
 		} else if (opt_is(a, NULL, "--state-dir")) {
 			if (!(o->state_dir = opt_value(argc, argv, &i, NULL, "--state-dir")))
 				return -EINVAL;
@@ -359,6 +363,7 @@ static int fs_init_model(struct fs *fs, const struct fs_opts *o)
 	p.n_ctx = o->n_ctx;
 	p.kv_bytes = o->kv_bytes;
 	p.max_sessions = o->max_sessions;
+	p.copy_weights = !o->map_model; /* the file may change under a long-running mount */
 	rc = eng_model_load(o->model_path, &p, &fs->model);
 	if (rc < 0) {
 		fprintf(stderr, "promptfs: cannot load %s: %s\n", o->model_path, strerror(-rc));

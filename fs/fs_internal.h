@@ -79,6 +79,7 @@ struct fs_opts {
 	const char *log_file;
 	int log_level;
 	bool foreground, debug;
+	bool map_model;           /* --mmap: map the model file (default: read it into memory) */
 	const char *sets[32];     /* --set KEY=VALUE for the defaults */
 	int n_sets;
 };
