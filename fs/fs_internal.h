@@ -80,6 +80,8 @@ struct fs_opts {
 	int log_level;
 	bool foreground, debug;
 	bool map_model;           /* --mmap: map the model file (default: read it into memory) */
+	bool allow_other;         /* -o allow_other given (default_permissions is added) */
+	unsigned umask;           /* --umask: new sessions get 0666 & ~umask (default 077) */
 	const char *sets[32];     /* --set KEY=VALUE for the defaults */
 	int n_sets;
 };
@@ -96,6 +98,9 @@ struct fs_node {
 	char *over[FS_N_KEYS];    /* protected by lock: xattr overrides (raw value, NUL-terminated) */
 	size_t over_len[FS_N_KEYS];
 	uint64_t epoch;           /* protected by lock: bumped at every reset / new conversation */
+	uid_t uid;                /* protected by lock: the creator (from the request) */
+	gid_t gid;
+	mode_t mode;              /* protected by lock: permission bits (0666 at most) */
 	struct timespec ctime, mtime;   /* protected by lock */
 	bool was_final;           /* protected by lock: last state the notifier saw */
 	struct fuse_pollhandle **phs; /* protected by lock: poll()ers to wake */
@@ -128,7 +133,10 @@ struct fs_handle {
 	char *snap;               /* control files, history: the content at open */
 	size_t snap_len;
 	uint64_t read_end;        /* offset after the last read: poll readiness */
+	uint64_t id;              /* fi->fh: handles are found by id, never by pointer, since a
+	                           * release may overtake a read of a killed process */
 	struct fs_handle *next, *prev; /* protected by lock: fs->handles */
+	struct fs_handle *hnext;  /* protected by lock: id hash chain */
 };
 
 // ---- parked reads
@@ -169,6 +177,9 @@ struct fs {
 	struct eng_settings defaults;   /* protected by lock */
 	struct fs_parked *parked;       /* protected by lock */
 	struct fs_handle *handles;      /* protected by lock: every open file, for the exit */
+	struct fs_handle *hhash[FS_HASH]; /* protected by lock: open files by id */
+	struct fs_dir_snap *dirs;       /* protected by lock: open directories (ops.c), by id */
+	uint64_t next_handle_id;        /* protected by lock */
 	uint64_t next_park_id;          /* protected by lock */
 	uint64_t n_reads, n_parks, n_interrupts, bytes_read; /* protected by lock */
 
@@ -192,7 +203,8 @@ struct fs_node *fs_node_by_name(struct fs *fs, const char *name);    /* lock hel
 enum fs_kind fs_ino_kind(struct fs *fs, uint64_t ino);               /* lock held; NONE if unknown */
 int fs_name_check(const char *name);                                  /* 0 / -EINVAL / -ENAMETOOLONG */
 bool fs_name_reserved(const char *name);
-/* Makes a linked session node for a new engine session (lock held). */
+/* Makes a linked session node for a new engine session (lock held), owned
+ * by the mount's owner with mode 0666 & ~umask (callers set the creator). */
 int fs_node_new(struct fs *fs, const char *name, struct eng_session *sess, struct fs_node **out);
 /* Takes the node off its name (lock held); returns the engine session to free
  * after unlocking (NULL if none). */
@@ -200,6 +212,8 @@ struct eng_session *fs_node_unlink(struct fs *fs, struct fs_node *n);
 void fs_node_unref(struct fs *fs, struct fs_node *n);                 /* lock held */
 void fs_node_forget(struct fs *fs, uint64_t ino, uint64_t nlookup);   /* lock held */
 int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st);       /* lock held; 0 / -ENOENT */
+/* May uid write `defaults` (the mount's owner and root only)? */
+bool fs_may_write_defaults(const struct fs *fs, uid_t uid);
 void fs_nodes_free_all(struct fs *fs);                                /* at exit, no lock */
 int fs_node_add_poll(struct fs_node *n, struct fuse_pollhandle *ph);  /* lock held */
 /* Takes the node's poll handles (lock held); notify and destroy them after unlocking. */
@@ -230,6 +244,8 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph);
 /* A handle for a session (open, create); lock held. */
 struct fs_handle *fs_handle_new_session(struct fs *fs, struct fs_node *n, int flags, bool created);
+/* The open file fi->fh names (lock held), NULL once released. */
+struct fs_handle *fs_handle_find(struct fs *fs, uint64_t id);
 /* Drops a handle the kernel will never release (interrupted open); lock held. */
 void fs_handle_drop(struct fs *fs, struct fs_handle *h);
 /* At exit: handles whose release never came (the connection ended first). */
@@ -292,6 +308,8 @@ struct fs_jstate {             /* what a journal file says */
 	char *name;                /* the last intact N record, NULL if none */
 	struct { char key[32]; char *val; size_t vlen; } set[FS_JOURNAL_MAX_SET]; /* val NULL: removed */
 	int n_set;
+	bool has_owner;            /* an O record: uid gid mode */
+	uint32_t uid, gid, mode;
 	struct eng_turn_text *turns; /* [n_turns] since the last reset */
 	int n_turns, cap_turns;
 	size_t n_records;          /* intact records */
@@ -308,6 +326,7 @@ uint32_t fs_crc32(uint32_t crc, const void *p, size_t n);
 
 // ---- ops.c
 const struct fuse_lowlevel_ops *fs_ops_table(void);
+void fs_dirs_free_all(struct fs *fs); /* at exit: directories whose releasedir never came */
 void fs_shutdown(struct fs *fs); /* destroy: stops the threads (idempotent) */
 
 static inline struct fs *fs_of(fuse_req_t req) { return (struct fs *)fuse_req_userdata(req); }

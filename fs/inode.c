@@ -111,6 +111,9 @@ int fs_node_new(struct fs *fs, const char *name, struct eng_session *sess, struc
 	n->linked = true;
 	n->refs = 1;
 	n->was_final = true;
+	n->uid = fs->uid;
+	n->gid = fs->gid;
+	n->mode = 0666 & ~(mode_t)fs->opts->umask;
 	fs_timespec_now(&n->ctime);
 	n->mtime = n->ctime;
 	eng_session_set_user(sess, (void *)(uintptr_t)n->ino);
@@ -244,6 +247,11 @@ static size_t content_size(struct fs *fs, uint64_t ino)
 	return len;
 }
 
+bool fs_may_write_defaults(const struct fs *fs, uid_t uid)
+{
+	return uid == fs->uid || uid == 0;
+}
+
 int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st)
 {
 	enum fs_kind kind = fs_ino_kind(fs, ino);
@@ -260,7 +268,9 @@ int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st)
 		return -ENOENT;
 	case FS_KIND_ROOT:
 	case FS_KIND_HISTDIR:
-		st->st_mode = S_IFDIR | (kind == FS_KIND_ROOT ? 0755 : 0555);
+		/* the root is like /tmp: anyone who can reach the mount creates
+		 * sessions; only a session's owner removes or renames it */
+		st->st_mode = S_IFDIR | (kind == FS_KIND_ROOT ? 01777 : 0555);
 		st->st_nlink = 2;
 		return 0;
 	case FS_KIND_README:
@@ -281,19 +291,21 @@ int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st)
 		break;
 	}
 	n = fs_node_find(fs, ino);
+	st->st_uid = n->uid;
+	st->st_gid = n->gid;
 	st->st_nlink = n->linked ? 1 : 0;
 	st->st_ctim = n->ctime;
 	st->st_mtim = st->st_atim = n->mtime;
 	if (kind == FS_KIND_SESSION) {
 		struct eng_session_info info;
 
-		st->st_mode = S_IFREG | 0644;
+		st->st_mode = S_IFREG | n->mode;
 		if (n->sess) {
 			eng_session_info(n->sess, &info);
 			st->st_size = (off_t)info.reply_bytes;
 		}
 	} else {
-		st->st_mode = S_IFREG | 0444;
+		st->st_mode = S_IFREG | (n->mode & 0444);
 		st->st_size = n->sess ? (off_t)content_size(fs, ino) : 0;
 	}
 	st->st_blocks = (st->st_size + 511) / 512;

@@ -169,6 +169,15 @@ out:
 
 // ---- records of a node
 
+static void owner_record(const struct fs_node *n, struct fs_buf *b)
+{
+	char o[48];
+	int len = snprintf(o, sizeof(o), "%u %u %u", (unsigned)n->uid, (unsigned)n->gid,
+			   (unsigned)n->mode);
+
+	fs_journal_record(b, 'O', o, (size_t)len, "", 0);
+}
+
 static int over_count(const struct fs_node *n)
 {
 	int k = 0;
@@ -187,7 +196,8 @@ static int full_records(const struct fs_node *n, const struct eng_turn_text *t, 
 
 	fs_buf_add(b, MAGIC, MAGIC_LEN);
 	fs_journal_record(b, 'N', n->name, strlen(n->name), "", 0);
-	k++;
+	owner_record(n, b);
+	k += 2;
 	for (int i = 0; i < FS_N_KEYS; i++) {
 		if (!n->over[i])
 			continue;
@@ -237,6 +247,8 @@ static bool plan(struct fs_node *n, enum fs_journal_ev ev, bool compact, struct 
 		fs_journal_record(&w->b, 'N', n->name, strlen(n->name), "", 0);
 		w->n_records = 1;
 	} else if (ev == FS_JOURNAL_SETTINGS) {
+		owner_record(n, &w->b); /* chmod posts this event too */
+		w->n_records++;
 		for (int i = 0; i < FS_N_KEYS; i++, w->n_records++) {
 			const char *key = fs_setting_keys[i];
 			if (n->over[i])
@@ -286,7 +298,7 @@ static bool sync_node(struct fs *fs, const struct jev *ev, bool compact)
 			n->j_epoch = w.epoch;
 			n->n_journaled = w.n_turns;
 			n->j_records = w.full ? w.n_records : n->j_records + w.n_records;
-			n->j_live = 1 + over_count(n) + w.n_turns + n->n_rest;
+			n->j_live = 2 + over_count(n) + w.n_turns + n->n_rest;
 			again = !w.full && n->j_records > COMPACT_RATIO * n->j_live + COMPACT_SLACK;
 		}
 	}
@@ -501,6 +513,11 @@ static struct fs_node *restore_one(struct fs *fs, uint64_t jid, struct fs_jstate
 		goto out;
 	}
 	n->jid = jid;
+	if (st->has_owner) {
+		n->uid = (uid_t)st->uid;
+		n->gid = (gid_t)st->gid;
+		n->mode = (mode_t)st->mode;
+	}
 	for (int i = 0; i < st->n_set; i++) {
 		int ki = fs_setting_index(st->set[i].key);
 		if (ki < 0) {
@@ -538,7 +555,7 @@ static struct fs_node *restore_one(struct fs *fs, uint64_t jid, struct fs_jstate
 	n->n_journaled = k;
 	n->j_epoch = n->epoch;
 	n->j_records = (int)st->n_records;
-	n->j_live = 1 + over_count(n) + st->n_turns;
+	n->j_live = 2 + over_count(n) + st->n_turns;
 	LOG_INFO("session '%s' restored: %d turns", name, k);
 out:
 	free(name);

@@ -8,7 +8,9 @@
  *     <type> <a> <b> <crc>\n<a + b payload bytes>\n   each record
  * type N (a = name, b = 0), S (a = key, b = value), U (a = key, b = 0: the
  * override is removed), T (a = user text, b = reply: one finished turn), R
- * (a = b = 0: reset, the turns before are dropped).  a and b are decimal
+ * (a = b = 0: reset, the turns before are dropped), O (a = "UID GID MODE",
+ * decimal, b = 0: the session's owner and permission bits; none = the
+ * mount's owner, 0666 & ~umask).  a and b are decimal
  * without sign or leading zeros, at most 12 digits; crc is the CRC-32
  * (IEEE, zlib's) of the header line up to and including the space before
  * it, then of the payload, as 8 lower-case hex digits.
@@ -130,7 +132,7 @@ static bool parse_header(const char *p, const char *e, int version, struct rec *
 	if (s >= e)
 		return false;
 	t = *s++;
-	if (!strchr("NSUTR", t) || t == 0)
+	if (!strchr(version == 2 ? "NSUTRO" : "NSUTR", t) || t == 0)
 		return false;
 	if (version == 2) {
 		if (!get_char(&s, e, ' ') || !get_num(&s, e, &a) || !get_char(&s, e, ' ') ||
@@ -147,7 +149,7 @@ static bool parse_header(const char *p, const char *e, int version, struct rec *
 		}
 		if (!get_char(&s, e, '\n'))
 			return false;
-		if ((t == 'R' && (a || c)) || ((t == 'N' || t == 'U') && c))
+		if ((t == 'R' && (a || c)) || ((t == 'N' || t == 'U' || t == 'O') && c))
 			return false;
 		if ((uint64_t)(e - s) < a || (uint64_t)(e - s) - a < c ||
 		    (uint64_t)(e - s) - a - c < 1 || s[a + c] != '\n')
@@ -248,6 +250,23 @@ static int add_turn(struct fs_jstate *st, const struct rec *r)
 	return 0;
 }
 
+/* "UID GID MODE" (decimal each, MODE at most 0666). */
+static int set_owner(struct fs_jstate *st, const struct rec *r)
+{
+	const char *p = r->a, *e = r->a + r->alen;
+	uint64_t u, g, m;
+
+	if (!get_num(&p, e, &u) || !get_char(&p, e, ' ') || !get_num(&p, e, &g) ||
+	    !get_char(&p, e, ' ') || !get_num(&p, e, &m) || p != e || u > UINT32_MAX - 1 ||
+	    g > UINT32_MAX - 1 || (m & ~(uint64_t)0666))
+		return -EINVAL;
+	st->has_owner = true;
+	st->uid = (uint32_t)u;
+	st->gid = (uint32_t)g;
+	st->mode = (uint32_t)m;
+	return 0;
+}
+
 /* Applies an intact record: 0, -EINVAL (well-formed but meaningless: counted
  * as damaged), -ENOMEM. */
 static int apply(struct fs_jstate *st, const struct rec *r)
@@ -267,6 +286,8 @@ static int apply(struct fs_jstate *st, const struct rec *r)
 	case 'R':
 		drop_turns(st);
 		return 0;
+	case 'O':
+		return set_owner(st, r);
 	}
 	return -EINVAL;
 }

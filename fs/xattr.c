@@ -218,7 +218,8 @@ static int default_set(struct fs *fs, int idx, const char *value, size_t size)
 	return rc;
 }
 
-static int set_or_remove(struct fs *fs, uint64_t ino, const char *name, const char *value, size_t size)
+static int set_or_remove(struct fs *fs, uid_t uid, uint64_t ino, const char *name, const char *value,
+			 size_t size)
 {
 	enum fs_kind kind = fs_ino_kind(fs, ino);
 	const char *key = name + 5;
@@ -240,6 +241,10 @@ static int set_or_remove(struct fs *fs, uint64_t ino, const char *name, const ch
 			return value ? -ENOTSUP : -ENODATA;
 		return session_set(fs, n, idx, value, size);
 	}
+	if (kind == FS_KIND_ROOT && idx >= 0 && !fs_may_write_defaults(fs, uid)) {
+		LOG_ERR("defaults: uid %u is not the mount's owner", (unsigned)uid);
+		return -EPERM;
+	}
 	if (kind == FS_KIND_ROOT && idx >= 0)
 		return default_set(fs, idx, value, size);
 	return value ? -ENOTSUP : -ENODATA;
@@ -252,7 +257,7 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	int rc;
 
 	pthread_mutex_lock(&fs->lock);
-	rc = set_or_remove(fs, ino, name, value ? value : "", size);
+	rc = set_or_remove(fs, fuse_req_ctx(req)->uid, ino, name, value ? value : "", size);
 	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_err(req, -rc);
 }
@@ -263,7 +268,7 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	int rc;
 
 	pthread_mutex_lock(&fs->lock);
-	rc = set_or_remove(fs, ino, name, NULL, 0);
+	rc = set_or_remove(fs, fuse_req_ctx(req)->uid, ino, name, NULL, 0);
 	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_err(req, -rc);
 }
