@@ -202,6 +202,7 @@ static void add_escaped(struct sbuf *b, const char *v, size_t n)
 		case '\n': sb_add(b, "\\n", 2); break;
 		case '\r': sb_add(b, "\\r", 2); break;
 		case '\t': sb_add(b, "\\t", 2); break;
+		case '#': sb_add(b, "\\#", 2); break; /* not a comment when read back */
 		default: sb_add(b, v + i, 1);
 		}
 	}
@@ -260,6 +261,14 @@ static int defaults_line(struct eng_settings *st, char *line, size_t n, int line
 		n--;
 	if (n == 0 || k[0] == '#')
 		return 0;
+	for (size_t i = 1; i < n; i++) { /* " # comment" ends the line; "\#" is a '#' */
+		if (k[i] == '#' && is_space(k[i - 1]) && !(i >= 2 && k[i - 2] == '\\')) {
+			n = i;
+			while (n && is_space(k[n - 1]))
+				n--;
+			break;
+		}
+	}
 	eq = memchr(k, '=', n);
 	if (!eq) {
 		LOG_ERR("defaults line %d: no '=' in '%.*s'", lineno, (int)(n > 80 ? 80 : n), k);

@@ -574,8 +574,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 	if (!rc)
 		rc = check_new_entry(newparent, newname);
-	if (!rc && (flags & RENAME_EXCHANGE))
+	if (!rc && (flags & ~(unsigned)RENAME_NOREPLACE)) {
+		LOG_ERR("rename '%s': flags 0x%x not supported (RENAME_EXCHANGE, RENAME_WHITEOUT: EINVAL)",
+			name, flags);
 		rc = -EINVAL;
+	}
 	pthread_mutex_lock(&fs->lock);
 	n = rc ? NULL : fs_node_by_name(fs, name);
 	if (!rc && !n)

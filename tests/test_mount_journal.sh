@@ -19,8 +19,21 @@ printf 'promptfs-journal 1\nN -1\nxx\n' >"$STATE/0000000000000001.journal"
 printf 'promptfs-journal 1\nN 3\nneg\nT -1 1\nab\n' >"$STATE/0000000000000002.journal"
 printf 'promptfs-journal 1\nN 4\nwrap\nT 18446744073709551615 2\nab\n' >"$STATE/0000000000000003.journal"
 printf 'promptfs-journal 1\nN 4\ngood\nT 2 3\nhiyes\n' >"$STATE/0000000000000004.journal"
+# a format-2 file whose name record holds a NUL (checksum right): not cut,
+# refused; its intact turn comes back under recovered-<id>
+PY="${PROMPTFS_PYTHON:-python3}"
+[ -x "$PY" ] || PY=python3
+"$PY" - "$STATE/0000000000000005.journal" <<'EOF'
+import sys, zlib
+def rec(t, a, c=b""):
+    h = b"%c %d %d " % (t, len(a), len(c))
+    return h + b"%08x\n" % zlib.crc32(h + a + c) + a + c + b"\n"
+open(sys.argv[1], "wb").write(b"promptfs-journal 2\n" + rec(ord("N"), b"nul\0name") + rec(ord("T"), b"hi", b"there"))
+EOF
 pf_mount "$STORIES" --state-dir "$STATE" "${SETS[@]}"
-[ "$(user_sessions)" = "good|neg|wrap|" ] || fail "sessions from hostile v1 journals: $(user_sessions)"
+[ "$(user_sessions)" = "good|neg|recovered-0000000000000005|wrap|" ] || fail "sessions from hostile journals: $(user_sessions)"
+[ "$(cat "$MNT/recovered-0000000000000005")" = there ] || fail "the turn after a NUL name was lost"
+grep -q "0000000000000005.journal: damaged record at byte 19" "$PF_TMP/daemon.log" || fail "no log line for the NUL name"
 [ "$(cat "$MNT/good")" = yes ] || fail "the intact v1 journal's reply: '$(cat "$MNT/good")'"
 [ "$(xattr turns "$MNT/neg")" = 0 ] || fail "a negative-length turn was loaded"
 grep -q "0000000000000002.journal: damaged record at byte" "$PF_TMP/daemon.log" || fail "no log line for the negative length"
