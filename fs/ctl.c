@@ -197,6 +197,10 @@ static int stats_text(struct fs *fs, char **out, size_t *len)
 static void add_escaped(struct sbuf *b, const char *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
+		if (v[i] == ' ' && (i == 0 || i == n - 1)) {
+			sb_add(b, "\\ ", 2); /* a space the line's trimming must keep */
+			continue;
+		}
 		switch (v[i]) {
 		case '\\': sb_add(b, "\\\\", 2); break;
 		case '\n': sb_add(b, "\\n", 2); break;
@@ -249,6 +253,24 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r';
 }
 
+/* Is k[i] escaped (an odd number of backslashes before it)? */
+static bool escaped(const char *k, size_t i)
+{
+	size_t n = 0;
+
+	while (i > n && k[i - n - 1] == '\\')
+		n++;
+	return n & 1;
+}
+
+/* n without trailing blanks, except one escaped by a backslash ("\ "). */
+static size_t trim_end(const char *k, size_t n)
+{
+	while (n && is_space(k[n - 1]) && !escaped(k, n - 1))
+		n--;
+	return n;
+}
+
 /* One `key = value` line into st.  0 / -EINVAL (logged). */
 static int defaults_line(struct eng_settings *st, char *line, size_t n, int lineno)
 {
@@ -257,15 +279,12 @@ static int defaults_line(struct eng_settings *st, char *line, size_t n, int line
 
 	while (n && is_space(*k))
 		k++, n--;
-	while (n && is_space(k[n - 1]))
-		n--;
+	n = trim_end(k, n);
 	if (n == 0 || k[0] == '#')
 		return 0;
 	for (size_t i = 1; i < n; i++) { /* " # comment" ends the line; "\#" is a '#' */
-		if (k[i] == '#' && is_space(k[i - 1]) && !(i >= 2 && k[i - 2] == '\\')) {
-			n = i;
-			while (n && is_space(k[n - 1]))
-				n--;
+		if (k[i] == '#' && is_space(k[i - 1]) && !escaped(k, i - 1)) {
+			n = trim_end(k, i);
 			break;
 		}
 	}
