@@ -203,6 +203,11 @@ const struct eng_config *eng_model_config(const struct eng_model *m) { return &m
 const struct eng_tokenizer *eng_model_tokenizer(const struct eng_model *m) { return m->tok; }
 const char *eng_model_backend_name(const struct eng_model *m) { return m->ops->name; }
 int eng_model_n_ctx(const struct eng_model *m) { return m->n_ctx; }
+int eng_model_kv_limit(const struct eng_model *m)
+{
+	int64_t pool = (int64_t)m->n_pages * ENG_KV_PAGE;
+	return pool < m->n_ctx ? (int)pool : m->n_ctx;
+}
 const struct eng_template *eng_model_template(const struct eng_model *m) { return &m->tmpl; }
 const struct eng_weights *eng_model_weights(const struct eng_model *m) { return &m->w; }
 size_t eng_model_page_bytes(const struct eng_model *m) { return m->page_bytes; }

@@ -23,8 +23,11 @@
  * ---- Memory ----
  * KV pages come from one pool.  When it runs out, idle sessions lose their
  * pages, least recently used first, and are rebuilt from their token history
- * when next used.  A turn that cannot get pages even then fails with
- * -ENOSPC in the session's status.
+ * when next used.  When every page is held by running turns, a turn takes
+ * the pages of turns that started after it (they are recomputed from their
+ * token history later, with the same text) or waits: turns get the pool in
+ * the order they started.  Only a conversation that cannot fit the pool
+ * alone (a pool smaller than one context) fails, with -EFBIG.
  */
 #ifndef PROMPTFS_ENGINE_ENGINE_H
 #define PROMPTFS_ENGINE_ENGINE_H

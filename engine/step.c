@@ -167,7 +167,24 @@ static struct eng_session *lru_idle(struct eng_model *m)
 	return best;
 }
 
-/* Gives s pages for positions [0, n).  0 / -ENOSPC. */
+/* The busy session that started its turn last, after s, holding pages it
+ * does not use in this step: the one a full pool preempts for s. */
+static struct eng_session *youngest_busy(struct eng_model *m, const struct eng_session *s)
+{
+	struct eng_session *best = NULL;
+
+	for (struct eng_session *v = m->sessions; v; v = v->next)
+		if (v != s && v->cur >= 0 && v->n_pages > 0 && !v->in_batch && v->arrival > s->arrival &&
+		    (!best || v->arrival > best->arrival))
+			best = v;
+	return best;
+}
+
+/* Gives s pages for positions [0, n): free pages, then the least recently
+ * used idle session's, then (recompute preemption, first come first served)
+ * those of busy sessions whose turns started after s's — they are rebuilt
+ * from their token history when they run again, with the same text.
+ * 0, or -ENOSPC: s waits (its turn goes on in a later step). */
 static int ensure_pages(struct eng_model *m, struct eng_session *s, int n)
 {
 	int need = (n + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
@@ -175,16 +192,28 @@ static int ensure_pages(struct eng_model *m, struct eng_session *s, int n)
 	while (s->n_pages < need) {
 		if (m->n_free == 0) {
 			struct eng_session *v = lru_idle(m);
+			bool busy = false;
 
+			if (!v && (v = youngest_busy(m, s)))
+				busy = true;
 			if (!v)
 				return -ENOSPC;
-			LOG_DEBUG("evicting an idle session's %d KV pages (%d tokens)", v->n_pages, v->n_cached);
+			LOG_DEBUG("%s %d KV pages (%d tokens) of %s session", busy ? "preempting" : "evicting",
+				  v->n_pages, v->n_cached, busy ? "a younger busy" : "an idle");
 			eng_pages_release_locked(m, v);
 			m->stats.evictions++;
 		}
 		s->pages[s->n_pages++] = m->free_pages[--m->n_free];
 	}
 	return 0;
+}
+
+static int cmp_arrival(const void *pa, const void *pb)
+{
+	const struct eng_session *a = *(struct eng_session *const *)pa;
+	const struct eng_session *b = *(struct eng_session *const *)pb;
+
+	return a->arrival < b->arrival ? -1 : a->arrival > b->arrival;
 }
 
 // ---- planning
@@ -235,7 +264,10 @@ static int plan(struct eng_model *m, int *n_notify)
 		if (s->cur >= 0 && s->n_cached < s->n_past && n_cand < m->p.max_sessions)
 			cand[n_cand++] = s;
 	}
-	qsort(cand, (size_t)n_cand, sizeof(*cand), cmp_serve);
+	/* while turns wait for KV pages, the oldest turns are served first, so
+	 * the pool goes to them and every waiting turn runs in arrival order */
+	qsort(cand, (size_t)n_cand, sizeof(*cand), m->kv_waiting ? cmp_arrival : cmp_serve);
+	m->kv_waiting = false;
 	/* room: tokens + page tables + penalty windows */
 	for (int i = 0; i < n_cand; i++)
 		used += (size_t)(cand[i]->n_past - cand[i]->n_cached) + (size_t)m->max_pages_seq +
@@ -252,13 +284,20 @@ static int plan(struct eng_model *m, int *n_notify)
 
 		if (chunk > budget)
 			chunk = budget;
-		rc = ensure_pages(m, s, s->n_cached + chunk);
-		if (rc < 0 && s->n_pages * ENG_KV_PAGE > s->n_cached)
-			chunk = s->n_pages * ENG_KV_PAGE - s->n_cached; /* what fits; rest later */
-		else if (rc < 0) {
-			LOG_WARN("no KV page for a session (pool of %d pages, all in use)", m->n_pages);
-			eng_turn_finish_locked(s, ENG_STOP_NONE, -ENOSPC);
+		if (s->n_past + 1 > eng_model_kv_limit(m)) {
+			/* alone it outgrew a pool smaller than one context */
+			LOG_WARN("a conversation of %d tokens outgrew the KV pool of %d tokens (EFBIG)",
+				 s->n_past, m->n_pages * ENG_KV_PAGE);
+			eng_turn_finish_locked(s, ENG_STOP_NONE, -EFBIG);
 			a->notify[(*n_notify)++] = s;
+			continue;
+		}
+		rc = ensure_pages(m, s, s->n_cached + chunk);
+		if (rc < 0 && s->n_pages * ENG_KV_PAGE > s->n_cached) {
+			chunk = s->n_pages * ENG_KV_PAGE - s->n_cached; /* what fits; rest later */
+			m->kv_waiting = true;
+		} else if (rc < 0) {
+			m->kv_waiting = true; /* waits for pages; older turns go first */
 			continue;
 		}
 		tok = a->buf + used;
@@ -286,7 +325,7 @@ static int plan(struct eng_model *m, int *n_notify)
 		r->n_recent = nr;
 		*e = (struct step_entry){ .s = s, .epoch = s->epoch, .n_tokens = chunk,
 		                          .final = s->n_cached + chunk == s->n_past,
-		                          .prefill = s->phase != PHASE_GENERATING };
+		                          .prefill = s->phase != PHASE_GENERATING || chunk > 1 };
 		if (s->phase == PHASE_QUEUED)
 			s->phase = PHASE_PREFILL;
 		s->in_batch = true;
