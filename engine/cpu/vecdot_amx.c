@@ -322,6 +322,7 @@ INLINE __m512i reduce16(const __m512i d[8])
  * VNNI on the unsigned quants (value + o), less o times the block's
  * activation sum, gives each row's exact block integer; then the tiles'
  * fma.  Rows past nw repeat row nw - 1 and are not stored. */
+#define PF_DIST 12 /* blocks ahead */
 #define GEMV16(NAME, WT, DEC, O)                                                            \
 	static void NAME(int64_t K, const char *w, size_t bw, int nw, const int8_t *x, float *s) \
 	{                                                                                     \
@@ -337,6 +338,9 @@ INLINE __m512i reduce16(const __m512i d[8])
 		__m512 acc = _mm512_setzero_ps();                                             \
 		for (int64_t kb = 0; kb < K / 32; kb++) {                                     \
 			const __m512i a = _mm512_broadcast_i64x4(load32(x + 32 * kb));         \
+			if ((kb & 1) == 0 && kb + PF_DIST < K / 32)                             \
+				for (int n = 0; n < 16; n++) /* 16 strided streams: help the prefetcher */ \
+					_mm_prefetch((const char *)&r[n][kb + PF_DIST], _MM_HINT_T0); \
 			__m512i d[8];                                                         \
 			for (int p = 0; p < 8; p++)                                           \
 				d[p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(),            \
@@ -663,6 +667,10 @@ static void gemv_k(const struct amxk_type *t, int64_t K, const char *w, size_t b
 		const int nsb = K / QK_K - sb0 < SEGK ? (int)(K / QK_K - sb0) : SEGK;
 		for (int sb = 0; sb < nsb; sb++) {
 			const int64_t SB = sb0 + sb;
+			if (SB + 2 < K / QK_K) /* 16 strided streams: help the prefetcher */
+				for (int n = 0; n < 16; n++)
+					for (size_t o = 0; o < t->bs; o += 64)
+						_mm_prefetch(rows[n] + (size_t)(SB + 2) * t->bs + o, _MM_HINT_T0);
 			scales_k_rows(t, w + (size_t)SB * t->bs, vidx, &p, sb);
 			__m512 sba = _mm512_setzero_ps();
 			for (int k = 0; k < 4; k++) {
