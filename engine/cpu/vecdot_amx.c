@@ -360,46 +360,59 @@ GEMV16(gemv_q5_0, struct block_q5_0, u_q5_0, 16)
 GEMV16(gemv_q8_0, struct block_q8_0, u_q8_0, 128)
 
 /* The tile contract of vecdot_impl.h: x is the base of a group (the
- * caller's activation blocks start at multiples of 16 rows). */
-static void amx_tile(const struct amx_type *t, int64_t K, const void *w, size_t bw, int nw,
-                     const void *x, size_t bx, int na, float *s, int64_t lds)
-{
-	const char *wc = w;
-	const int8_t *xc = x;
-	int tiles = 0;
-	for (int a = 0; a < na; a += 16) {
-		const int8_t *g = xc + (size_t)a * bx;
-		const int ga = na - a < 16 ? na - a : 16;
-		if (ga > 1 && !tiles) {
-			tile_config(32);
-			tiles = 1;
-		}
-		for (int r = 0; r < nw; r += 16) {
-			const int nr = nw - r < 16 ? nw - r : 16;
-			if (ga == 1) /* a group of one row: row order, VNNI */
-				t->gemv(K, wc + (size_t)r * bw, bw, nr, g, s + a * lds + r);
-			else
-				gemm_panel(t, K, wc + (size_t)r * bw, bw, nr, g, ga, s + a * lds + r, lds);
-		}
+ * caller's activation blocks start at multiples of 16 rows).  Each group of
+ * activation rows meets each panel of 16 weight rows: a group of one row
+ * (row order) through the VNNI product GEMV, larger ones through the tiles
+ * (GEMM), configured for KQ-byte pieces on first use. */
+#define GROUPS(NAME, TT, KQ, GEMV, GEMM)                                                       \
+	static void NAME(const TT *t, int64_t K, const void *w, size_t bw, int nw, const void *x, \
+	                 size_t bx, int na, float *s, int64_t lds)                                 \
+	{                                                                                         \
+		const char *wc = w;                                                               \
+		const int8_t *xc = x;                                                             \
+		int tiles = 0;                                                                    \
+		for (int a = 0; a < na; a += 16) {                                                \
+			const int8_t *g = xc + (size_t)a * bx;                                    \
+			const int ga = na - a < 16 ? na - a : 16;                                 \
+			if (ga > 1 && !tiles) {                                                   \
+				tile_config(KQ);                                                  \
+				tiles = 1;                                                        \
+			}                                                                         \
+			for (int r = 0; r < nw; r += 16) {                                        \
+				const int nr = nw - r < 16 ? nw - r : 16;                         \
+				if (ga == 1)                                                      \
+					GEMV(t, K, wc + (size_t)r * bw, bw, nr, g, s + a * lds + r); \
+				else                                                              \
+					GEMM(t, K, wc + (size_t)r * bw, bw, nr, g, ga, s + a * lds + r, lds); \
+			}                                                                         \
+		}                                                                                 \
+		if (tiles)                                                                        \
+			tile_release();                                                           \
 	}
-	if (tiles)
-		tile_release();
+
+static void gemv32(const struct amx_type *t, int64_t K, const char *w, size_t bw, int nw,
+                   const int8_t *x, float *s)
+{
+	t->gemv(K, w, bw, nw, x, s);
 }
+
+GROUPS(amx_tile, struct amx_type, 32, gemv32, gemm_panel)
 
 static const struct amx_type t_q4_0 = {panel_q4_0, gemv_q4_0, sizeof(struct block_q4_0), 0};
 static const struct amx_type t_q5_0 = {panel_q5_0, gemv_q5_0, sizeof(struct block_q5_0), 0};
 static const struct amx_type t_q8_0 = {panel_q8_0, gemv_q8_0, sizeof(struct block_q8_0), 1};
 
-#define AMX_TILE(NAME, T)                                                                    \
+/* tile_TYPE: the cpu_tile_fn of one type, DRIVER over its traits T. */
+#define AMX_TILE(NAME, DRIVER, T)                                                            \
 	static void NAME(int64_t n, const void *w, size_t bw, int nw, const void *x, size_t bx, \
 	                 int na, float *s, int64_t lds)                                         \
 	{                                                                                       \
-		amx_tile(&T, n, w, bw, nw, x, bx, na, s, lds);                                  \
+		DRIVER(&T, n, w, bw, nw, x, bx, na, s, lds);                                    \
 	}
 
-AMX_TILE(tile_q4_0, t_q4_0)
-AMX_TILE(tile_q5_0, t_q5_0)
-AMX_TILE(tile_q8_0, t_q8_0)
+AMX_TILE(tile_q4_0, amx_tile, t_q4_0)
+AMX_TILE(tile_q5_0, amx_tile, t_q5_0)
+AMX_TILE(tile_q8_0, amx_tile, t_q8_0)
 
 // ---- K types: Q4_K, Q5_K, Q6_K against Q8_K
 //
@@ -720,45 +733,15 @@ static void gemv_k(const struct amxk_type *t, int64_t K, const char *w, size_t b
 	_mm512_mask_storeu_ps(s, (__mmask16)((1u << nw) - 1), acc);
 }
 
-static void amxk_tile(const struct amxk_type *t, int64_t K, const void *w, size_t bw, int nw,
-                      const void *x, size_t bx, int na, float *s, int64_t lds)
-{
-	const char *wc = w;
-	const int8_t *xc = x;
-	int tiles = 0;
-	for (int a = 0; a < na; a += 16) {
-		const int8_t *g = xc + (size_t)a * bx;
-		const int ga = na - a < 16 ? na - a : 16;
-		if (ga > 1 && !tiles) {
-			tile_config(t->sub16 ? 16 : 32);
-			tiles = 1;
-		}
-		for (int r = 0; r < nw; r += 16) {
-			const int nr = nw - r < 16 ? nw - r : 16;
-			if (ga == 1)
-				gemv_k(t, K, wc + (size_t)r * bw, bw, nr, g, s + a * lds + r);
-			else
-				gemm_k_panel(t, K, wc + (size_t)r * bw, bw, nr, g, ga, s + a * lds + r, lds);
-		}
-	}
-	if (tiles)
-		tile_release();
-}
+GROUPS(amxk_tile, struct amxk_type, t->sub16 ? 16 : 32, gemv_k, gemm_k_panel)
 
 static const struct amxk_type t_q4_K = {panel_q4_K, sizeof(struct block_q4_K), 0};
 static const struct amxk_type t_q5_K = {panel_q5_K, sizeof(struct block_q5_K), 0};
 static const struct amxk_type t_q6_K = {panel_q6_K, sizeof(struct block_q6_K), 1};
 
-#define AMXK_TILE(NAME, T)                                                                   \
-	static void NAME(int64_t n, const void *w, size_t bw, int nw, const void *x, size_t bx, \
-	                 int na, float *s, int64_t lds)                                         \
-	{                                                                                       \
-		amxk_tile(&T, n, w, bw, nw, x, bx, na, s, lds);                                 \
-	}
-
-AMXK_TILE(tile_q4_K, t_q4_K)
-AMXK_TILE(tile_q5_K, t_q5_K)
-AMXK_TILE(tile_q6_K, t_q6_K)
+AMX_TILE(tile_q4_K, amxk_tile, t_q4_K)
+AMX_TILE(tile_q5_K, amxk_tile, t_q5_K)
+AMX_TILE(tile_q6_K, amxk_tile, t_q6_K)
 #pragma GCC pop_options
 
 struct cpu_kernel cpu_kernel_amx(enum gguf_dtype wtype)
