@@ -300,17 +300,26 @@ static void gemm_panel(const struct amx_type *t, int64_t K, const char *w, size_
 			s[m * lds + n] = out[16 * n + m];
 }
 
-/* Sum of each row's 8 lanes for 8 vectors d[p] = [row p | row p + 8]
- * (8 i32 lanes each): lane n of the result is row n's total (exact). */
-INLINE __m512i reduce16(const __m512i d[8])
+/* The first two stages of summing 8 vectors d[p] = [row p | row p + 8]
+ * (8 i32 lanes each) by row: each 128-bit lane of f[0] holds rows 0-3 (lanes
+ * 0, 1: elements 0-3 and 4-7 of the low half) or rows 8-11 (lanes 2, 3);
+ * f[1] the same for rows 4-7 and 12-15. */
+INLINE void reduce16_stages(const __m512i d[8], __m512i f[2])
 {
-	__m512i e[4], f[2];
+	__m512i e[4];
 	for (int i = 0; i < 4; i++)
 		e[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2 * i], d[2 * i + 1]),
 		                        _mm512_unpackhi_epi32(d[2 * i], d[2 * i + 1]));
 	for (int i = 0; i < 2; i++)
 		f[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(e[2 * i], e[2 * i + 1]),
 		                        _mm512_unpackhi_epi64(e[2 * i], e[2 * i + 1]));
+}
+
+/* Sum of each row's 8 lanes: lane n of the result is row n's total (exact). */
+INLINE __m512i reduce16(const __m512i d[8])
+{
+	__m512i f[2];
+	reduce16_stages(d, f);
 	/* f[0] lanes: [rows 0-3 (elements 0-3) | rows 0-3 (4-7) | rows 8-11 | rows 8-11],
 	 * f[1] the same for rows 4-7 and 12-15 */
 	const __m512i g = _mm512_add_epi32(_mm512_shuffle_i32x4(f[0], f[1], _MM_SHUFFLE(2, 0, 2, 0)),
@@ -532,13 +541,8 @@ typedef void (*panelk_fn)(const char *w, size_t bw, int nw, int64_t sb0, int nsb
  * first and the second 16 bytes separately (Q6_K's sub-blocks). */
 INLINE void reduce16_halves(const __m512i d[8], __m512i *lo, __m512i *hi)
 {
-	__m512i e[4], f[2];
-	for (int i = 0; i < 4; i++)
-		e[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2 * i], d[2 * i + 1]),
-		                        _mm512_unpackhi_epi32(d[2 * i], d[2 * i + 1]));
-	for (int i = 0; i < 2; i++)
-		f[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(e[2 * i], e[2 * i + 1]),
-		                        _mm512_unpackhi_epi64(e[2 * i], e[2 * i + 1]));
+	__m512i f[2];
+	reduce16_stages(d, f);
 	/* 128-bit lane 0 of f[0]: rows 0-3, bytes 0-15; lane 1: rows 0-3, bytes
 	 * 16-31; lanes 2, 3: rows 8-11; f[1]: rows 4-7 and 12-15 */
 	const __m512i a = _mm512_shuffle_i32x4(f[0], f[1], _MM_SHUFFLE(2, 0, 2, 0));
