@@ -140,7 +140,7 @@ int eng_model_load(const char *path, const struct eng_model_params *p, struct en
 	snprintf(m->path, sizeof(m->path), "%s", path);
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->work, NULL);
-	rc = gguf_open(path, &m->g);
+	rc = p->copy_weights ? gguf_open_copy(path, &m->g) : gguf_open(path, &m->g);
 	if (rc < 0) {
 		LOG_ERR("cannot load model '%s': %s", path, strerror(-rc));
 		goto fail;
@@ -236,6 +236,11 @@ const struct eng_config *eng_model_config(const struct eng_model *m) { return &m
 const struct eng_tokenizer *eng_model_tokenizer(const struct eng_model *m) { return m->tok; }
 const char *eng_model_backend_name(const struct eng_model *m) { return m->ops->name; }
 int eng_model_n_ctx(const struct eng_model *m) { return m->n_ctx; }
+int eng_model_kv_limit(const struct eng_model *m)
+{
+	int64_t pool = (int64_t)m->n_pages * ENG_KV_PAGE;
+	return pool < m->n_ctx ? (int)pool : m->n_ctx;
+}
 const struct eng_template *eng_model_template(const struct eng_model *m) { return &m->tmpl; }
 const struct eng_weights *eng_model_weights(const struct eng_model *m) { return &m->w; }
 size_t eng_model_page_bytes(const struct eng_model *m) { return m->page_bytes; }

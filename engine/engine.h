@@ -25,8 +25,12 @@
  * (eng_session_fork) shares its source's pages, and a shared page is copied
  * before the first write into it.  When the pool runs out, idle sessions
  * lose their pages, least recently used first, and are rebuilt from their
- * token history when next used.  A turn that cannot get pages even then
- * fails with -ENOSPC in the session's status.
+ * token history when next used.  When every page is held by running turns,
+ * a turn takes the pages of turns that started after it (they are
+ * recomputed from their token history later, with the same text) or waits:
+ * turns get the pool in the order they started.  Only a conversation that
+ * cannot fit the pool alone (a pool smaller than one context) fails, with
+ * -EFBIG.
  */
 #ifndef PROMPTFS_ENGINE_ENGINE_H
 #define PROMPTFS_ENGINE_ENGINE_H
@@ -54,6 +58,8 @@ struct eng_model_params {
 	size_t kv_bytes;      /* KV pool budget; 0 = enough for 8 full contexts, at most 25% of RAM / device memory */
 	int max_sessions;     /* 0 = 256 */
 	int max_batch_tokens; /* most tokens per forward pass (prefill chunk); 0 = 512 */
+	bool copy_weights;    /* read the file into memory instead of mapping it (the daemon:
+	                       * the file may then change or shrink under a running mount) */
 };
 
 void eng_model_params_default(struct eng_model_params *p);
@@ -85,6 +91,7 @@ struct eng_stats {
 	int kv_pages_shared;         /* pages in more than one session's table (forks) */
 	uint64_t pages_copied;       /* shared pages copied before a write (copy-on-write) */
 	uint64_t evictions;
+	uint64_t preemptions;        /* running turns whose pages went to older turns (full pool) */
 };
 void eng_model_stats(struct eng_model *m, struct eng_stats *out);
 
@@ -218,6 +225,7 @@ enum eng_event {
 	ENG_EVENT_CONTEXT_FULL, /* a turn ended at the end of the context */
 	ENG_EVENT_CANCELLED,
 	ENG_EVENT_ERROR,        /* a turn failed (status says why) */
+	ENG_EVENT_PREEMPTED,    /* a running turn gave its KV pages to an older turn (recomputed later) */
 };
 typedef void (*eng_event_fn)(void *user, struct eng_session *s, enum eng_event ev);
 /* Called on the engine thread with no engine lock held; set before
@@ -266,12 +274,23 @@ void eng_session_info(struct eng_session *s, struct eng_session_info *out);
  * copied (0 at the current end).  *final (if non-NULL) tells whether the
  * reply is complete (done, error, or no turn), so 0 bytes + final = EOF. */
 size_t eng_session_read_reply(struct eng_session *s, uint64_t off, char *buf, size_t n, bool *final);
+/* One finished turn as text (journal, eng_session_turns). */
+struct eng_turn_text {
+	char *user, *reply;       /* NUL-terminated copies */
+	size_t ulen, rlen;
+};
+/* The conversation's finished turns, in order, as copies (*out malloc'd,
+ * free with eng_turn_texts_free): the inverse of eng_session_restore_turn.
+ * Returns the count (0: none, *out NULL) or -ENOMEM. */
+int eng_session_turns(struct eng_session *s, struct eng_turn_text **out);
+void eng_turn_texts_free(struct eng_turn_text *t, int n); /* accepts NULL */
 /* The whole conversation: text ("### user\n…\n### assistant\n…\n") or JSON
  * ([{"role":"user","content":…},…]).  *out malloc'd. */
 int eng_session_history(struct eng_session *s, bool json, char **out, size_t *len);
-/* The byte length eng_session_history() would return, counted without
- * building the text. */
-int eng_session_history_size(struct eng_session *s, bool json, size_t *len);
+/* The byte length eng_session_history_more() would return, counted
+ * without building the text. */
+int eng_session_history_size(struct eng_session *s, bool json, const struct eng_turn_text *more, int n_more,
+			     size_t *len);
 /* Message j of the conversation: 0 the system prompt (when there is one),
  * 2i+1 turn i's user text, 2i+2 its reply (once the turn started).  *role
  * is "system", "user" or "assistant" (static); *text (malloc'd, NUL-
@@ -325,6 +344,10 @@ void eng_kv_image_free(struct eng_kv_image *img);
  * session takes img's contents (img is emptied); an unused offer is dropped
  * with the conversation. */
 void eng_session_kv_offer(struct eng_session *s, struct eng_kv_image *img);
+/* The same followed by n_more finished turns that are not in the session
+ * (the journal's turns that did not fit the context). */
+int eng_session_history_more(struct eng_session *s, bool json, const struct eng_turn_text *more,
+                             int n_more, char **out, size_t *len);
 
 // ---- running
 

@@ -85,6 +85,8 @@ struct eng_session {
 	struct eng_grammar *grammar;     /* lock: the active turn's grammar (a reference), NULL none */
 	struct eng_grammar_state *gstate; /* engine thread: state for turn gstate_serial */
 	uint64_t gstate_serial;
+	uint64_t arrival;                /* lock: order in which the active turn started (KV fairness) */
+	int dropped;                     /* lock: -errno of a queued turn dropped when it came to run */
 	bool ignore_eog;                 /* lock: bench: generate past end-of-generation */
 };
 
@@ -113,6 +115,8 @@ struct eng_model {
 	int n_sessions;
 	struct eng_stats stats;          /* lock */
 	uint64_t step_no;                /* lock */
+	uint64_t n_arrivals;             /* lock: turns started so far */
+	bool kv_waiting;                 /* lock: a turn waited for KV pages in the last step */
 
 	eng_notify_fn notify;
 	void *notify_user;
@@ -177,8 +181,11 @@ int eng_model_n_pages_shared(struct eng_model *m);
 /* kvimage.c: attaches s->offer (engine thread, lock held, before s's
  * prefill is planned); make_room evicts idle sessions for the pages. */
 void eng_kv_offer_attach_locked(struct eng_session *s, int (*make_room)(struct eng_model *));
+/* Tokens the KV pool holds at most: min(n_ctx, pool) bounds one session. */
+int eng_model_kv_limit(const struct eng_model *m);
 /* Starts the first queued turn of an idle session (lock held).  Returns 0,
- * or -errno after ending that turn in ERROR (-EFBIG …). */
+ * or -errno after dropping that turn (-EFBIG …: it never ran, so it leaves
+ * no trace in the conversation; s->dropped says why). */
 int eng_turn_start_locked(struct eng_session *s);
 /* Ends the active turn (lock held): flushes held text, records the reason. */
 void eng_turn_finish_locked(struct eng_session *s, enum eng_stop_reason why, int err);

@@ -102,7 +102,8 @@ static void put_msg(struct hbuf *b, bool json, bool *first, const char *role, co
 }
 
 /* Lock held: the whole conversation into b (or only its size). */
-static void history_put(struct eng_session *s, bool json, struct hbuf *b)
+static void history_put(struct eng_session *s, bool json, const struct eng_turn_text *more, int n_more,
+			struct hbuf *b)
 {
 	bool first = true;
 
@@ -117,16 +118,21 @@ static void history_put(struct eng_session *s, bool json, struct hbuf *b)
 		if (t->started)
 			put_msg(b, json, &first, "assistant", t->reply ? t->reply : "", t->rlen);
 	}
+	for (int i = 0; i < n_more; i++) {
+		put_msg(b, json, &first, "user", more[i].user, more[i].ulen);
+		put_msg(b, json, &first, "assistant", more[i].reply, more[i].rlen);
+	}
 	if (json)
 		puts_(b, "]\n");
 }
 
-int eng_session_history_size(struct eng_session *s, bool json, size_t *len)
+int eng_session_history_size(struct eng_session *s, bool json, const struct eng_turn_text *more, int n_more,
+			     size_t *len)
 {
 	struct hbuf b = { .count_only = true };
 
 	pthread_mutex_lock(&s->m->lock);
-	history_put(s, json, &b);
+	history_put(s, json, more, n_more, &b);
 	pthread_mutex_unlock(&s->m->lock);
 	*len = b.n;
 	return 0;
@@ -184,10 +190,16 @@ int eng_session_n_messages(struct eng_session *s)
 
 int eng_session_history(struct eng_session *s, bool json, char **out, size_t *len)
 {
+	return eng_session_history_more(s, json, NULL, 0, out, len);
+}
+
+int eng_session_history_more(struct eng_session *s, bool json, const struct eng_turn_text *more,
+			     int n_more, char **out, size_t *len)
+{
 	struct hbuf b = { 0 };
 
 	pthread_mutex_lock(&s->m->lock);
-	history_put(s, json, &b);
+	history_put(s, json, more, n_more, &b);
 	put(&b, "", 0); /* an empty conversation is still a string */
 	pthread_mutex_unlock(&s->m->lock);
 	if (b.err) {
@@ -197,4 +209,62 @@ int eng_session_history(struct eng_session *s, bool json, char **out, size_t *le
 	*out = b.s;
 	*len = b.n;
 	return 0;
+}
+
+// ---- turns as data (the journal): the inverse of eng_session_restore_turn
+
+static char *dup_text(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+
+	if (d) {
+		if (n)
+			memcpy(d, s, n);
+		d[n] = 0;
+	}
+	return d;
+}
+
+void eng_turn_texts_free(struct eng_turn_text *t, int n)
+{
+	for (int i = 0; t && i < n; i++) {
+		free(t[i].user);
+		free(t[i].reply);
+	}
+	free(t);
+}
+
+int eng_session_turns(struct eng_session *s, struct eng_turn_text **out)
+{
+	struct eng_turn_text *v = NULL;
+	int n = 0, rc = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&s->m->lock);
+	if (s->n_turns > 0 && !(v = calloc((size_t)s->n_turns, sizeof(*v))))
+		rc = -ENOMEM;
+	for (int i = 0; rc == 0 && i < s->n_turns; i++) {
+		const struct eng_turn *t = &s->turns[i];
+
+		if (!t->started || !t->finished)
+			break; /* turns after the first unfinished one are queued */
+		v[n].user = dup_text(t->user, t->ulen);
+		v[n].reply = dup_text(t->reply ? t->reply : "", t->reply ? t->rlen : 0);
+		v[n].ulen = t->ulen;
+		v[n].rlen = t->reply ? t->rlen : 0;
+		n++;
+		if (!v[n - 1].user || !v[n - 1].reply)
+			rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&s->m->lock);
+	if (rc < 0) {
+		eng_turn_texts_free(v, n);
+		return rc;
+	}
+	if (n == 0) {
+		free(v);
+		v = NULL;
+	}
+	*out = v;
+	return n;
 }

@@ -126,6 +126,7 @@ static void clear_conversation(struct eng_session *s)
 		turn_clear(&s->turns[i]);
 	s->n_turns = 0;
 	s->cur = -1;
+	s->dropped = 0;
 	s->cancel = false;
 	s->epoch++;
 	s->n_past = 0;
@@ -253,11 +254,26 @@ static int queued_fits(struct eng_session *s, const char *text, size_t len)
 	int32_t *ids = NULL;
 	size_t n = 0;
 	int rc = eng_tokenize(s->m->tok, text, len, 0, &ids, &n);
+	int need = s->n_past + (int)n + 1;
 
 	free(ids);
+	/* the turns queued ahead need at least their text and one reply token */
+	for (int i = 0; rc == 0 && i < s->n_turns; i++) {
+		if (s->turns[i].started)
+			continue;
+		rc = eng_tokenize(s->m->tok, s->turns[i].user, s->turns[i].ulen, 0, &ids, &n);
+		free(ids);
+		ids = NULL;
+		need += (int)n + 1;
+	}
 	if (rc < 0)
 		return rc;
-	return s->n_past + (int)n + 1 > s->m->n_ctx ? -EFBIG : 0;
+	if (need > eng_model_kv_limit(s->m)) {
+		LOG_INFO("queued turn refused: at least %d tokens with the turns ahead, room for %d", need,
+			 eng_model_kv_limit(s->m));
+		return -EFBIG;
+	}
+	return 0;
 }
 
 int eng_session_submit(struct eng_session *s, const char *text, size_t len)
@@ -270,13 +286,14 @@ int eng_session_submit(struct eng_session *s, const char *text, size_t len)
 		return -EINVAL;
 	lock(m);
 	busy = eng_session_has_work_locked(s);
+	s->dropped = 0;
 	rc = busy ? queued_fits(s, text, len) : 0;
 	if (rc == 0)
 		rc = push_turn(s, text, len);
 	if (rc == 0 && !busy) {
-		rc = eng_turn_start_locked(s);
+		rc = eng_turn_start_locked(s); /* on failure the turn is gone again */
 		if (rc < 0)
-			pop_turn(s);
+			s->dropped = 0;    /* the caller reports it */
 	}
 	if (rc == 0)
 		pthread_cond_signal(&m->work);
@@ -512,7 +529,7 @@ static const char *stop_name(enum eng_stop_reason r)
 static const char *error_text(int err)
 {
 	switch (err) {
-	case -EFBIG: return "prompt does not fit the context (EFBIG)";
+	case -EFBIG: return "does not fit the context or the KV pool (EFBIG)";
 	case -ENOSPC: return "KV cache full (ENOSPC)";
 	case -ENOMEM: return "out of memory (ENOMEM)";
 	case -EIO: return "device failure (EIO)";
@@ -533,9 +550,19 @@ void eng_session_info(struct eng_session *s, struct eng_session_info *o)
 	o->n_turns = s->n_turns;
 	o->total_prefill_tokens = s->total_prefill;
 	o->total_gen_tokens = s->total_gen;
-	if (s->n_turns == 0) {
+	if (s->n_turns == 0 && !s->dropped) {
 		o->state = ENG_STATE_EMPTY;
 		snprintf(o->status, sizeof(o->status), "idle");
+		goto out;
+	}
+	if (s->dropped && (s->n_turns == 0 || s->turns[s->n_turns - 1].finished)) {
+		/* the latest turn was dropped before it ran: the reply is the one before */
+		o->state = s->n_turns ? ENG_STATE_DONE : ENG_STATE_EMPTY;
+		o->error = s->dropped;
+		if (s->n_turns)
+			o->reply_bytes = s->turns[s->n_turns - 1].rlen;
+		snprintf(o->status, sizeof(o->status), "error: a queued turn was dropped: %s",
+		         error_text(s->dropped));
 		goto out;
 	}
 	t = &s->turns[s->n_turns - 1];

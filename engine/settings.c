@@ -142,13 +142,28 @@ static int trimmed(const char *val, size_t len, char *buf, size_t n)
 	return 0;
 }
 
+/* Plain decimal only: strtod would also take hex ("0x10" = 16), "inf",
+ * "nan"; strtoll leading spaces.  frac: digits, '.', an exponent. */
+static bool decimal(const char *s, bool frac)
+{
+	if (*s == '-' || *s == '+')
+		s++;
+	if (!(*s >= '0' && *s <= '9') && !(frac && *s == '.'))
+		return false;
+	for (; *s; s++)
+		if (!(*s >= '0' && *s <= '9') &&
+		    !(frac && (*s == '.' || *s == 'e' || *s == 'E' || *s == '-' || *s == '+')))
+			return false;
+	return true;
+}
+
 static int parse_float(const char *key, const char *val, size_t len, double lo, double hi,
                        bool lo_open, float *out)
 {
 	char buf[64], *end;
 	double v;
 
-	if (trimmed(val, len, buf, sizeof(buf)) < 0 || !buf[0])
+	if (trimmed(val, len, buf, sizeof(buf)) < 0 || !buf[0] || !decimal(buf, true))
 		goto bad;
 	errno = 0;
 	v = strtod(buf, &end);
@@ -168,7 +183,7 @@ static int parse_int(const char *key, const char *val, size_t len, long long lo,
 	char buf[64], *end;
 	long long v;
 
-	if (trimmed(val, len, buf, sizeof(buf)) < 0 || !buf[0])
+	if (trimmed(val, len, buf, sizeof(buf)) < 0 || !buf[0] || !decimal(buf, false))
 		goto bad;
 	errno = 0;
 	v = strtoll(buf, &end, 10);

@@ -190,34 +190,64 @@ static struct eng_session *lru_idle(struct eng_model *m)
 	return best;
 }
 
+/* The busy session that started its turn last, after s, holding pages it
+ * does not use in this step: the one a full pool preempts for s. */
+static struct eng_session *youngest_busy(struct eng_model *m, const struct eng_session *s)
+{
+	struct eng_session *best = NULL;
+
+	for (struct eng_session *v = m->sessions; v; v = v->next)
+		if (v != s && v->cur >= 0 && v->n_pages > 0 && !v->in_batch && v->arrival > s->arrival &&
+		    (!best || v->arrival > best->arrival))
+			best = v;
+	return best;
+}
+
 /* Frees pages until one is free: evicts idle sessions, least recently used
- * first (their pages may be shared with a fork, so one eviction may free
- * nothing).  0 / -ENOSPC. */
-static int make_room(struct eng_model *m)
+ * first, then, for a turn s (NULL: idle sessions only), preempts busy
+ * sessions whose turns started after s's (recompute preemption, first come
+ * first served: they are rebuilt from their token history when they run
+ * again, with the same text).  Pages may be shared with a fork, so one
+ * eviction may free nothing.  0, or -ENOSPC: s waits. */
+static int make_room_for(struct eng_model *m, const struct eng_session *s)
 {
 	while (m->n_free == 0) {
 		struct eng_session *v = lru_idle(m);
+		bool busy = false;
 
+		if (!v && s && (v = youngest_busy(m, s)))
+			busy = true;
 		if (!v)
 			return -ENOSPC;
-		LOG_DEBUG("evicting an idle session's %d KV pages (%d tokens)", v->n_pages, v->n_cached);
+		LOG_DEBUG("%s %d KV pages (%d tokens) of %s session", busy ? "preempting" : "evicting",
+			  v->n_pages, v->n_cached, busy ? "a younger busy" : "an idle");
 		if (v->n_cached > 0 && !v->evicted)
-			eng_event_queue_locked(v, ENG_EVENT_EVICTED);
-		v->evicted = v->evicted || v->n_cached > 0;
+			eng_event_queue_locked(v, busy ? ENG_EVENT_PREEMPTED : ENG_EVENT_EVICTED);
+		v->evicted = v->evicted || (!busy && v->n_cached > 0);
 		eng_pages_release_locked(m, v);
 		m->stats.evictions++;
+		if (busy)
+			m->stats.preemptions++;
 	}
 	return 0;
 }
 
-/* Gives s pages for positions [0, n).  0 / -ENOSPC. */
+static int make_room(struct eng_model *m)
+{
+	return make_room_for(m, NULL);
+}
+
+/* Gives s pages for positions [0, n).  0, or -ENOSPC: s waits (its turn
+ * goes on in a later step). */
 static int ensure_pages(struct eng_model *m, struct eng_session *s, int n)
 {
 	int need = (n + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
 
 	while (s->n_pages < need) {
-		if (make_room(m) < 0)
-			return -ENOSPC;
+		int rc = make_room_for(m, s);
+
+		if (rc < 0)
+			return rc;
 		s->pages[s->n_pages++] = eng_page_alloc_locked(m);
 	}
 	return 0;
@@ -233,13 +263,21 @@ static int own_pages(struct eng_model *m, struct eng_session *s, int from, int t
 	for (int i = from / ENG_KV_PAGE; i <= last && i < s->n_pages; i++) {
 		if (!eng_page_shared_locked(m, s->pages[i]))
 			continue;
-		if ((rc = make_room(m)) < 0)
+		if ((rc = make_room_for(m, s)) < 0)
 			return rc;
 		rc = eng_page_unshare_locked(m, s, i, i == from / ENG_KV_PAGE ? from % ENG_KV_PAGE : 0);
 		if (rc < 0)
 			return rc;
 	}
 	return 0;
+}
+
+static int cmp_arrival(const void *pa, const void *pb)
+{
+	const struct eng_session *a = *(struct eng_session *const *)pa;
+	const struct eng_session *b = *(struct eng_session *const *)pb;
+
+	return a->arrival < b->arrival ? -1 : a->arrival > b->arrival;
 }
 
 // ---- planning
@@ -341,7 +379,10 @@ static int plan(struct eng_model *m, int *n_notify)
 		if (s->cur >= 0 && s->n_cached < s->n_past && n_cand < m->p.max_sessions)
 			cand[n_cand++] = s;
 	}
-	qsort(cand, (size_t)n_cand, sizeof(*cand), cmp_serve);
+	/* while turns wait for KV pages, the oldest turns are served first, so
+	 * the pool goes to them and every waiting turn runs in arrival order */
+	qsort(cand, (size_t)n_cand, sizeof(*cand), m->kv_waiting ? cmp_arrival : cmp_serve);
+	m->kv_waiting = false;
 	/* room: tokens + page tables + penalty windows */
 	for (int i = 0; i < n_cand; i++)
 		used += (size_t)(cand[i]->n_past - cand[i]->n_cached) + (size_t)m->max_pages_seq +
@@ -362,15 +403,25 @@ static int plan(struct eng_model *m, int *n_notify)
 		}
 		if (chunk > budget)
 			chunk = budget;
+		if (s->n_past + 1 > eng_model_kv_limit(m)) {
+			/* alone it outgrew a pool smaller than one context */
+			LOG_WARN("a conversation of %d tokens outgrew the KV pool of %d tokens (EFBIG)",
+				 s->n_past, m->n_pages * ENG_KV_PAGE);
+			eng_turn_finish_locked(s, ENG_STOP_NONE, -EFBIG);
+			a->notify[(*n_notify)++] = s;
+			continue;
+		}
 		rc = own_pages(m, s, s->n_cached, s->n_cached + chunk);
 		if (rc == 0)
 			rc = ensure_pages(m, s, s->n_cached + chunk);
 		if (rc == -ENOSPC && s->n_pages * ENG_KV_PAGE > s->n_cached &&
-		    !eng_page_shared_locked(m, s->pages[s->n_cached / ENG_KV_PAGE]))
+		    !eng_page_shared_locked(m, s->pages[s->n_cached / ENG_KV_PAGE])) {
 			chunk = s->n_pages * ENG_KV_PAGE - s->n_cached; /* what fits; rest later */
-		else if (rc < 0) {
-			if (rc == -ENOSPC)
-				LOG_WARN("no KV page for a session (pool of %d pages, all in use)", m->n_pages);
+			m->kv_waiting = true;
+		} else if (rc == -ENOSPC) {
+			m->kv_waiting = true; /* waits for pages; older turns go first */
+			continue;
+		} else if (rc < 0) {
 			eng_turn_finish_locked(s, ENG_STOP_NONE, rc);
 			a->notify[(*n_notify)++] = s;
 			continue;
@@ -402,7 +453,7 @@ static int plan(struct eng_model *m, int *n_notify)
 			used += host_steps(m, s, r, a->buf + used);
 		*e = (struct step_entry){ .s = s, .epoch = s->epoch, .n_tokens = chunk,
 		                          .final = s->n_cached + chunk == s->n_past,
-		                          .prefill = s->phase != PHASE_GENERATING };
+		                          .prefill = s->phase != PHASE_GENERATING || chunk > 1 };
 		if (s->phase == PHASE_QUEUED)
 			s->phase = PHASE_PREFILL;
 		s->in_batch = true;

@@ -242,9 +242,9 @@ int eng_turn_tokens(struct eng_session *s, int idx, const char *reply, size_t rl
 	}
 	if (rc < 0)
 		return rc;
-	if (*keep + *n + 1 > s->m->n_ctx) {
-		LOG_INFO("turn of %d tokens does not fit: %d in the conversation, context %d", *n, *keep,
-		         s->m->n_ctx);
+	if (*keep + *n + 1 > eng_model_kv_limit(s->m)) {
+		LOG_INFO("turn of %d tokens does not fit: %d in the conversation, context %d, KV pool %d tokens",
+		         *n, *keep, s->m->n_ctx, s->m->n_pages * ENG_KV_PAGE);
 		free(*out);
 		*out = NULL;
 		return -EFBIG;
@@ -309,12 +309,19 @@ int eng_turn_start_locked(struct eng_session *s)
 		return -ENOMEM;
 	}
 	rc = eng_turn_tokens(s, idx, NULL, 0, &v, &n, &keep);
-	t->started = true;
 	if (rc < 0) {
-		t->finished = true;
-		t->error = rc;
+		/* drop it: a queued turn that cannot run leaves no empty turn behind */
+		free(t->user);
+		free(t->reply);
+		memmove(t, t + 1, sizeof(*t) * (size_t)(s->n_turns - idx - 1));
+		s->n_turns--;
+		memset(&s->turns[s->n_turns], 0, sizeof(*t));
+		s->dropped = rc;
 		return rc;
 	}
+	t->started = true;
+	s->dropped = 0;
+	s->arrival = ++m->n_arrivals;
 	if (s->n_past == 0)
 		eng_conv_set_system(s, t->mode);
 	eng_turn_apply_tokens(s, v, n, keep);

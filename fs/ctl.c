@@ -181,6 +181,7 @@ static int stats_text(struct fs *fs, char **out, size_t *len)
 	sb_printf(&b, "kv_pages_shared: %d\n", st.kv_pages_shared);
 	sb_printf(&b, "kv_pages_copied: %llu\n", (unsigned long long)st.pages_copied);
 	sb_printf(&b, "evictions: %llu\n", (unsigned long long)st.evictions);
+	sb_printf(&b, "preemptions: %llu\n", (unsigned long long)st.preemptions);
 	fs_kvstate_stats(fs, &saved, &loaded, &ignored);
 	sb_printf(&b, "kv_files_saved: %llu\n", (unsigned long long)saved);
 	sb_printf(&b, "kv_files_loaded: %llu\n", (unsigned long long)loaded);
@@ -199,11 +200,16 @@ static int stats_text(struct fs *fs, char **out, size_t *len)
 static void add_escaped(struct sbuf *b, const char *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
+		if (v[i] == ' ' && (i == 0 || i == n - 1)) {
+			sb_add(b, "\\ ", 2); /* a space the line's trimming must keep */
+			continue;
+		}
 		switch (v[i]) {
 		case '\\': sb_add(b, "\\\\", 2); break;
 		case '\n': sb_add(b, "\\n", 2); break;
 		case '\r': sb_add(b, "\\r", 2); break;
 		case '\t': sb_add(b, "\\t", 2); break;
+		case '#': sb_add(b, "\\#", 2); break; /* not a comment when read back */
 		default: sb_add(b, v + i, 1);
 		}
 	}
@@ -250,6 +256,24 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r';
 }
 
+/* Is k[i] escaped (an odd number of backslashes before it)? */
+static bool escaped(const char *k, size_t i)
+{
+	size_t n = 0;
+
+	while (i > n && k[i - n - 1] == '\\')
+		n++;
+	return n & 1;
+}
+
+/* n without trailing blanks, except one escaped by a backslash ("\ "). */
+static size_t trim_end(const char *k, size_t n)
+{
+	while (n && is_space(k[n - 1]) && !escaped(k, n - 1))
+		n--;
+	return n;
+}
+
 /* One `key = value` line into st.  0 / -EINVAL (logged). */
 static int defaults_line(struct fs *fs, struct eng_settings *st, char *line, size_t n, int lineno)
 {
@@ -258,10 +282,15 @@ static int defaults_line(struct fs *fs, struct eng_settings *st, char *line, siz
 
 	while (n && is_space(*k))
 		k++, n--;
-	while (n && is_space(k[n - 1]))
-		n--;
+	n = trim_end(k, n);
 	if (n == 0 || k[0] == '#')
 		return 0;
+	for (size_t i = 1; i < n; i++) { /* " # comment" ends the line; "\#" is a '#' */
+		if (k[i] == '#' && is_space(k[i - 1]) && !escaped(k, i - 1)) {
+			n = trim_end(k, i);
+			break;
+		}
+	}
 	eq = memchr(k, '=', n);
 	if (!eq) {
 		LOG_ERR("defaults line %d: no '=' in '%.*s'", lineno, (int)(n > 80 ? 80 : n), k);
@@ -382,7 +411,8 @@ int fs_ctl_content(struct fs *fs, uint64_t ino, char **out, size_t *len)
 		n = fs_node_find(fs, ino);
 		if (!n || !n->sess)
 			return -ENOENT;
-		return eng_session_history(n->sess, kind == FS_KIND_HIST_JSON, out, len);
+		return eng_session_history_more(n->sess, kind == FS_KIND_HIST_JSON, n->rest, n->n_rest,
+						out, len);
 	case FS_KIND_HIST_MSG: {
 		const char *role;
 
@@ -412,7 +442,7 @@ int fs_ctl_size(struct fs *fs, uint64_t ino, size_t *len)
 	case FS_KIND_HIST_JSON:
 		if (!n || !n->sess)
 			return -ENOENT;
-		return eng_session_history_size(n->sess, kind == FS_KIND_HIST_JSON, len);
+		return eng_session_history_size(n->sess, kind == FS_KIND_HIST_JSON, n->rest, n->n_rest, len);
 	case FS_KIND_HIST_MSG:
 		if (!n || !n->sess)
 			return -ENOENT;

@@ -53,11 +53,15 @@ static void usage(FILE *f)
 		"      --max-sessions N     most sessions at once (default 256); more → ENOSPC\n"
 		"  -t, --threads N          CPU threads (default: all cores but one)\n"
 		"      --state-dir DIR      journal sessions there; they come back after a restart\n"
+		"      --umask MASK         mode of new sessions: 0666 & ~MASK (default 077: 0600)\n"
+		"      --mmap               map the model file instead of reading it into memory\n"
+		"                           (then the file must not be truncated or rewritten while mounted)\n"
 		"  -s, --set KEY=VALUE      a default setting (as in the defaults file); repeatable\n"
 		"  -v, --verbose            more log output (-vv: debug)\n"
 		"      --log-level L        error, warn (default), info or debug\n"
 		"      --log-file FILE      log there (a detached daemon logs nowhere otherwise)\n"
-		"  -o OPT[,OPT...]          FUSE mount options (allow_other, ...)\n"
+		"  -o OPT[,OPT...]          FUSE mount options (allow_other, ...; allow_other adds\n"
+		"                           default_permissions: sessions are private to their creator)\n"
 		"  -h, --help               this text\n");
 }
 
@@ -99,6 +103,31 @@ static int parse_int(const char *what, const char *v, int lo, int *out)
 	}
 	*out = (int)x;
 	return 0;
+}
+
+/* --umask: octal, at most 0777. */
+static int parse_umask(const char *v, unsigned *out)
+{
+	char *end;
+	unsigned long x = strtoul(v, &end, 8);
+
+	if (!*v || *end || *v == '-' || *v == '+' || x > 0777) {
+		fprintf(stderr, "promptfs: bad umask '%s' (octal, e.g. 077 or 022)\n", v);
+		return -EINVAL;
+	}
+	*out = (unsigned)x;
+	return 0;
+}
+
+/* Does the comma-separated -o list v name option opt? */
+static bool has_mount_opt(const char *v, const char *opt)
+{
+	size_t n = strlen(opt);
+
+	for (const char *p = v; p && *p; p = strchr(p, ','), p = p ? p + 1 : NULL)
+		if (!strncmp(p, opt, n) && (p[n] == ',' || p[n] == 0))
+			return true;
+	return false;
 }
 
 static int parse_size(const char *v, size_t *out)
@@ -143,6 +172,7 @@ static int parse_args(int argc, char **argv, struct fs_opts *o, struct fuse_args
 	int n_pos = 0, rc = 0;
 
 	o->log_level = PF_LOG_LEVEL_WARN;
+	o->umask = 077;
 	for (int i = 1; i < argc && rc == 0; i++) {
 		const char *a = argv[i];
 
@@ -175,6 +205,11 @@ static int parse_args(int argc, char **argv, struct fs_opts *o, struct fuse_args
 		} else if (opt_is(a, "-t", "--threads")) {
 			v = opt_value(argc, argv, &i, "-t", "--threads");
 			rc = v ? parse_int("thread count", v, 0, &o->n_threads) : -EINVAL;
+		} else if (opt_is(a, NULL, "--umask")) {
+			v = opt_value(argc, argv, &i, NULL, "--umask");
+			rc = v ? parse_umask(v, &o->umask) : -EINVAL;
+		} else if (!strcmp(a, "--mmap")) {
+			o->map_model = true;
 		} else if (opt_is(a, NULL, "--state-dir")) {
 			if (!(o->state_dir = opt_value(argc, argv, &i, NULL, "--state-dir")))
 				return -EINVAL;
@@ -200,6 +235,12 @@ static int parse_args(int argc, char **argv, struct fs_opts *o, struct fuse_args
 			}
 			if (fuse_opt_add_arg(fa, "-o") || fuse_opt_add_arg(fa, v))
 				return -ENOMEM;
+			if (has_mount_opt(v, "allow_other") && !o->allow_other) {
+				/* other users: the kernel checks each session's owner and mode */
+				o->allow_other = true;
+				if (fuse_opt_add_arg(fa, "-o") || fuse_opt_add_arg(fa, "default_permissions"))
+					return -ENOMEM;
+			}
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "promptfs: unknown option '%s' (see --help)\n", a);
 			return -EINVAL;
@@ -359,6 +400,7 @@ static int fs_init_model(struct fs *fs, const struct fs_opts *o)
 	p.n_ctx = o->n_ctx;
 	p.kv_bytes = o->kv_bytes;
 	p.max_sessions = o->max_sessions;
+	p.copy_weights = !o->map_model; /* the file may change under a long-running mount */
 	rc = eng_model_load(o->model_path, &p, &fs->model);
 	if (rc < 0) {
 		fprintf(stderr, "promptfs: cannot load %s: %s\n", o->model_path, strerror(-rc));
@@ -549,6 +591,7 @@ static void fs_free(struct fs *fs)
 	fs_shutdown(fs);
 	fs_handles_free_all(fs);
 	fs_events_free(fs);
+	fs_dirs_free_all(fs);
 	fs_nodes_free_all(fs);
 	fs_gram_free_all(fs);
 	eng_settings_free(&fs->defaults);

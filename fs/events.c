@@ -8,7 +8,7 @@
  *   NAME  the session, bytes <= 0x20, 0x7f and '\' escaped as \xHH, so
  *         `while read -r t s e` splits every line the same way
  *   WHAT  submitted | done | context full | cancelled | error | evicted |
- *         restored | removed | renamed NEWNAME | forked SRC[@TURN]
+ *         restored | preempted | not saved REASON | removed | renamed NEWNAME | forked SRC[@TURN]
  *
  * The daemon keeps the last FS_EVENTS_KEEP lines in a ring.  Each open has
  * its own position; a reader that falls more than FS_EVENTS_KEEP lines
@@ -161,6 +161,7 @@ void fs_engine_event(void *user, struct eng_session *s, enum eng_event e)
 		[ENG_EVENT_EVICTED] = "evicted", [ENG_EVENT_RESTORED] = "restored",
 		[ENG_EVENT_DONE] = "done", [ENG_EVENT_CONTEXT_FULL] = "context full",
 		[ENG_EVENT_CANCELLED] = "cancelled", [ENG_EVENT_ERROR] = "error",
+		[ENG_EVENT_PREEMPTED] = "preempted",
 	};
 	char name[FS_NAME_MAX + 1] = "";
 	struct fs_node *n;
@@ -170,9 +171,9 @@ void fs_engine_event(void *user, struct eng_session *s, enum eng_event e)
 	if (n && n->linked && n->sess == s)
 		snprintf(name, sizeof(name), "%s", n->name);
 	pthread_mutex_unlock(&fs->lock);
-	if (name[0] && e >= ENG_EVENT_EVICTED && e <= ENG_EVENT_ERROR)
+	if (name[0] && e >= ENG_EVENT_EVICTED && e <= ENG_EVENT_PREEMPTED)
 		fs_event_post(fs, name, names[e]);
-	if (e != ENG_EVENT_EVICTED && e != ENG_EVENT_RESTORED && name[0])
+	if (e != ENG_EVENT_EVICTED && e != ENG_EVENT_RESTORED && e != ENG_EVENT_PREEMPTED && name[0])
 		fs_kvstate_post(fs, ino); /* idle now: its KV pages may be saved */
 }
 

@@ -132,12 +132,18 @@ void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
                            struct fuse_file_info *fi_out, size_t len, int flags)
 {
 	struct fs *fs = fs_of(req);
-	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi_out->fh;
+	struct fs_handle *h;
 	struct fs_node *src, *dst;
 	int rc = 0;
 
 	(void)fi_in;
 	pthread_mutex_lock(&fs->lock);
+	h = fs_handle_find(fs, fi_out->fh); /* by id: it may be released already */
+	if (!h) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	if (fs_ino_kind(fs, ino_in) != FS_KIND_SESSION || fs_ino_kind(fs, ino_out) != FS_KIND_SESSION ||
 	    h->kind != FS_KIND_SESSION || !h->wr || flags) {
 		LOG_ERR("copy_file_range %llu -> %llu: only session to session forks",

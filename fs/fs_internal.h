@@ -91,6 +91,9 @@ struct fs_opts {
 	const char *log_file;
 	int log_level;
 	bool foreground, debug;
+	bool map_model;           /* --mmap: map the model file (default: read it into memory) */
+	bool allow_other;         /* -o allow_other given (default_permissions is added) */
+	unsigned umask;           /* --umask: new sessions get 0666 & ~umask (default 077) */
 	const char *sets[32];     /* --set KEY=VALUE for the defaults */
 	int n_sets;
 };
@@ -108,7 +111,11 @@ struct fs_node {
 	int refs;                 /* protected by lock: link + open handles + parked reads */
 	struct eng_settings over; /* protected by lock: xattr overrides, parsed once at setxattr */
 	uint64_t over_mask;       /* protected by lock: bit k set = key k (enum eng_key) is overridden */
+	uint64_t j_mask;          /* protected by lock: the keys the journal holds as set (journal.c) */
 	uint64_t epoch;           /* protected by lock: bumped at every reset / new conversation */
+	uid_t uid;                /* protected by lock: the creator (from the request) */
+	gid_t gid;
+	mode_t mode;              /* protected by lock: permission bits (0666 at most) */
 	struct timespec ctime, mtime;   /* protected by lock */
 	bool was_final;           /* protected by lock: last state the notifier saw */
 	struct fuse_pollhandle **phs; /* protected by lock: poll()ers to wake */
@@ -116,7 +123,11 @@ struct fs_node {
 	/* journal bookkeeping, protected by lock, used by the journal thread */
 	uint64_t jid;             /* journal file id (state dir), 0 = none yet */
 	uint64_t j_epoch;
-	int n_journaled;
+	int n_journaled;          /* turns of the current conversation in the file */
+	int j_records, j_live;    /* records in the file, of which still meaningful (compaction) */
+	int j_err;                /* -errno of the last failed append (0: all saved) */
+	struct eng_turn_text *rest; /* journaled turns that did not fit the context (-c) */
+	int n_rest;
 	struct fs_node *hnext;    /* protected by lock: ino hash chain */
 	struct fs_node *next, *prev; /* protected by lock: list of all nodes */
 };
@@ -141,7 +152,10 @@ struct fs_handle {
 	uint64_t read_end;        /* offset after the last read: poll readiness */
 	uint64_t gram_ino;        /* grammars/NAME handles: the file */
 	bool gram_pending;        /* this open created it (fs_gram_unpend at release) */
+	uint64_t id;              /* fi->fh: handles are found by id, never by pointer, since a
+	                           * release may overtake a read of a killed process */
 	struct fs_handle *next, *prev; /* protected by lock: fs->handles */
+	struct fs_handle *hnext;  /* protected by lock: id hash chain */
 };
 
 // ---- parked reads
@@ -184,6 +198,9 @@ struct fs {
 	struct eng_settings defaults;   /* protected by lock */
 	struct fs_parked *parked;       /* protected by lock */
 	struct fs_handle *handles;      /* protected by lock: every open file, for the exit */
+	struct fs_handle *hhash[FS_HASH]; /* protected by lock: open files by id */
+	struct fs_dir_snap *dirs;       /* protected by lock: open directories (ops.c), by id */
+	uint64_t next_handle_id;        /* protected by lock */
 	uint64_t next_park_id;          /* protected by lock */
 	uint64_t n_reads, n_parks, n_interrupts, bytes_read; /* protected by lock */
 
@@ -212,13 +229,16 @@ struct fs_node *fs_node_by_name(struct fs *fs, const char *name);    /* lock hel
 enum fs_kind fs_ino_kind(struct fs *fs, uint64_t ino);               /* lock held; NONE if unknown */
 int fs_name_check(const char *name);                                  /* 0 / -EINVAL / -ENAMETOOLONG */
 bool fs_name_reserved(const char *name);
-/* Makes a linked session node for a new engine session (lock held). */
+/* Makes a linked session node for a new engine session (lock held), owned
+ * by the mount's owner with mode 0666 & ~umask (callers set the creator). */
 int fs_node_new(struct fs *fs, const char *name, struct eng_session *sess, struct fs_node **out);
 /* Takes the node off its name (lock held); returns the engine session to free
  * after unlocking (NULL if none). */
 struct eng_session *fs_node_unlink(struct fs *fs, struct fs_node *n);
 void fs_node_unref(struct fs *fs, struct fs_node *n);                 /* lock held */
 void fs_node_forget(struct fs *fs, uint64_t ino, uint64_t nlookup);   /* lock held */
+/* May uid write `defaults` (the mount's owner and root only)? */
+bool fs_may_write_defaults(const struct fs *fs, uid_t uid);
 void fs_nodes_free_all(struct fs *fs);                                /* at exit, no lock */
 int fs_node_add_poll(struct fs_node *n, struct fuse_pollhandle *ph);  /* lock held */
 /* Takes the node's poll handles (lock held); notify and destroy them after unlocking. */
@@ -284,6 +304,8 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph);
 /* A handle for a session (open, create); lock held. */
 struct fs_handle *fs_handle_new_session(struct fs *fs, struct fs_node *n, int flags, bool created);
+/* The open file fi->fh names (lock held), NULL once released. */
+struct fs_handle *fs_handle_find(struct fs *fs, uint64_t id);
 /* Drops a handle the kernel will never release (interrupted open); lock held. */
 void fs_handle_drop(struct fs *fs, struct fs_handle *h);
 /* At exit: handles whose release never came (the connection ended first). */
@@ -315,15 +337,14 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
-// ---- history_json.c
-struct fs_turn_text {
-	char *user, *reply;
-	size_t ulen, rlen;
+/* A growable byte buffer (journal records).  An allocation
+ * failure sticks in oom and later adds are dropped; callers check oom once. */
+struct fs_buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
 };
-/* The complete (user, assistant) pairs of an engine JSON history, in order:
- * count or -errno. */
-int fs_history_turns(const char *json, size_t len, struct fs_turn_text **out);
-void fs_turn_texts_free(struct fs_turn_text *t, int n);
+void fs_buf_add(struct fs_buf *b, const void *s, size_t n); /* journal_parse.c */
 
 // ---- journal.c (--state-dir)
 enum fs_journal_ev {
@@ -380,18 +401,33 @@ void fs_kvstate_stats(struct fs *fs, uint64_t *saved, uint64_t *loaded, uint64_t
 // ---- ops.c
 const struct fuse_lowlevel_ops *fs_ops_table(void);
 int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st);       /* lock held; 0 / -ENOENT */
+void fs_dirs_free_all(struct fs *fs); /* at exit: directories whose releasedir never came */
+
+// ---- journal_parse.c (the journal's format; see there)
+#define FS_JOURNAL_MAX_SET 32  /* distinct setting keys one journal may name */
+struct fs_jstate {             /* what a journal file says */
+	int version;               /* 1 or 2 */
+	char *name;                /* the last intact N record, NULL if none */
+	struct { char key[32]; char *val; size_t vlen; } set[FS_JOURNAL_MAX_SET]; /* val NULL: removed */
+	int n_set;
+	bool has_owner;            /* an O record: uid gid mode */
+	uint32_t uid, gid, mode;
+	struct eng_turn_text *turns; /* [n_turns] since the last reset */
+	int n_turns, cap_turns;
+	size_t n_records;          /* intact records */
+	int n_damaged;             /* damaged records (or regions) skipped */
+};
+/* Parses a whole journal (what names it in log lines): 0, -EINVAL when no
+ * record is intact, -ENOMEM.  Free st with fs_jstate_free in every case. */
+int fs_journal_parse(const char *what, const char *buf, size_t len, struct fs_jstate *st);
+void fs_jstate_free(struct fs_jstate *st);
+/* Appends one format-2 record (type N S U T R, payload a then c) to b. */
+void fs_journal_record(struct fs_buf *b, char type, const void *a, size_t alen, const void *c,
+                       size_t clen);
+uint32_t fs_crc32(uint32_t crc, const void *p, size_t n);
 void fs_shutdown(struct fs *fs); /* destroy: stops the threads (idempotent) */
 
 static inline struct fs *fs_of(fuse_req_t req) { return (struct fs *)fuse_req_userdata(req); }
 
-
-/* A growable byte buffer (journal records, JSON parsing).  An allocation
- * failure sticks in oom and later adds are dropped; callers check oom once. */
-struct fs_buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-void fs_buf_add(struct fs_buf *b, const void *s, size_t n); /* journal.c */
 
 #endif /* PROMPTFS_FS_INTERNAL_H */

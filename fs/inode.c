@@ -116,6 +116,9 @@ int fs_node_new(struct fs *fs, const char *name, struct eng_session *sess, struc
 	n->linked = true;
 	n->refs = 1;
 	n->was_final = true;
+	n->uid = fs->uid;
+	n->gid = fs->gid;
+	n->mode = 0666 & ~(mode_t)fs->opts->umask;
 	fs_timespec_now(&n->ctime);
 	n->mtime = n->ctime;
 	eng_session_set_user(sess, (void *)(uintptr_t)n->ino);
@@ -151,6 +154,7 @@ static void node_free(struct fs *fs, struct fs_node *n)
 		fuse_pollhandle_destroy(n->phs[i]);
 	free(n->phs);
 	free(n->fork_from);
+	eng_turn_texts_free(n->rest, n->n_rest);
 	free(n->name);
 	free(n);
 }

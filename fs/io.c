@@ -31,13 +31,30 @@
 #include "engine/tokenizer.h"
 #include "fs_internal.h"
 
-static struct fs_handle *fh_of(struct fuse_file_info *fi)
+struct fs_handle *fs_handle_find(struct fs *fs, uint64_t id)
 {
-	return (struct fs_handle *)(uintptr_t)fi->fh;
+	struct fs_handle *h = fs->hhash[id % FS_HASH];
+
+	while (h && h->id != id)
+		h = h->hnext;
+	return h;
+}
+
+/* The handle of a request (lock held); NULL (answer EBADF) once released. */
+static struct fs_handle *fh_of(struct fs *fs, struct fuse_file_info *fi)
+{
+	struct fs_handle *h = fs_handle_find(fs, fi->fh);
+
+	if (!h)
+		LOG_INFO("file handle %llu already released", (unsigned long long)fi->fh);
+	return h;
 }
 
 static void handle_track(struct fs *fs, struct fs_handle *h)
 {
+	h->id = ++fs->next_handle_id;
+	h->hnext = fs->hhash[h->id % FS_HASH];
+	fs->hhash[h->id % FS_HASH] = h;
 	h->prev = NULL;
 	h->next = fs->handles;
 	if (fs->handles)
@@ -54,6 +71,12 @@ static void handle_free(struct fs_handle *h)
 
 void fs_handle_drop(struct fs *fs, struct fs_handle *h)
 {
+	struct fs_handle **pp = &fs->hhash[h->id % FS_HASH];
+
+	while (*pp && *pp != h)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = h->hnext;
 	if (h->prev)
 		h->prev->next = h->next;
 	else
@@ -98,6 +121,9 @@ void fs_session_reset(struct fs *fs, struct fs_node *n)
 	if (!n->sess)
 		return;
 	eng_session_reset(n->sess);
+	eng_turn_texts_free(n->rest, n->n_rest); /* the journal records the reset */
+	n->rest = NULL;
+	n->n_rest = 0;
 	n->epoch++;
 	fs_timespec_now(&n->mtime);
 	fs_journal_post(fs, FS_JOURNAL_TURNS, n->ino, 0);
@@ -224,6 +250,11 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		break;
 	}
 	default:
+		if (wr && kind == FS_KIND_DEFAULTS && !fs_may_write_defaults(fs, fuse_req_ctx(req)->uid)) {
+			LOG_ERR("defaults: uid %u is not the mount's owner", (unsigned)fuse_req_ctx(req)->uid);
+			rc = -EACCES;
+			break;
+		}
 		if (wr && kind != FS_KIND_DEFAULTS) {
 			LOG_ERR("inode %llu is read-only (flags 0%o)", (unsigned long long)ino, fi->flags);
 			rc = -EACCES;
@@ -250,12 +281,13 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			h = NULL;
 		}
 	}
+	if (h)
+		fi->fh = h->id;
 	pthread_mutex_unlock(&fs->lock);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
 	if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted open: undo */
@@ -270,22 +302,40 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct fs_handle *h = fh_of(fi);
+	struct fs_handle *h;
+	struct fs_node *node;
 	char *buf = NULL;
 	ssize_t r;
 
-	if (h->kind == FS_KIND_EVENTS) {
-		fs_events_read(req, fs, h->ev, size, (fi->flags & O_NONBLOCK) != 0);
-		return;
-	}
-	if (h->kind != FS_KIND_SESSION) {
-		size_t o = (uint64_t)off < h->snap_len ? (size_t)off : h->snap_len;
-		size_t n = h->snap_len - o < size ? h->snap_len - o : size;
-
-		fuse_reply_buf(req, h->snap ? h->snap + o : NULL, n);
-		return;
-	}
 	pthread_mutex_lock(&fs->lock);
+	h = fh_of(fs, fi);
+	if (h && h->kind == FS_KIND_EVENTS) {
+		/* under the lock, so a release cannot free the reader meanwhile
+		 * (events.c never takes fs->lock) */
+		fs_events_read(req, fs, h->ev, size, (fi->flags & O_NONBLOCK) != 0);
+		pthread_mutex_unlock(&fs->lock);
+		return;
+	}
+	if (!h || h->kind != FS_KIND_SESSION) {
+		/* a snapshot: the slice is copied under the lock, since the
+		 * handle may be released the moment the lock is let go */
+		size_t len = h ? h->snap_len : 0;
+		size_t o = (uint64_t)off < len ? (size_t)off : len;
+		size_t n = len - o < size ? len - o : size;
+
+		r = !h ? -EBADF : (buf = malloc(n ? n : 1)) ? (ssize_t)n : -ENOMEM;
+		if (r > 0)
+			memcpy(buf, h->snap + o, n);
+		pthread_mutex_unlock(&fs->lock);
+		if (r >= 0)
+			fuse_reply_buf(req, buf, (size_t)r);
+		else
+			fuse_reply_err(req, (int)-r);
+		free(buf);
+		return;
+	}
+	node = h->node;
+	node->refs++; /* for the park below, which may outlive the handle */
 	fs->n_reads++;
 	r = fs_session_read(fs, h->node, (uint64_t)off, size, &buf);
 	h->read_end = (uint64_t)off + (r > 0 ? (uint64_t)r : 0);
@@ -295,13 +345,16 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	if (r == -EAGAIN && (fi->flags & O_NONBLOCK)) {
 		fuse_reply_err(req, EAGAIN);
 	} else if (r == -EAGAIN) {
-		fs_park_read(fs, req, h->node, (uint64_t)off, size);
+		fs_park_read(fs, req, node, (uint64_t)off, size);
 	} else if (r >= 0) {
 		fuse_reply_buf(req, buf, (size_t)r);
 	} else {
 		fuse_reply_err(req, (int)-r);
 	}
 	free(buf);
+	pthread_mutex_lock(&fs->lock);
+	fs_node_unref(fs, node);
+	pthread_mutex_unlock(&fs->lock);
 }
 
 // ---- write
@@ -367,14 +420,15 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, 
                  struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct fs_handle *h = fh_of(fi);
+	struct fs_handle *h;
 	int rc = 0;
 
-	if (!h->wr || (h->kind != FS_KIND_SESSION && h->kind != FS_KIND_DEFAULTS && h->kind != FS_KIND_GRAMMAR)) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
 	pthread_mutex_lock(&fs->lock);
+	h = fh_of(fs, fi);
+	if (!h || !h->wr || (h->kind != FS_KIND_SESSION && h->kind != FS_KIND_DEFAULTS && h->kind != FS_KIND_GRAMMAR)) {
+		rc = -EBADF;
+		goto out_unlock;
+	}
 	if (h->werr) {
 		rc = h->werr;
 		goto out_unlock;
@@ -433,6 +487,12 @@ static int session_submit(struct fs *fs, struct fs_handle *h)
 		LOG_ERR("session '%s': empty prompt", n->name);
 		return -EINVAL;
 	}
+	if (h->append && n->n_rest) {
+		LOG_ERR("session '%s': %d journaled turns do not fit the context of %d tokens, so no turn "
+			"can follow them (EFBIG); remount with a larger -c, or start over with >",
+			n->name, n->n_rest, fs->n_ctx);
+		return -EFBIG;
+	}
 	fs_settings_push(fs, n);
 	if (!h->append && !h->submitted)
 		fs_session_reset(fs, n); /* a new conversation, whatever came in since open */
@@ -457,15 +517,14 @@ static int session_submit(struct fs *fs, struct fs_handle *h)
 void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct fs_handle *h = fh_of(fi);
+	struct fs_handle *h;
 	int rc = 0;
 
-	if (!h->wr) {
-		fuse_reply_err(req, 0);
-		return;
-	}
 	pthread_mutex_lock(&fs->lock);
-	if (h->kind == FS_KIND_SESSION) {
+	h = fh_of(fs, fi);
+	if (!h || !h->wr) {
+		rc = h ? 0 : -EBADF;
+	} else if (h->kind == FS_KIND_SESSION) {
 		rc = session_submit(fs, h);
 	} else if (h->kind == FS_KIND_GRAMMAR) {
 		/* all or nothing: the grammar is parsed here, EINVAL if it does not */
@@ -503,9 +562,15 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct fs_handle *h = fh_of(fi);
+	struct fs_handle *h;
 
 	pthread_mutex_lock(&fs->lock);
+	h = fh_of(fs, fi);
+	if (!h) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, 0);
+		return;
+	}
 	if (h->wr && h->len && !h->werr)
 		LOG_WARN("inode %llu: %zu bytes written but never flushed", (unsigned long long)ino, h->len);
 	if (h->kind == FS_KIND_DEFAULTS && h->trunc && !h->submitted && !h->werr)
@@ -522,16 +587,21 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph)
 {
 	struct fs *fs = fs_of(req);
-	struct fs_handle *h = fh_of(fi);
+	struct fs_handle *h;
 	unsigned revents = POLLOUT | POLLWRNORM;
 	struct eng_session_info info;
 
-	if (h->kind == FS_KIND_EVENTS) {
-		fuse_reply_poll(req, fs_events_poll(fs, h->ev, ph));
+	pthread_mutex_lock(&fs->lock);
+	h = fh_of(fs, fi);
+	if (h && h->kind == FS_KIND_EVENTS) {
+		revents = fs_events_poll(fs, h->ev, ph); /* under the lock, as in read */
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_poll(req, revents);
 		return;
 	}
-	pthread_mutex_lock(&fs->lock);
-	if (h->kind != FS_KIND_SESSION || !h->node->sess) {
+	if (!h) {
+		revents = POLLERR;
+	} else if (h->kind != FS_KIND_SESSION || !h->node->sess) {
 		revents |= POLLIN | POLLRDNORM;
 	} else {
 		eng_session_info(h->node->sess, &info);
@@ -540,7 +610,7 @@ void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struc
 		if (final || info.reply_bytes > h->read_end)
 			revents |= POLLIN | POLLRDNORM;
 	}
-	if (ph && !(revents & POLLIN) && fs_node_add_poll(h->node, ph) == 0)
+	if (ph && h && !(revents & (POLLIN | POLLERR)) && fs_node_add_poll(h->node, ph) == 0)
 		ph = NULL; /* the notifier wakes it */
 	pthread_mutex_unlock(&fs->lock);
 	if (ph)

@@ -77,24 +77,32 @@ static void session_attr(struct fs *fs, enum fs_kind kind, uint64_t ino, struct 
 {
 	struct fs_node *n = fs_node_find(fs, ino);
 	struct eng_session_info info;
+	mode_t r = n->mode & 0444; /* history views: readable as the session is */
 
+	st->st_uid = n->uid;
+	st->st_gid = n->gid;
 	st->st_nlink = n->linked ? 1 : 0;
 	st->st_ctim = n->ctime;
 	st->st_mtim = st->st_atim = n->mtime;
 	if (kind == FS_KIND_SESSION) {
-		st->st_mode = S_IFREG | 0644;
+		st->st_mode = S_IFREG | n->mode;
 		if (n->sess) {
 			eng_session_info(n->sess, &info);
 			st->st_size = (off_t)info.reply_bytes;
 		}
 	} else if (kind == FS_KIND_HIST_DIR) {
-		st->st_mode = S_IFDIR | 0555;
+		st->st_mode = S_IFDIR | r | (r >> 2);
 		st->st_nlink = 2;
 	} else {
-		st->st_mode = S_IFREG | 0444;
+		st->st_mode = S_IFREG | r;
 		st->st_size = n->sess ? (off_t)size_of(fs, ino) : 0;
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
+}
+
+bool fs_may_write_defaults(const struct fs *fs, uid_t uid)
+{
+	return uid == fs->uid || uid == 0;
 }
 
 int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st)
@@ -113,7 +121,9 @@ int fs_node_attr(struct fs *fs, uint64_t ino, struct stat *st)
 	case FS_KIND_ROOT:
 	case FS_KIND_HISTDIR:
 	case FS_KIND_GRAMDIR:
-		st->st_mode = S_IFDIR | (kind == FS_KIND_HISTDIR ? 0555 : 0755);
+		/* the root is like /tmp: anyone who can reach the mount creates
+		 * sessions; only a session's owner removes or renames it */
+		st->st_mode = S_IFDIR | (kind == FS_KIND_ROOT ? 01777 : kind == FS_KIND_HISTDIR ? 0555 : 0755);
 		st->st_nlink = 2;
 		return 0;
 	case FS_KIND_GRAMMAR:
@@ -282,7 +292,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 /* truncate(2)/ftruncate: size 0 resets a session (or the defaults); the
  * current size is a no-op; anything else is EINVAL.  Times are accepted
  * (touch); owner and mode changes are refused. */
-static int setattr_locked(struct fs *fs, uint64_t ino, struct stat *attr, int to_set)
+static int setattr_locked(struct fs *fs, uid_t uid, uint64_t ino, struct stat *attr, int to_set)
 {
 	enum fs_kind kind = fs_ino_kind(fs, ino);
 	struct stat cur;
@@ -290,9 +300,23 @@ static int setattr_locked(struct fs *fs, uint64_t ino, struct stat *attr, int to
 
 	if (rc < 0)
 		return rc;
-	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-		LOG_ERR("inode %llu: mode and owner are fixed", (unsigned long long)ino);
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		LOG_ERR("inode %llu: the owner is fixed (the session's creator)", (unsigned long long)ino);
 		return -EPERM;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		struct fs_node *n = kind == FS_KIND_SESSION ? fs_node_find(fs, ino) : NULL;
+		if (!n || (uid != n->uid && uid != 0) || (attr->st_mode & 07111)) {
+			LOG_ERR("inode %llu: chmod 0%o refused: only a session's owner may change its read/write bits",
+				(unsigned long long)ino, (unsigned)(attr->st_mode & 07777));
+			return -EPERM;
+		}
+		n->mode = attr->st_mode & 0666;
+		fs_journal_post(fs, FS_JOURNAL_SETTINGS, n->ino, 0);
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && kind == FS_KIND_DEFAULTS && !fs_may_write_defaults(fs, uid)) {
+		LOG_ERR("defaults: uid %u is not the mount's owner", (unsigned)uid);
+		return -EACCES;
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (kind == FS_KIND_SESSION && attr->st_size == 0) {
@@ -336,7 +360,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	int rc;
 
 	pthread_mutex_lock(&fs->lock);
-	rc = setattr_locked(fs, ino, attr, to_set);
+	rc = setattr_locked(fs, fuse_req_ctx(req)->uid, ino, attr, to_set);
 	if (rc == 0)
 		rc = fs_node_attr(fs, ino, &st);
 	pthread_mutex_unlock(&fs->lock);
@@ -354,12 +378,25 @@ struct dirent_snap {
 	mode_t mode;
 };
 
-struct dir_snap {
+/* fi->fh is the snapshot's id, found under fs->lock: a releasedir may
+ * overtake a readdir of a killed process (as for files, fs/io.c). */
+struct fs_dir_snap {
 	struct dirent_snap *e;
 	int n, cap;
+	uint64_t id;
+	struct fs_dir_snap *next; /* protected by fs->lock: fs->dirs */
 };
 
-static int snap_add(struct dir_snap *d, const char *name, const char *suffix, uint64_t ino, mode_t mode)
+static struct fs_dir_snap **dir_slot(struct fs *fs, uint64_t id)
+{
+	struct fs_dir_snap **pp = &fs->dirs;
+
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static int snap_add(struct fs_dir_snap *d, const char *name, const char *suffix, uint64_t ino, mode_t mode)
 {
 	size_t a = strlen(name), b = suffix ? strlen(suffix) : 0;
 	char *s = malloc(a + b + 1);
@@ -385,7 +422,7 @@ static int snap_add(struct dir_snap *d, const char *name, const char *suffix, ui
 	return 0;
 }
 
-static void snap_free(struct dir_snap *d)
+static void snap_free(struct fs_dir_snap *d)
 {
 	for (int i = 0; d && i < d->n; i++)
 		free(d->e[i].name);
@@ -395,7 +432,7 @@ static void snap_free(struct dir_snap *d)
 }
 
 /* history/NAME.d/: one entry per message (lock held). */
-static int snap_messages(struct dir_snap *d, struct fs_node *n)
+static int snap_messages(struct fs_dir_snap *d, struct fs_node *n)
 {
 	char name[32];
 	int rc = 0, k = n && n->sess ? eng_session_n_messages(n->sess) : 0;
@@ -406,10 +443,23 @@ static int snap_messages(struct dir_snap *d, struct fs_node *n)
 	return rc;
 }
 
+static void op_releasedir_id(struct fs *fs, uint64_t id)
+{
+	struct fs_dir_snap **pp, *d;
+
+	pthread_mutex_lock(&fs->lock);
+	pp = dir_slot(fs, id);
+	d = *pp;
+	if (d)
+		*pp = d->next;
+	pthread_mutex_unlock(&fs->lock);
+	snap_free(d);
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct dir_snap *d = calloc(1, sizeof(*d));
+	struct fs_dir_snap *d = calloc(1, sizeof(*d));
 	int rc = d ? 0 : -ENOMEM;
 
 	pthread_mutex_lock(&fs->lock);
@@ -454,25 +504,39 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 				rc = snap_add(d, n->name, ".d", n->ino + 3, S_IFDIR);
 		}
 	}
+	if (rc == 0) {
+		d->id = ++fs->next_handle_id;
+		d->next = fs->dirs;
+		fs->dirs = d;
+		fi->fh = d->id;
+	}
 	pthread_mutex_unlock(&fs->lock);
 	if (rc < 0) {
 		snap_free(d);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		snap_free(d);
+		op_releasedir_id(fs, fi->fh);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	struct dir_snap *d = (struct dir_snap *)(uintptr_t)fi->fh;
+	struct fs *fs = fs_of(req);
 	char *buf = malloc(size ? size : 1);
+	struct fs_dir_snap *d;
 	size_t used = 0;
 
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	d = *dir_slot(fs, fi->fh);
+	if (!d) {
+		pthread_mutex_unlock(&fs->lock);
+		free(buf);
+		fuse_reply_err(req, EBADF);
 		return;
 	}
 	for (off_t i = off; i >= 0 && i < d->n; i++) {
@@ -483,22 +547,31 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 			break;
 		used += need;
 	}
+	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_buf(req, buf, used);
 	free(buf);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	snap_free((struct dir_snap *)(uintptr_t)fi->fh);
+	op_releasedir_id(fs_of(req), fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+void fs_dirs_free_all(struct fs *fs)
+{
+	while (fs->dirs)
+		op_releasedir_id(fs, fs->dirs->id);
 }
 
 // ---- making and removing sessions
 
 /* Finds or creates the session called name (lock held).  *created tells
  * which.  -EEXIST when it exists and excl; -ENOSPC at max_sessions. */
-static int session_get(struct fs *fs, const char *name, bool excl, struct fs_node **out, bool *created)
+static int session_get(struct fs *fs, fuse_req_t req, mode_t mode, const char *name, bool excl,
+		       struct fs_node **out, bool *created)
 {
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct eng_session *s = NULL;
 	struct fs_node *n = fs_node_by_name(fs, name);
 	int rc;
@@ -520,6 +593,9 @@ static int session_get(struct fs *fs, const char *name, bool excl, struct fs_nod
 		return rc;
 	}
 	*created = true;
+	(*out)->uid = ctx->uid; /* the creator owns it; the kernel has applied its umask */
+	(*out)->gid = ctx->gid;
+	(*out)->mode = mode & 0666 & ~(mode_t)fs->opts->umask;
 	(*out)->jid = fs_journal_new_id(fs);
 	fs_journal_post(fs, FS_JOURNAL_CREATE, (*out)->ino, 0);
 	return 0;
@@ -552,11 +628,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	pthread_mutex_lock(&fs->lock);
 	if (rc == 0 && parent == FS_INO_GRAMMARS) {
 		rc = fs_gram_create_open(fs, name, fi->flags, &h, &e);
+		if (rc == 0 && h)
+			fi->fh = h->id;
 		pthread_mutex_unlock(&fs->lock);
 		goto reply;
 	}
 	if (rc == 0)
-		rc = session_get(fs, name, (fi->flags & O_EXCL) != 0, &n, &created);
+		rc = session_get(fs, req, mode, name, (fi->flags & O_EXCL) != 0, &n, &created);
 	if (rc == 0) {
 		h = fs_handle_new_session(fs, n, fi->flags, created);
 		rc = h ? 0 : -ENOMEM;
@@ -568,13 +646,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		e.ino = n->ino;
 		fs_node_attr(fs, n->ino, &e.attr);
 	}
+	if (h)
+		fi->fh = h->id;
 	pthread_mutex_unlock(&fs->lock);
 reply:
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) { /* interrupted: undo the open */
 		pthread_mutex_lock(&fs->lock);
@@ -595,7 +674,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		rc = -EACCES; /* grammars are made by writing them */
 	pthread_mutex_lock(&fs->lock);
 	if (rc == 0)
-		rc = session_get(fs, name, true, &n, &created);
+		rc = session_get(fs, req, mode, name, true, &n, &created);
 	if (rc == 0)
 		n->nlookup++;
 	pthread_mutex_unlock(&fs->lock);
@@ -682,8 +761,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	}
 	if (!rc)
 		rc = check_new_entry(newparent, newname);
-	if (!rc && (flags & RENAME_EXCHANGE))
+	if (!rc && (flags & ~(unsigned)RENAME_NOREPLACE)) {
+		LOG_ERR("rename '%s': flags 0x%x not supported (RENAME_EXCHANGE, RENAME_WHITEOUT: EINVAL)",
+			name, flags);
 		rc = -EINVAL;
+	}
 	pthread_mutex_lock(&fs->lock);
 	n = rc ? NULL : fs_node_by_name(fs, name);
 	if (!rc && !n)

@@ -42,13 +42,27 @@ static int ro_index(const char *key)
 	return -1;
 }
 
-static int ro_value(struct eng_session *s, int i, char *buf, size_t cap)
+/* user.status: the engine's, then what the state directory adds. */
+static int status_value(const struct fs_node *n, const struct eng_session_info *info, char *buf,
+			size_t cap)
+{
+	int len = snprintf(buf, cap, "%s", info->status);
+
+	if (n->j_err && len >= 0 && (size_t)len < cap)
+		len += snprintf(buf + len, cap - (size_t)len, "; not saved: %s", strerror(-n->j_err));
+	if (n->n_rest && len >= 0 && (size_t)len < cap)
+		len += snprintf(buf + len, cap - (size_t)len,
+				"; %d journaled turns do not fit the context (kept on disk)", n->n_rest);
+	return len;
+}
+
+static int ro_value(const struct fs_node *n, int i, char *buf, size_t cap)
 {
 	struct eng_session_info info;
 
-	eng_session_info(s, &info);
+	eng_session_info(n->sess, &info);
 	switch (i) {
-	case 0: return snprintf(buf, cap, "%s", info.status);
+	case 0: return status_value(n, &info, buf, cap);
 	case 1: return snprintf(buf, cap, "%s", fs_state_name(info.state));
 	case 2: return snprintf(buf, cap, "%s", fs_errno_name(info.error));
 	case 3: return snprintf(buf, cap, "%d", info.n_past);
@@ -87,7 +101,7 @@ static int get_value(struct fs *fs, uint64_t ino, const char *name, char *buf, s
 	if (!n->sess)
 		return -ENOENT;
 	if ((i = ro_index(key)) >= 0)
-		return ro_value(n->sess, i, buf, cap);
+		return ro_value(n, i, buf, cap);
 	if (!strcmp(key, "fork_from"))
 		return n->fork_from ? snprintf(buf, cap, "%s", n->fork_from) : -ENODATA;
 	if (eng_settings_key_index(key) < 0)
@@ -200,7 +214,8 @@ static int default_set(struct fs *fs, int idx, const char *value, size_t size)
 	return rc;
 }
 
-static int set_or_remove(struct fs *fs, uint64_t ino, const char *name, const char *value, size_t size)
+static int set_or_remove(struct fs *fs, uid_t uid, uint64_t ino, const char *name, const char *value,
+			 size_t size)
 {
 	enum fs_kind kind = fs_ino_kind(fs, ino);
 	const char *key = name + 5;
@@ -229,6 +244,10 @@ static int set_or_remove(struct fs *fs, uint64_t ino, const char *name, const ch
 			return value ? -ENOTSUP : -ENODATA;
 		return session_set(fs, n, idx, value, size);
 	}
+	if (kind == FS_KIND_ROOT && idx >= 0 && !fs_may_write_defaults(fs, uid)) {
+		LOG_ERR("defaults: uid %u is not the mount's owner", (unsigned)uid);
+		return -EPERM;
+	}
 	if (kind == FS_KIND_ROOT && idx >= 0)
 		return default_set(fs, idx, value, size);
 	return value ? -ENOTSUP : -ENODATA;
@@ -241,7 +260,7 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	int rc;
 
 	pthread_mutex_lock(&fs->lock);
-	rc = set_or_remove(fs, ino, name, value ? value : "", size);
+	rc = set_or_remove(fs, fuse_req_ctx(req)->uid, ino, name, value ? value : "", size);
 	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_err(req, -rc);
 }
@@ -252,7 +271,7 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	int rc;
 
 	pthread_mutex_lock(&fs->lock);
-	rc = set_or_remove(fs, ino, name, NULL, 0);
+	rc = set_or_remove(fs, fuse_req_ctx(req)->uid, ino, name, NULL, 0);
 	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_err(req, -rc);
 }

@@ -530,10 +530,38 @@ static int open_common(const void *buf, size_t size, void *map, const char *src,
 	return 0;
 }
 
-int gguf_open(const char *path, struct gguf_ctx **out)
+/* Reads the whole file into fresh anonymous memory (gguf_open_copy). */
+static int read_copy(int fd, const char *path, size_t size, void **out)
+{
+	void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	size_t done = 0;
+
+	if (map == MAP_FAILED) {
+		LOG_ERR("cannot allocate %zu bytes for %s: %s", size, path, strerror(errno));
+		return -ENOMEM;
+	}
+	while (done < size) {
+		ssize_t n = pread(fd, (char *)map + done, size - done, (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int err = n < 0 ? -errno : -EIO;
+			LOG_ERR("reading %s: %s at byte %zu of %zu", path,
+				n < 0 ? strerror(errno) : "the file got shorter", done, size);
+			munmap(map, size);
+			return err;
+		}
+		done += (size_t)n;
+	}
+	mprotect(map, size, PROT_READ);
+	*out = map;
+	return 0;
+}
+
+static int open_path(const char *path, bool copy, struct gguf_ctx **out)
 {
 	struct stat st;
-	void *map;
+	void *map = NULL;
 	int fd, err;
 
 	*out = NULL;
@@ -553,16 +581,31 @@ int gguf_open(const char *path, struct gguf_ctx **out)
 		LOG_ERR("%s: not a non-empty regular file (size %lld)", path, (long long)st.st_size);
 		goto out_close;
 	}
-	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (map == MAP_FAILED) {
-		err = -errno;
-		LOG_ERR("cannot map %s (%lld bytes): %s", path, (long long)st.st_size, strerror(errno));
-		goto out_close;
+	if (copy) {
+		if ((err = read_copy(fd, path, (size_t)st.st_size, &map)) < 0)
+			goto out_close;
+	} else {
+		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (map == MAP_FAILED) {
+			err = -errno;
+			LOG_ERR("cannot map %s (%lld bytes): %s", path, (long long)st.st_size, strerror(errno));
+			goto out_close;
+		}
 	}
 	err = open_common(map, (size_t)st.st_size, map, path, out);
 out_close:
 	close(fd);
 	return err;
+}
+
+int gguf_open(const char *path, struct gguf_ctx **out)
+{
+	return open_path(path, false, out);
+}
+
+int gguf_open_copy(const char *path, struct gguf_ctx **out)
+{
+	return open_path(path, true, out);
 }
 
 int gguf_open_buffer(const void *buf, size_t size, struct gguf_ctx **out)

@@ -125,6 +125,10 @@ struct gguf_tensor_info {
 /* Maps and validates a file.  0 and *out on success; -errno otherwise (EINVAL:
  * malformed, with a log line saying what and where). */
 int gguf_open(const char *path, struct gguf_ctx **out);
+/* Same, but the file is read into private memory instead of mapped, so a
+ * later truncate, rewrite or replace of the file cannot reach the reader
+ * (a mapping would give SIGBUS past a new end, or the new bytes). */
+int gguf_open_copy(const char *path, struct gguf_ctx **out);
 /* Same, over a caller-owned buffer (fuzzing, tests); buf must outlive ctx. */
 int gguf_open_buffer(const void *buf, size_t size, struct gguf_ctx **out);
 void gguf_free(struct gguf_ctx *ctx); /* accepts NULL */

@@ -9,7 +9,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 need_apt=()
-for p in build-essential cmake pkg-config libfuse3-dev fuse3 attr python3 python3-venv python3-pip git psmisc; do
+for p in build-essential cmake pkg-config libfuse3-dev fuse3 attr python3 python3-venv python3-pip git psmisc clang; do
 	dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -21,7 +21,8 @@ pf_cleanup() {
 	local rc=$?
 	set +e
 	for m in "${PF_MOUNTS[@]}"; do
-		mountpoint -q "$m" 2>/dev/null && fusermount3 -u -z "$m" 2>/dev/null
+		# /proc/mounts, not mountpoint(1): a dead daemon's mount fails stat
+		grep -q " $m " /proc/mounts 2>/dev/null && { fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; }
 	done
 	for p in "${PF_PIDS[@]}"; do
 		kill -TERM "$p" 2>/dev/null
