@@ -115,6 +115,8 @@ struct eng_model {
 	int n_sessions;
 	struct eng_stats stats;          /* lock */
 	uint64_t step_no;                /* lock */
+	bool weights_lost;               /* lock: the mapped model file changed (gguf_file_changed) */
+	char weights_why[120];           /* lock: why, for user.status */
 	uint64_t n_arrivals;             /* lock: turns started so far */
 	bool kv_waiting;                 /* lock: a turn waited for KV pages in the last step */
 

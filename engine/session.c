@@ -584,7 +584,11 @@ void eng_session_info(struct eng_session *s, struct eng_session_info *o)
 		         o->state == ENG_STATE_QUEUED ? "queued" : o->state == ENG_STATE_PREFILL ? "prefill" : "generating");
 	} else if (t->error) {
 		o->state = ENG_STATE_ERROR;
-		snprintf(o->status, sizeof(o->status), "error: %s", error_text(t->error));
+		if (t->error == -EIO && m->weights_lost)
+			snprintf(o->status, sizeof(o->status), "error: %s (EIO); remount to load it again",
+				 m->weights_why);
+		else
+			snprintf(o->status, sizeof(o->status), "error: %s", error_text(t->error));
 	} else {
 		o->state = ENG_STATE_DONE;
 		snprintf(o->status, sizeof(o->status), "%s", stop_name(t->stop));

@@ -372,6 +372,11 @@ static int plan(struct eng_model *m, int *n_notify)
 	for (struct eng_session *s = m->sessions; s; s = s->next) {
 		if (s->cur < 0 && eng_session_has_work_locked(s) && eng_turn_start_locked(s) < 0)
 			a->notify[(*n_notify)++] = s; /* the queued turn failed (EFBIG) */
+		if (s->cur >= 0 && m->weights_lost) {
+			eng_turn_finish_locked(s, ENG_STOP_NONE, -EIO);
+			a->notify[(*n_notify)++] = s;
+			continue;
+		}
 		if (s->cur >= 0 && s->cancel) {
 			eng_turn_finish_locked(s, ENG_STOP_CANCEL, 0);
 			a->notify[(*n_notify)++] = s;
@@ -557,6 +562,15 @@ int eng_step(struct eng_model *m)
 		if (rc < 0)
 			LOG_ERR("forward pass over %d sequences failed: %d", n, rc);
 		pthread_mutex_lock(&m->lock);
+		if (!m->weights_lost && gguf_file_changed(m->g, m->weights_why, sizeof(m->weights_why))) {
+			/* the pass may have read other weights: none of its tokens count */
+			LOG_ERR("%s while mapped (--mmap): every turn that needs the weights now fails with "
+				"EIO; finished replies and journals are kept; remount to load it again",
+				m->weights_why);
+			m->weights_lost = true;
+		}
+		if (m->weights_lost)
+			rc = -EIO;
 		collect(m, n, rc, dt, &n_notify);
 		pthread_mutex_unlock(&m->lock);
 	}

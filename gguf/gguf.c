@@ -519,6 +519,8 @@ static int open_common(const void *buf, size_t size, void *map, const char *src,
 	ctx->base = buf;
 	ctx->size = size;
 	ctx->map = map;
+	ctx->fd = -1;
+	ctx->guard = -1;
 	err = parse_header(&r, ctx);
 	if (err == -ENOMEM)
 		LOG_ERR("%s: out of memory while parsing the header", src);
@@ -593,6 +595,13 @@ static int open_path(const char *path, bool copy, struct gguf_ctx **out)
 		}
 	}
 	err = open_common(map, (size_t)st.st_size, map, path, out);
+	if (err == 0 && !copy) {
+		/* kept open: gguf_file_changed() compares it with st */
+		(*out)->fd = fd;
+		(*out)->st0 = st;
+		(*out)->guard = gguf_guard_add(map, (size_t)st.st_size);
+		return 0;
+	}
 out_close:
 	close(fd);
 	return err;
@@ -640,8 +649,11 @@ void gguf_free(struct gguf_ctx *ctx)
 	free(ctx->tensors);
 	free(ctx->tensor_sorted);
 	arena_free(ctx->arena);
+	gguf_guard_remove(ctx->guard);
 	if (ctx->map)
 		munmap(ctx->map, ctx->size);
+	if (ctx->fd >= 0)
+		close(ctx->fd);
 	free(ctx);
 }
 
@@ -651,6 +663,32 @@ uint32_t gguf_version(const struct gguf_ctx *ctx) { return ctx->version; }
 size_t gguf_alignment(const struct gguf_ctx *ctx) { return ctx->alignment; }
 size_t gguf_data_offset(const struct gguf_ctx *ctx) { return ctx->data_offset; }
 size_t gguf_file_size(const struct gguf_ctx *ctx) { return ctx->size; }
+
+int gguf_file_changed(const struct gguf_ctx *ctx, char *why, size_t cap)
+{
+	struct stat st;
+
+	if (ctx->fd < 0)
+		return 0;
+	if (gguf_guard_faults(ctx->guard)) {
+		snprintf(why, cap, "the model file was truncated (a read past its new end)");
+		return 1;
+	}
+	if (fstat(ctx->fd, &st) < 0) {
+		snprintf(why, cap, "the model file cannot be checked: %s", strerror(errno));
+		return 1;
+	}
+	if (st.st_size != ctx->st0.st_size) {
+		snprintf(why, cap, "the model file changed size (%lld -> %lld bytes)", (long long)ctx->st0.st_size,
+			 (long long)st.st_size);
+		return 1;
+	}
+	if (st.st_mtim.tv_sec != ctx->st0.st_mtim.tv_sec || st.st_mtim.tv_nsec != ctx->st0.st_mtim.tv_nsec) {
+		snprintf(why, cap, "the model file was rewritten (modification time changed)");
+		return 1;
+	}
+	return 0;
+}
 
 // ---- lookups (binary search over the sorted id arrays)
 

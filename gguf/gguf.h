@@ -129,6 +129,13 @@ int gguf_open(const char *path, struct gguf_ctx **out);
  * later truncate, rewrite or replace of the file cannot reach the reader
  * (a mapping would give SIGBUS past a new end, or the new bytes). */
 int gguf_open_copy(const char *path, struct gguf_ctx **out);
+/* For a file opened by gguf_open (mapped): 1 when it changed since it was
+ * opened, with the reason in why — its size or modification time (fstat of
+ * the file that was opened: a rename over its path is no change), or a read
+ * past a new end (SIGBUS, caught: the rest of the mapping reads as zeros, so
+ * nothing read from it since can be trusted).  0 when unchanged, and always
+ * for copies and buffers.  Cheap (one fstat): callers check once per use. */
+int gguf_file_changed(const struct gguf_ctx *ctx, char *why, size_t cap);
 /* Same, over a caller-owned buffer (fuzzing, tests); buf must outlive ctx. */
 int gguf_open_buffer(const void *buf, size_t size, struct gguf_ctx **out);
 void gguf_free(struct gguf_ctx *ctx); /* accepts NULL */

@@ -6,6 +6,7 @@
 #ifndef PROMPTFS_GGUF_INTERNAL_H
 #define PROMPTFS_GGUF_INTERNAL_H
 
+#include <sys/stat.h>
 #include "gguf.h"
 
 #include <stdatomic.h>
@@ -53,7 +54,16 @@ struct gguf_ctx {
 	struct gguf_tensor_info *tensors;
 	int64_t *tensor_sorted; /* tensor ids sorted by name */
 	struct arena_block *arena;
+	int fd;              /* mapped files: kept open to notice changes; else -1 */
+	struct stat st0;     /* mapped files: fstat at open */
+	int guard;           /* mapped files: guard.c slot, or -1 */
 };
+
+/* guard.c: SIGBUS past the end of a mapped file that shrank.  add returns
+ * the slot (-1: not guarded, logged); faults counts the faults taken. */
+int gguf_guard_add(const void *map, size_t len);
+void gguf_guard_remove(int slot);
+unsigned gguf_guard_faults(int slot);
 
 /* Bytes of one scalar of value type t; 0 for string, array and invalid ids. */
 size_t gguf_vtype_size(uint32_t t);
