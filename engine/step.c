@@ -370,8 +370,10 @@ static int plan(struct eng_model *m, int *n_notify)
 	size_t used = 0;
 
 	for (struct eng_session *s = m->sessions; s; s = s->next) {
-		if (s->cur < 0 && eng_session_has_work_locked(s) && eng_turn_start_locked(s) < 0)
+		if (s->cur < 0 && eng_session_has_work_locked(s) && eng_turn_start_locked(s) < 0) {
 			a->notify[(*n_notify)++] = s; /* the queued turn failed (EFBIG) */
+			eng_event_queue_locked(s, ENG_EVENT_ERROR); /* user.status says why */
+		}
 		if (s->cur >= 0 && m->weights_lost) {
 			eng_turn_finish_locked(s, ENG_STOP_NONE, -EIO);
 			a->notify[(*n_notify)++] = s;

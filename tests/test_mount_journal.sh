@@ -95,6 +95,7 @@ done
 setfattr -n user.system -v "$(head -c "$L" /dev/zero | tr '\0' s)" "$MNT/full"; wait_size "$s1"
 size_before="$(jsize)"
 [ $((4096 - size_before % 4096)) -lt 40 ] || fail "setup: journal of $size_before bytes has room left in its page"
+cat "$MNT/events" >"$PF_TMP/events" & EVPID=$!
 dd if=/dev/zero of="$STATE/filler" bs=4k 2>/dev/null || true
 echo " More" >>"$MNT/full"; timeout 60 cat "$MNT/full" >"$PF_TMP/f2"
 for _ in $(seq 50); do [[ "$(xattr status "$MNT/full")" == *"not saved"* ]] && break; sleep 0.1; done
@@ -104,7 +105,9 @@ st="$(xattr status "$MNT/full")"
 grep -q "not saved to the state directory" "$PF_TMP/daemon.log" || fail "no log line for the failed append"
 ok "state dir full: user.status is '$st', the file is cut back to the last good record"
 rm -f "$STATE/filler"
+sleep 0.2; kill "$EVPID"; wait "$EVPID" 2>/dev/null || true # (an open file would keep the mount busy)
 pf_umount
+grep -q ' full not saved ENOSPC$' "$PF_TMP/events" || fail "no 'not saved ENOSPC' event: $(cat "$PF_TMP/events")"
 pf_mount "$STORIES" --state-dir "$STATE" "${SETS[@]}"
 [ "$(xattr turns "$MNT/full")" = 2 ] || fail "after space came back: $(xattr turns "$MNT/full") turns, wanted 2"
 cmp -s "$MNT/full" "$PF_TMP/f2" || fail "the unsaved turn's reply did not come back"
