@@ -50,7 +50,7 @@ static void xattr_case(int key, const char *val, size_t len)
 {
 	struct eng_settings st;
 	char *a = malloc(VCAP), *b = malloc(VCAP);
-	const char *k = eng_settings_keys[key % FS_N_KEYS];
+	const char *k = eng_settings_keys[key % ENG_KEY_COUNT];
 
 	eng_settings_default(NULL, &st);
 	if (a && b && eng_settings_set(&st, k, val, len) == 0) {
