@@ -154,6 +154,8 @@ extern const char *const eng_settings_keys[]; /* [ENG_KEY_COUNT + 1], NULL-termi
 /* enum eng_key of a key name, or -1. */
 int eng_settings_key_index(const char *key);
 void eng_settings_default(const struct eng_model *m, struct eng_settings *s);
+/* A deep copy; dst is overwritten, not freed (free it first if it holds
+ * anything).  0 / -ENOMEM (dst untouched). */
 int eng_settings_copy(struct eng_settings *dst, const struct eng_settings *src);
 void eng_settings_free(struct eng_settings *s); /* frees strings, keeps struct */
 /* Parses and validates one value (-EINVAL bad value, -ENOENT unknown key);

@@ -75,6 +75,7 @@ int main(void)
 	CHECK(eng_settings_take(&u, &s, ENG_KEY_LOGIT_BIAS) == 0 && u.n_bias == 2 && u.bias != s.bias,
 	      "take logit_bias deep-copies");
 	CHECK(eng_settings_take(&u, &t, ENG_KEY_TEMPERATURE) == 0 && u.temperature == 0.1f, "take temperature");
+	eng_settings_free(&t); /* copy overwrites its destination */
 	CHECK(eng_settings_copy(&t, &u) == 0 && t.grammar != u.grammar && !strcmp(t.grammar, "g1") &&
 	      t.bias != u.bias && t.n_bias == 2, "copy deep-copies grammar and bias");
 	eng_settings_free(&s);
