@@ -16,7 +16,7 @@
  *   Qwen3-30B-A3B (qwen3moe) and a small Mixtral-shaped llama (see below).
  * Tokenizers are copied from shared/models/vocab/; the 0.5B layout follows
  * the published Qwen2.5-0.5B-Instruct GGUFs (name-ordered layers, see
- * synth_mix.h's name_order), the others this llama.cpp's order.
+ * name_order in synth_internal.h), the others this llama.cpp's order.
  */
 #include "synth_internal.h"
 
@@ -57,9 +57,10 @@ static const char llama3_template[] =
 	"{{ content }}{% endfor %}{% if add_generation_prompt %}"
 	"{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
 
-#define QWEN2(n, t, L, C, H, G, F, V, tied, order)                                                       \
-	{ n, t, "qwen2", "ggml-vocab-qwen2.gguf", L, C, H, G, (C) / (H), F, V, 32768, 0, 0, 0, 1e6f, 1e-6f, \
-	  tied, true, false, order, 0.0f, 151645, KEY_NO_BOS, NULL }
+#define QWEN2(n, t, l, c, h, g, f, v, tie, order)                                                         \
+	{ .name = n, .title = t, .arch = "qwen2", .vocab = "ggml-vocab-qwen2.gguf", .L = l, .C = c, .H = h,   \
+	  .G = g, .D = (c) / (h), .F = f, .V = v, .ctx = 32768, .rope_base = 1e6f, .eps = 1e-6f, .tied = tie, \
+	  .qkv_bias = true, .name_order = order, .eos = 151645, .keys = KEY_NO_BOS }
 
 static const struct model models[] = {
 	QWEN2("qwen2.5-0.5b-instruct", "Qwen2.5 0.5B Instruct", 24, 896, 14, 2, 4864, 151936, true, true),
@@ -69,19 +70,21 @@ static const struct model models[] = {
 	QWEN2("qwen2.5-14b-instruct", "Qwen2.5 14B Instruct", 48, 5120, 40, 8, 13824, 152064, false, false),
 	QWEN2("qwen2.5-32b-instruct", "Qwen2.5 32B Instruct", 64, 5120, 40, 8, 27648, 152064, false, false),
 	QWEN2("qwen2.5-72b-instruct", "Qwen2.5 72B Instruct", 80, 8192, 64, 8, 29568, 152064, false, false),
-	{ "llama-3.1-8b-instruct", "Llama 3.1 8B Instruct", "llama", "ggml-vocab-llama-bpe.gguf", 32, 4096, 32, 8,
-	  128, 14336, 128256, 131072, 0, 0, 0, 500000.0f, 1e-5f, false, false, false, false, 8.0f, 128009,
-	  KEY_LLAMA, llama3_template },
+	{ .name = "llama-3.1-8b-instruct", .title = "Llama 3.1 8B Instruct", .arch = "llama",
+	  .vocab = "ggml-vocab-llama-bpe.gguf", .L = 32, .C = 4096, .H = 32, .G = 8, .D = 128, .F = 14336,
+	  .V = 128256, .ctx = 131072, .rope_base = 500000.0f, .eps = 1e-5f, .llama3_rope = 8.0f, .eos = 128009,
+	  .keys = KEY_LLAMA, .chat_template = llama3_template },
 	/* Qwen3-30B-A3B: 48 layers, 2048 wide, 32/4 heads of 128, 128
 	 * experts of 768 with 8 per token, Q/K norms, untied head. */
-	{ "qwen3-30b-a3b", "Qwen3 30B A3B", "qwen3moe", "ggml-vocab-qwen2.gguf", 48, 2048, 32, 4, 128, 6144,
-	  151936, 40960, 128, 8, 768, 1000000.0f, 1e-6f, false, false, true, false, 0.0f, 151645, KEY_HEAD_DIMS,
-	  NULL },
+	{ .name = "qwen3-30b-a3b", .title = "Qwen3 30B A3B", .arch = "qwen3moe", .vocab = "ggml-vocab-qwen2.gguf",
+	  .L = 48, .C = 2048, .H = 32, .G = 4, .D = 128, .F = 6144, .V = 151936, .ctx = 40960, .E = 128, .K = 8,
+	  .Fe = 768, .rope_base = 1000000.0f, .eps = 1e-6f, .qk_norm = true, .eos = 151645, .keys = KEY_HEAD_DIMS },
 	/* a small Mixtral: 8 layers, 1024 wide, 16/4 heads of 64, 8 experts
 	 * of 3584 with 2 per token, the Llama 2 SentencePiece vocabulary */
-	{ "mixtral-small", "Mixtral-shaped 8x small", "llama", "ggml-vocab-llama-spm.gguf", 8, 1024, 16, 4, 64,
-	  3584, 32000, 32768, 8, 2, 3584, 1000000.0f, 1e-5f, false, false, false, false, 0.0f, -1, KEY_HEAD_DIMS,
-	  NULL },
+	{ .name = "mixtral-small", .title = "Mixtral-shaped 8x small", .arch = "llama",
+	  .vocab = "ggml-vocab-llama-spm.gguf", .L = 8, .C = 1024, .H = 16, .G = 4, .D = 64, .F = 3584, .V = 32000,
+	  .ctx = 32768, .E = 8, .K = 2, .Fe = 3584, .rope_base = 1000000.0f, .eps = 1e-5f, .eos = -1,
+	  .keys = KEY_HEAD_DIMS },
 };
 #define N_MODELS ((int)(sizeof(models) / sizeof(models[0])))
 
