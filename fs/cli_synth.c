@@ -29,7 +29,7 @@ static void synth_usage(FILE *f)
 		"  --seed N           random seed (default 1); same seed, same file\n"
 		"  --type TYPE        every matrix in TYPE (F16, Q8_0, Q4_K, …); rows that do not\n"
 		"                     split into TYPE's blocks fall back as llama.cpp does\n"
-		"  --vocab V.gguf     tokenizer for presets (default shared/models/vocab/ggml-vocab-qwen2.gguf)\n"
+		"  --vocab V.gguf     tokenizer for presets (default the preset's, from shared/models/vocab/)\n"
 		"  -t N               threads (default: all CPUs)\n"
 		"  -q                 no progress output\n"
 		"  --sparse           header and tensor table, no random weights (holes that read as\n"
