@@ -85,8 +85,11 @@ struct eng_backend_ops {
 	void (*memory)(const struct eng_backend *be, size_t *weights, size_t *kv, size_t *scratch);
 	int (*forward)(struct eng_backend *be, const struct eng_batch *b, float *logits,
 	               const struct eng_sample_req *samp, int32_t *tokens_out);
-	/* Measured memory copy bandwidth of the device in bytes/s, counting bytes
-	 * read plus written (for `bench`); 0 when not measured.  May be NULL. */
+	/* Measured memory bandwidth of the device in bytes/s, the roofline of
+	 * decode that `bench` compares with (0 when not measured; may be NULL).
+	 * CUDA: a device-to-device copy, bytes read plus written; CPU: reads by
+	 * the backend's threads (engine/cpu/membw.c).  Engine thread, between
+	 * forward passes. */
 	double (*mem_bandwidth)(struct eng_backend *be);
 	/* One page, every layer, K and V: copy page src to page dst inside the
 	 * pool (the engine's copy-on-write of shared pages; engine thread,

@@ -5,19 +5,23 @@
  * Two sources of the tensor table:
  *  - --like REAL.gguf: every KV copied, every tensor with the same name,
  *    shape and type;
- *  - presets: llama.cpp's Qwen2.5-0.5B-Instruct layouts (below), with the
- *    tokenizer KVs copied from ggml-vocab-qwen2.gguf; and mixture-of-experts
- *    shapes (Qwen3-30B-A3B, a small Mixtral) with a Q4_K_M-like mix.
+ *  - presets (synth_presets.c): published model shapes, the tokenizer
+ *    copied from shared/models/vocab/, each file type's tensor types as
+ *    llama.cpp's llama-quantize chooses them (synth_mix.c).
+ * A sparse file (--sparse) has the whole header and tensor table and no
+ * random weights (holes that read as zeros; fixed tables such as
+ * rope_freqs are written): a big preset's layout in a moment, for tools
+ * that read only tables (llama-quantize --dry-run, gguf-dump).
  *
  * Output is streamed (gguf_writer_stream_*): each tensor is generated and
  * quantised in chunks of rows (CHUNK_BYTES of output at most), every chunk
  * split over n_threads pthreads by row range, then written.  Peak memory is
  * one chunk plus one row of floats per thread.
  *
- * Shape letters: V vocabulary, C embedding, L layers, H/G query/KV heads,
- * D head dim, F feed-forward.
+ * Shape letters: synth_internal.h.
  */
 #include "synth.h"
+#include "synth_internal.h"
 
 #include "../gguf/gguf.h"
 #include "../gguf/log.h"
@@ -34,71 +38,18 @@
 #define MIN_ELEMS_PER_THREAD 65536
 #define WEIGHT_STD 0.02f
 
-struct synth_tensor {
-	char name[GGUF_MAX_NAME + 1];
-	enum gguf_dtype type;
-	int n_dims;
-	int64_t ne[GGUF_MAX_DIMS];
-	float mean, std; /* distribution of its values */
-};
+// ---- the plan
 
-struct synth_plan {
-	struct synth_tensor *t;
-	int n, cap;
-};
-
-// ---- presets: Qwen2.5-0.5B-Instruct as llama.cpp quantises it
-
-struct preset {
-	const char *name;
-	uint32_t file_type; /* llama_ftype */
-	enum gguf_dtype embd, attn, v_more, v_less, ffn, down_more, down_less;
-};
-
-/* Q4_K_M: attn_v and ffn_down get more bits in "use_more_bits" layers
- * (Q6_K, which for attn_v's 896-wide rows falls back to Q8_0; else Q4_K,
- * falling back to Q5_0); q/k/o/gate/up are Q4_K → Q5_0 (896 % 256 != 0);
- * the tied embedding gets the output type Q6_K → Q8_0. */
-static const struct preset presets[] = {
-	{ "qwen2.5-0.5b-instruct-q4_k_m", 15, GGUF_DTYPE_Q8_0, GGUF_DTYPE_Q5_0, GGUF_DTYPE_Q8_0,
-	  GGUF_DTYPE_Q5_0, GGUF_DTYPE_Q5_0, GGUF_DTYPE_Q6_K, GGUF_DTYPE_Q4_K },
-	{ "qwen2.5-0.5b-instruct-q8_0", 7, GGUF_DTYPE_Q8_0, GGUF_DTYPE_Q8_0, GGUF_DTYPE_Q8_0,
-	  GGUF_DTYPE_Q8_0, GGUF_DTYPE_Q8_0, GGUF_DTYPE_Q8_0, GGUF_DTYPE_Q8_0 },
-	{ "qwen2.5-0.5b-instruct-f16", 1, GGUF_DTYPE_F16, GGUF_DTYPE_F16, GGUF_DTYPE_F16,
-	  GGUF_DTYPE_F16, GGUF_DTYPE_F16, GGUF_DTYPE_F16, GGUF_DTYPE_F16 },
-};
-#define N_PRESETS ((int)(sizeof(presets) / sizeof(presets[0])))
-
-enum { Q_L = 24, Q_C = 896, Q_H = 14, Q_G = 2, Q_D = 64, Q_F = 4864, Q_V = 151936 };
-
-
-/* llama.cpp's use_more_bits(i, n). */
-static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
-
-/* llama.cpp counts attn_v / ffn_down tensors in file order, and converted
- * files list layers in name order (blk.0, blk.1, blk.10, …, blk.19, blk.2,
- * …): layer_order[k] is the k-th layer in that order.  The real Qwen2.5
- * Q4_K_M files bear this out (Q8_0 attn_v in layers 0,1,3,6-10,13,16,19,21). */
-static void lexicographic_layers(int n, int *layer_order)
+void synth_plan_free(struct synth_plan *p)
 {
-	char a[16], b[16];
-
-	for (int i = 0; i < n; i++)
-		layer_order[i] = i;
-	for (int i = 1; i < n; i++) /* insertion sort by decimal string */
-		for (int j = i; j > 0; j--) {
-			snprintf(a, sizeof(a), "%d", layer_order[j - 1]);
-			snprintf(b, sizeof(b), "%d", layer_order[j]);
-			if (strcmp(a, b) <= 0)
-				break;
-			int t = layer_order[j];
-			layer_order[j] = layer_order[j - 1];
-			layer_order[j - 1] = t;
-		}
+	for (int i = 0; i < p->n; i++)
+		free(p->t[i].values);
+	free(p->t);
+	*p = (struct synth_plan){ 0 };
 }
 
-static int plan_add(struct synth_plan *p, const char *name, enum gguf_dtype type, int n_dims,
-		    int64_t ne0, int64_t ne1)
+int synth_plan_add(struct synth_plan *p, const char *name, enum gguf_dtype type, int n_dims, int64_t ne0,
+                   int64_t ne1, int64_t ne2)
 {
 	if (p->n == p->cap) {
 		int cap = p->cap ? p->cap * 2 : 512;
@@ -115,144 +66,24 @@ static int plan_add(struct synth_plan *p, const char *name, enum gguf_dtype type
 	t->n_dims = n_dims;
 	t->ne[0] = ne0;
 	t->ne[1] = n_dims > 1 ? ne1 : 1;
-	t->ne[2] = t->ne[3] = 1;
+	t->ne[2] = n_dims > 2 ? ne2 : 1;
+	t->ne[3] = 1;
 	return 0;
 }
 
-static int plan_preset(struct synth_plan *p, const struct preset *ps)
-{
-	int order[Q_L], err = plan_add(p, "token_embd.weight", ps->embd, 2, Q_C, Q_V);
-	char n[GGUF_MAX_NAME];
-
-	lexicographic_layers(Q_L, order);
-	for (int k = 0; k < Q_L && !err; k++) {
-		int i = order[k];
-		bool more = use_more_bits(k, Q_L);
-#define ADD(suffix, type, nd, a, b) \
-	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : plan_add(p, n, type, nd, a, b))
-		ADD("attn_norm.weight", GGUF_DTYPE_F32, 1, Q_C, 1);
-		ADD("ffn_down.weight", more ? ps->down_more : ps->down_less, 2, Q_F, Q_C);
-		ADD("ffn_gate.weight", ps->ffn, 2, Q_C, Q_F);
-		ADD("ffn_up.weight", ps->ffn, 2, Q_C, Q_F);
-		ADD("ffn_norm.weight", GGUF_DTYPE_F32, 1, Q_C, 1);
-		ADD("attn_k.bias", GGUF_DTYPE_F32, 1, Q_G * Q_D, 1);
-		ADD("attn_k.weight", ps->attn, 2, Q_C, Q_G * Q_D);
-		ADD("attn_output.weight", ps->attn, 2, Q_H * Q_D, Q_C);
-		ADD("attn_q.bias", GGUF_DTYPE_F32, 1, Q_H * Q_D, 1);
-		ADD("attn_q.weight", ps->attn, 2, Q_C, Q_H * Q_D);
-		ADD("attn_v.bias", GGUF_DTYPE_F32, 1, Q_G * Q_D, 1);
-		ADD("attn_v.weight", more ? ps->v_more : ps->v_less, 2, Q_C, Q_G * Q_D);
-#undef ADD
-	}
-	return err ? err : plan_add(p, "output_norm.weight", GGUF_DTYPE_F32, 1, Q_C, 1);
-}
-
-static bool skip_non_tokenizer(const char *key, void *user)
-{
-	(void)user;
-	return strncmp(key, "tokenizer.", 10) != 0;
-}
-
-/* The places a checkout keeps shared/models/vocab/<file>. */
-static int find_vocab(const char *given, const char *file, char *path, size_t size)
-{
-	char rel[128];
-	const char *env = getenv("PROMPTFS_SHARED");
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	const char *dirs[6] = { env, "shared", "../shared", "../../shared", NULL, NULL };
-	char exe_a[PATH_MAX + 16], exe_b[PATH_MAX + 16];
-
-	if (given) {
-		snprintf(path, size, "%s", given);
-		return 0;
-	}
-	snprintf(rel, sizeof(rel), "models/vocab/%s", file);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash)
-			*slash = '\0';
-		snprintf(exe_a, sizeof(exe_a), "%s/../shared", exe);
-		snprintf(exe_b, sizeof(exe_b), "%s/../../shared", exe);
-		dirs[4] = exe_a;
-		dirs[5] = exe_b;
-	}
-	for (int i = 0; i < 6; i++) {
-		if (!dirs[i])
-			continue;
-		snprintf(path, size, "%s/%s", dirs[i], rel);
-		if (access(path, R_OK) == 0)
-			return 0;
-	}
-	LOG_ERR("cannot find %s (looked in $PROMPTFS_SHARED, ./shared, ../shared and beside the binary); pass --vocab", rel);
-	return -ENOENT;
-}
-
-static int preset_kv(struct gguf_writer *w, const struct preset *ps, const char *vocab_path)
-{
-	struct gguf_ctx *v = NULL;
-	char name[128];
-	int err = gguf_open(vocab_path, &v);
-
-	if (err)
-		return err;
-	snprintf(name, sizeof(name), "Qwen2.5 0.5B Instruct (synthetic %s)", ps->name);
-	if ((err = gguf_writer_set_str(w, "general.architecture", "qwen2")) ||
-	    (err = gguf_writer_set_str(w, "general.type", "model")) ||
-	    (err = gguf_writer_set_str(w, "general.name", name)) ||
-	    (err = gguf_writer_set_u32(w, "qwen2.block_count", Q_L)) ||
-	    (err = gguf_writer_set_u32(w, "qwen2.context_length", 32768)) ||
-	    (err = gguf_writer_set_u32(w, "qwen2.embedding_length", Q_C)) ||
-	    (err = gguf_writer_set_u32(w, "qwen2.feed_forward_length", Q_F)) ||
-	    (err = gguf_writer_set_u32(w, "qwen2.attention.head_count", Q_H)) ||
-	    (err = gguf_writer_set_u32(w, "qwen2.attention.head_count_kv", Q_G)) ||
-	    (err = gguf_writer_set_f32(w, "qwen2.rope.freq_base", 1000000.0f)) ||
-	    (err = gguf_writer_set_f32(w, "qwen2.attention.layer_norm_rms_epsilon", 1e-6f)) ||
-	    (err = gguf_writer_set_u32(w, "general.file_type", ps->file_type)) ||
-	    (err = gguf_writer_copy_kv(w, v, skip_non_tokenizer, NULL)) ||
-	    /* the Instruct model's ids: ends turns with <|im_end|>, no BOS */
-	    (err = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 151645)) ||
-	    (err = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false)) ||
-	    (err = gguf_writer_set_u32(w, "general.quantization_version", 2)))
-		goto out_vocab;
-	int64_t tok = gguf_find_key(v, "tokenizer.ggml.tokens");
-	if (tok < 0 || gguf_kv_type(v, tok) != GGUF_VTYPE_ARRAY || gguf_get_arr_n(v, tok) != Q_V) {
-		LOG_ERR("%s: expected a %d-token qwen2 vocabulary", vocab_path, Q_V);
-		err = -EINVAL;
-	}
-out_vocab:
-	gguf_free(v);
-	return err;
-}
-
 // ---- --like: the source's own table
-
-/* llama.cpp's fallback when rows do not split into a type's blocks. */
-static enum gguf_dtype fit_type(enum gguf_dtype t, int64_t ne0)
-{
-	if (ne0 % gguf_type_traits(t)->blck_size == 0)
-		return t;
-	switch (t) {
-	case GGUF_DTYPE_Q2_K: case GGUF_DTYPE_Q3_K: t = GGUF_DTYPE_Q4_0; break;
-	case GGUF_DTYPE_Q4_K: t = GGUF_DTYPE_Q5_0; break;
-	case GGUF_DTYPE_Q5_K: t = GGUF_DTYPE_Q5_1; break;
-	default: t = GGUF_DTYPE_Q8_0; break;
-	}
-	return ne0 % gguf_type_traits(t)->blck_size == 0 ? t : GGUF_DTYPE_F16;
-}
 
 static int plan_like(struct synth_plan *p, const struct gguf_ctx *src, int force)
 {
 	for (int64_t i = 0; i < gguf_n_tensors(src); i++) {
 		const struct gguf_tensor_info *s = gguf_get_tensor(src, i);
-		int err = plan_add(p, s->name, s->type, s->n_dims, s->ne[0], s->ne[1]);
+		int err = synth_plan_add(p, s->name, s->type, s->n_dims, s->ne[0], s->ne[1], s->ne[2]);
 		if (err)
 			return err;
 		struct synth_tensor *t = &p->t[p->n - 1];
 		memcpy(t->ne, s->ne, sizeof(t->ne));
 		if (force >= 0 && s->n_dims >= 2)
-			t->type = fit_type((enum gguf_dtype)force, s->ne[0]);
+			t->type = synth_fit_type((enum gguf_dtype)force, s->ne[0]);
 	}
 	return 0;
 }
@@ -273,128 +104,9 @@ static void set_distributions(struct synth_plan *p)
 	}
 }
 
-// ---- presets: mixture-of-experts shapes
+int eng_synth_preset_count(void) { return synth_preset_count(); }
 
-/* The published shapes of Qwen3-30B-A3B (config.json: 48 layers, 2048 wide,
- * 32/4 heads of 128, 128 experts of 768, 8 per token, untied head) and a
- * small Mixtral-shaped model (8 experts, 2 per token, the Llama 2
- * SentencePiece vocabulary).  Types follow llama.cpp's Q4_K_M rules in
- * outline: Q4_K matrices, Q6_K for attn_v and ffn_down(_exps) in the
- * use_more_bits layers, Q6_K output, F32 norms and router; not byte-exact
- * with a file llama.cpp would write. */
-struct moe_preset {
-	const char *name, *arch, *title, *vocab;
-	int L, C, H, G, D, F, E, K, Fe, V, ctx;
-	float rope_base, eps;
-	bool qk_norm;
-	int eos; /* -1: the vocabulary's */
-};
-
-static const struct moe_preset moe_presets[] = {
-	{ "qwen3-30b-a3b-q4_k_m", "qwen3moe", "Qwen3 30B A3B", "ggml-vocab-qwen2.gguf",
-	  48, 2048, 32, 4, 128, 6144, 128, 8, 768, 151936, 40960, 1000000.0f, 1e-6f, true, 151645 },
-	{ "mixtral-small-q4_k_m", "llama", "Mixtral-shaped 8x small", "ggml-vocab-llama-spm.gguf",
-	  8, 1024, 16, 4, 64, 3584, 8, 2, 3584, 32000, 32768, 1000000.0f, 1e-5f, false, -1 },
-};
-#define N_MOE ((int)(sizeof(moe_presets) / sizeof(moe_presets[0])))
-
-static int moe_kv(struct gguf_writer *w, const struct moe_preset *m, const char *vocab_path)
-{
-	struct gguf_ctx *v = NULL;
-	char name[128], k[16][96];
-	int err = gguf_open(vocab_path, &v);
-
-	if (err)
-		return err;
-	snprintf(name, sizeof(name), "%s (synthetic %s)", m->title, m->name);
-#define KEY(i, s) (snprintf(k[i], sizeof(k[i]), "%s." s, m->arch), k[i])
-	if ((err = gguf_writer_set_str(w, "general.architecture", m->arch)) ||
-	    (err = gguf_writer_set_str(w, "general.type", "model")) ||
-	    (err = gguf_writer_set_str(w, "general.name", name)) ||
-	    (err = gguf_writer_set_u32(w, KEY(0, "block_count"), m->L)) ||
-	    (err = gguf_writer_set_u32(w, KEY(1, "context_length"), m->ctx)) ||
-	    (err = gguf_writer_set_u32(w, KEY(2, "embedding_length"), m->C)) ||
-	    (err = gguf_writer_set_u32(w, KEY(3, "feed_forward_length"), m->F)) ||
-	    (err = gguf_writer_set_u32(w, KEY(4, "attention.head_count"), m->H)) ||
-	    (err = gguf_writer_set_u32(w, KEY(5, "attention.head_count_kv"), m->G)) ||
-	    (err = gguf_writer_set_u32(w, KEY(6, "attention.key_length"), m->D)) ||
-	    (err = gguf_writer_set_u32(w, KEY(7, "attention.value_length"), m->D)) ||
-	    (err = gguf_writer_set_f32(w, KEY(8, "rope.freq_base"), m->rope_base)) ||
-	    (err = gguf_writer_set_f32(w, KEY(9, "attention.layer_norm_rms_epsilon"), m->eps)) ||
-	    (err = gguf_writer_set_u32(w, KEY(10, "expert_count"), m->E)) ||
-	    (err = gguf_writer_set_u32(w, KEY(11, "expert_used_count"), m->K)) ||
-	    (err = gguf_writer_set_u32(w, KEY(12, "expert_feed_forward_length"), m->Fe)) ||
-	    (err = gguf_writer_set_u32(w, "general.file_type", 15)) ||
-	    (err = gguf_writer_copy_kv(w, v, skip_non_tokenizer, NULL)) ||
-	    (m->eos >= 0 && (err = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)m->eos))) ||
-	    (err = gguf_writer_set_u32(w, "general.quantization_version", 2)))
-		goto out_vocab;
-#undef KEY
-	int64_t tok = gguf_find_key(v, "tokenizer.ggml.tokens");
-	if (tok < 0 || gguf_kv_type(v, tok) != GGUF_VTYPE_ARRAY || gguf_get_arr_n(v, tok) != (uint64_t)m->V) {
-		LOG_ERR("%s: expected a %d-token vocabulary", vocab_path, m->V);
-		err = -EINVAL;
-	}
-out_vocab:
-	gguf_free(v);
-	return err;
-}
-
-static int plan_add3(struct synth_plan *p, const char *name, enum gguf_dtype type, int64_t ne0,
-                     int64_t ne1, int64_t ne2)
-{
-	int err = plan_add(p, name, type, 3, ne0, ne1);
-
-	if (!err)
-		p->t[p->n - 1].ne[2] = ne2;
-	return err;
-}
-
-static int plan_moe(struct synth_plan *p, const struct moe_preset *m)
-{
-	const enum gguf_dtype q4 = GGUF_DTYPE_Q4_K, q6 = GGUF_DTYPE_Q6_K, f32 = GGUF_DTYPE_F32;
-	const int HD = m->H * m->D, GD = m->G * m->D;
-	int err = plan_add(p, "token_embd.weight", fit_type(q4, m->C), 2, m->C, m->V);
-	char n[GGUF_MAX_NAME];
-
-	for (int i = 0; i < m->L && !err; i++) {
-		const enum gguf_dtype more = use_more_bits(i, m->L) ? q6 : q4;
-#define ADD(suffix, type, nd, a, b) \
-	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : plan_add(p, n, fit_type(type, a), nd, a, b))
-#define ADD3(suffix, type, a, b) \
-	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : plan_add3(p, n, fit_type(type, a), a, b, m->E))
-		ADD("attn_norm.weight", f32, 1, m->C, 1);
-		ADD("attn_q.weight", q4, 2, m->C, HD);
-		ADD("attn_k.weight", q4, 2, m->C, GD);
-		ADD("attn_v.weight", more, 2, m->C, GD);
-		ADD("attn_output.weight", q4, 2, HD, m->C);
-		if (m->qk_norm) {
-			ADD("attn_q_norm.weight", f32, 1, m->D, 1);
-			ADD("attn_k_norm.weight", f32, 1, m->D, 1);
-		}
-		ADD("ffn_norm.weight", f32, 1, m->C, 1);
-		ADD("ffn_gate_inp.weight", f32, 2, m->C, m->E);
-		ADD3("ffn_gate_exps.weight", q4, m->C, m->Fe);
-		ADD3("ffn_up_exps.weight", q4, m->C, m->Fe);
-		ADD3("ffn_down_exps.weight", more, m->Fe, m->C);
-#undef ADD
-#undef ADD3
-	}
-	if (!err)
-		err = plan_add(p, "output.weight", fit_type(q6, m->C), 2, m->C, m->V);
-	return err ? err : plan_add(p, "output_norm.weight", GGUF_DTYPE_F32, 1, m->C, 1);
-}
-
-const char *const *eng_synth_presets(void)
-{
-	static const char *names[N_PRESETS + N_MOE + 1];
-
-	for (int i = 0; i < N_PRESETS; i++)
-		names[i] = presets[i].name;
-	for (int i = 0; i < N_MOE; i++)
-		names[N_PRESETS + i] = moe_presets[i].name;
-	return names;
-}
+int eng_synth_preset_name(int i, char *buf, size_t size) { return synth_preset_name(i, buf, size); }
 
 // ---- generation
 
@@ -443,7 +155,10 @@ static void *gen_worker(void *arg)
 	}
 	for (int64_t r = j->r0; r < j->r1 && !j->err; r++) {
 		uint64_t state = j->seed ^ ((uint64_t)r * 0xD1B54A32D192ED03ull);
-		fill_row(x, ne0, state, j->t->mean, j->t->std);
+		if (j->t->values)
+			memcpy(x, j->t->values, (size_t)ne0 * sizeof(float));
+		else
+			fill_row(x, ne0, state, j->t->mean, j->t->std);
 		j->err = gguf_quantize_row((int)j->t->type, x, j->out + (size_t)(r - j->base) * j->row_bytes, ne0);
 	}
 	free(x);
@@ -509,6 +224,10 @@ static int write_tensors(struct gguf_writer *w, const struct synth_plan *p, cons
 		}
 		chunk = c;
 		uint64_t seed = o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)i * 0xC2B2AE3D27D4EB4Full + 1;
+		if (o->sparse && !t->values) {
+			err = gguf_writer_stream_skip(w);
+			continue;
+		}
 		for (int64_t r = 0; r < rows && !err; r += per) {
 			int64_t r1 = r + per < rows ? r + per : rows;
 			err = gen_chunk(t, seed, r, r1, chunk, row_bytes, n_threads);
@@ -529,7 +248,6 @@ static int write_tensors(struct gguf_writer *w, const struct synth_plan *p, cons
 
 static int build_plan(const struct eng_synth_opts *o, struct gguf_writer *w, struct synth_plan *p)
 {
-	char vocab[PATH_MAX];
 	int err = 0;
 
 	if (o->like) {
@@ -543,33 +261,13 @@ static int build_plan(const struct eng_synth_opts *o, struct gguf_writer *w, str
 		gguf_free(src);
 		return err;
 	}
-	for (int i = 0; i < N_PRESETS; i++) {
-		if (strcmp(presets[i].name, o->preset))
-			continue;
-		if ((err = find_vocab(o->vocab, "ggml-vocab-qwen2.gguf", vocab, sizeof(vocab))) ||
-		    (err = preset_kv(w, &presets[i], vocab)) ||
-		    (err = plan_preset(p, &presets[i])))
-			return err;
-		if (o->type >= 0)
-			for (int k = 0; k < p->n; k++)
-				if (p->t[k].n_dims >= 2)
-					p->t[k].type = fit_type((enum gguf_dtype)o->type, p->t[k].ne[0]);
-		return 0;
-	}
-	for (int i = 0; i < N_MOE; i++) {
-		if (strcmp(moe_presets[i].name, o->preset))
-			continue;
-		if ((err = find_vocab(o->vocab, moe_presets[i].vocab, vocab, sizeof(vocab))) ||
-		    (err = moe_kv(w, &moe_presets[i], vocab)) || (err = plan_moe(p, &moe_presets[i])))
-			return err;
-		if (o->type >= 0)
-			for (int k = 0; k < p->n; k++)
-				if (p->t[k].n_dims >= 2)
-					p->t[k].type = fit_type((enum gguf_dtype)o->type, p->t[k].ne[0]);
-		return 0;
-	}
-	LOG_ERR("unknown preset '%s'", o->preset);
-	return -EINVAL;
+	if ((err = synth_preset_plan(o->preset, o->vocab, w, p)))
+		return err;
+	if (o->type >= 0)
+		for (int k = 0; k < p->n; k++)
+			if (p->t[k].n_dims >= 2)
+				p->t[k].type = synth_fit_type((enum gguf_dtype)o->type, p->t[k].ne[0]);
+	return 0;
 }
 
 int eng_synth(const struct eng_synth_opts *o)
@@ -607,7 +305,7 @@ int eng_synth(const struct eng_synth_opts *o)
 	if (err)
 		unlink(o->out);
 out_plan:
-	free(plan.t);
+	synth_plan_free(&plan);
 out_writer:
 	gguf_writer_free(w);
 	return err;

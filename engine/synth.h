@@ -5,14 +5,21 @@
  * their benchmark models this way (timing does not depend on weight values;
  * only 64 MiB travel per call).
  *
+ * Presets: "<model>-<file type>", e.g. qwen2.5-7b-instruct-q4_k_m, in the
+ * file types f16, bf16, q8_0, q6_k, q5_k_m, q4_k_m, q4_0, each with the
+ * tensor types llama.cpp's llama-quantize gives that model.
+ *
  * Weights: matrices and embeddings ~ N(0, 0.02) (Irwin-Hall approximation),
- * norm weights ~ 1 + N(0, 0.02), biases ~ N(0, 0.02), rope_freqs exactly 1.
+ * norm weights ~ 1 + N(0, 0.02), biases ~ N(0, 0.02), rope_freqs exactly 1
+ * (--like) or the model's own factors (the Llama 3.1 presets).
  * Each row's values come from its own stream seeded by (seed, tensor, row),
  * so the output is the same for any thread count.
  */
 #ifndef PROMPTFS_ENGINE_SYNTH_H
 #define PROMPTFS_ENGINE_SYNTH_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -29,10 +36,14 @@ struct eng_synth_opts {
 	                     * (rows not divisible by its block fall back as llama.cpp does) */
 	int n_threads;      /* 0: all online CPUs */
 	int verbose;        /* progress lines on stderr */
+	bool sparse;        /* header, tensor table and fixed tables only: the random
+	                     * weights are holes of the file (read as zeros) */
 };
 
-/* NULL-terminated list of preset names. */
-const char *const *eng_synth_presets(void);
+/* The preset names: eng_synth_preset_name(i) for i < eng_synth_preset_count()
+ * writes the i-th into buf.  0 / -EINVAL out of range. */
+int eng_synth_preset_count(void);
+int eng_synth_preset_name(int i, char *buf, size_t size);
 
 /* Writes o->out.  0 / -errno with a log line (partial output is removed). */
 int eng_synth(const struct eng_synth_opts *o);

@@ -498,10 +498,11 @@ static void bench_header(struct eng_model *m, const struct bench_opts *o, double
 	       (double)eng_weights_bytes_per_token(c, w) / (1 << 20));
 	printf("backend:  %s: %s\n", ops->name, ops->device_name(be));
 	if (bw > 0)
-		printf("memory:   %.1f GB/s measured copy bandwidth (read + write)\n", bw / 1e9);
+		printf("memory:   %.1f GB/s measured bandwidth (cpu: the threads reading DRAM; cuda: a device "
+		       "copy, read + written)\n", bw / 1e9);
 	printf("medians of %d runs after a warm-up; batch %d tokens\n\n", o->reps,
 	       o->mp.max_batch_tokens ? o->mp.max_batch_tokens : 512);
-	printf("%-22s %12s %10s %10s %10s\n", "test", "tokens/s", "ms/token", "GB/s", bw > 0 ? "of copy bw" : "");
+	printf("%-22s %12s %10s %10s %10s\n", "test", "tokens/s", "ms/token", "GB/s", bw > 0 ? "of mem bw" : "");
 }
 
 int fs_cli_bench(int argc, char **argv)

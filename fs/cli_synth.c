@@ -2,7 +2,7 @@
  * cli_synth.c — `promptfs synth`: write a synthetic model (engine/synth.h).
  *
  *   promptfs synth (--like REAL.gguf | --preset NAME) -o OUT.gguf
- *                  [--seed N] [--type TYPE] [--vocab VOCAB.gguf] [-t THREADS] [-q]
+ *                  [--seed N] [--type TYPE] [--vocab VOCAB.gguf] [-t THREADS] [-q] [--sparse]
  *   promptfs synth --list-presets
  *
  * Exit status: 0 written, 1 failed (log line says why), 2 usage error.
@@ -24,14 +24,17 @@ static void synth_usage(FILE *f)
 	fprintf(f,
 		"usage: promptfs synth (--like REAL.gguf | --preset NAME) -o OUT.gguf [options]\n"
 		"  --like REAL.gguf   same metadata, tensor names, shapes and types as REAL; random weights\n"
-		"  --preset NAME      a built-in layout (--list-presets)\n"
+		"  --preset NAME      a built-in layout, MODEL-FILETYPE (--list-presets)\n"
 		"  -o OUT.gguf        output file\n"
 		"  --seed N           random seed (default 1); same seed, same file\n"
 		"  --type TYPE        every matrix in TYPE (F16, Q8_0, Q4_K, …); rows that do not\n"
 		"                     split into TYPE's blocks fall back as llama.cpp does\n"
-		"  --vocab V.gguf     tokenizer for presets (default shared/models/vocab/ggml-vocab-qwen2.gguf)\n"
+		"  --vocab V.gguf     tokenizer for presets (default the preset's, from shared/models/vocab/)\n"
 		"  -t N               threads (default: all CPUs)\n"
-		"  -q                 no progress output\n");
+		"  -q                 no progress output\n"
+		"  --sparse           header and tensor table, no random weights (holes that read as\n"
+		"                     zeros: no disk, no time): a layout for llama-quantize --dry-run,\n"
+		"                     promptfs info, gguf-dump\n");
 }
 
 static int parse_type(const char *s)
@@ -66,11 +69,14 @@ int fs_cli_synth(int argc, char **argv)
 			synth_usage(stdout);
 			return 0;
 		} else if (!strcmp(a, "--list-presets")) {
-			for (const char *const *p = eng_synth_presets(); *p; p++)
-				printf("%s\n", *p);
+			char name[96];
+			for (int k = 0; eng_synth_preset_name(k, name, sizeof(name)) == 0; k++)
+				printf("%s\n", name);
 			return 0;
 		} else if (!strcmp(a, "-q")) {
 			o.verbose = 0;
+		} else if (!strcmp(a, "--sparse")) {
+			o.sparse = true;
 		} else if (!strcmp(a, "--like") || !strcmp(a, "--preset") || !strcmp(a, "-o") ||
 			   !strcmp(a, "--vocab") || !strcmp(a, "--seed") || !strcmp(a, "--type") ||
 			   !strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -122,7 +128,8 @@ int fs_cli_synth(int argc, char **argv)
 	}
 	struct stat st;
 	if (o.verbose && stat(o.out, &st) == 0)
-		fprintf(stderr, "synth: wrote %s: %.1f MiB in %.2f s\n", o.out, (double)st.st_size / (1 << 20),
+		fprintf(stderr, "synth: wrote %s: %.1f MiB%s in %.2f s\n", o.out, (double)st.st_size / (1 << 20),
+			o.sparse ? " (sparse: no weights)" : "",
 			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
 	return 0;
 }

@@ -238,6 +238,9 @@ int gguf_writer_write(struct gguf_writer *w, const char *path);
  * write files larger than memory. */
 int gguf_writer_stream_begin(struct gguf_writer *w, const char *path);
 int gguf_writer_stream_tensor(struct gguf_writer *w, const void *data, size_t nbytes);
+/* In place of the next tensor's bytes: leaves them a hole of the file (it
+ * reads as zeros and takes no disk where the filesystem has sparse files). */
+int gguf_writer_stream_skip(struct gguf_writer *w);
 int gguf_writer_stream_end(struct gguf_writer *w);
 
 #ifdef __cplusplus

@@ -16,6 +16,9 @@
  *    a tensor may arrive in several calls (chunks), each tensor is padded to
  *    the alignment once complete — and gguf_writer_stream_end() checks that
  *    every byte came and closes the file.
+ *    Instead of a tensor's bytes, gguf_writer_stream_skip() leaves a hole
+ *    (it reads as zeros and takes no disk): a layout file for tools that
+ *    read only the tables.
  * Errors: -errno and a LOG_ERR line naming the key, tensor or path.
  */
 #include "gguf.h"
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 // ---- byte buffer
 
@@ -99,6 +103,7 @@ struct gguf_writer {
 	/* streaming state */
 	FILE *f;
 	char *path;
+	bool skipped;    /* a tensor was skipped (gguf_writer_stream_skip) */
 	size_t cur;      /* tensor being streamed */
 	size_t cur_done; /* its bytes written so far */
 	int stream_err;
@@ -496,6 +501,7 @@ int gguf_writer_stream_begin(struct gguf_writer *w, const char *path)
 	}
 	w->cur = 0;
 	w->cur_done = 0;
+	w->skipped = false;
 	w->stream_err = write_bytes(w, b.p, b.n);
 	err = w->stream_err;
 out_buf:
@@ -531,6 +537,24 @@ int gguf_writer_stream_tensor(struct gguf_writer *w, const void *data, size_t nb
 	return 0;
 }
 
+int gguf_writer_stream_skip(struct gguf_writer *w)
+{
+	if (!w->f || w->stream_err)
+		return w->stream_err ? w->stream_err : -EINVAL;
+	if (w->cur >= w->n_t || w->cur_done != 0) {
+		LOG_ERR("%s: skip at tensor %zu of %zu, %zu bytes into it", w->path, w->cur, w->n_t, w->cur_done);
+		return (w->stream_err = -EINVAL);
+	}
+	if (fseeko(w->f, (off_t)align_up(w->t[w->cur].nbytes, w->alignment), SEEK_CUR) != 0) {
+		w->stream_err = errno ? -errno : -EIO;
+		LOG_ERR("%s: cannot seek past tensor '%s': %s", w->path, w->t[w->cur].name, strerror(-w->stream_err));
+		return w->stream_err;
+	}
+	w->cur++;
+	w->skipped = true;
+	return 0;
+}
+
 int gguf_writer_stream_end(struct gguf_writer *w)
 {
 	int err = w->stream_err;
@@ -542,6 +566,11 @@ int gguf_writer_stream_end(struct gguf_writer *w)
 		LOG_ERR("%s: stream ended at tensor %zu of %zu ('%s')", w->path, w->cur, w->n_t,
 			w->t[w->cur].name);
 		err = -EINVAL;
+	}
+	/* a skip at the end left the file short of its size: extend it (a hole) */
+	if (!err && w->skipped && (fflush(w->f) != 0 || ftruncate(fileno(w->f), ftello(w->f)) != 0)) {
+		err = errno ? -errno : -EIO;
+		LOG_ERR("%s: cannot extend the file over the skipped tensors: %s", w->path, strerror(-err));
 	}
 	if (fclose(w->f) != 0 && !err) {
 		err = -errno;

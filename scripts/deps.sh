@@ -3,7 +3,8 @@
 #   Debian packages (compiler, cmake, libfuse3, fuse3, attr tools, python venv),
 #   a Python venv in $PROMPTFS_CACHE/venv with the independent references:
 #   gguf (dequantisation), llama-cpp-python (llama.cpp, built for this CPU),
-#   tokenizers/transformers-free numpy tooling.
+#   tokenizers/transformers-free numpy tooling; llama.cpp's llama-quantize
+#   (scripts/llama-quantize.sh) for the synth presets' type check.
 # Usage: scripts/deps.sh [--no-python]
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -68,3 +69,7 @@ log "checking the llama.cpp reference (multi-token llama_decode)"
 if ! "$PROMPTFS_PY" "$PROMPTFS_SRC/tests/ref_check.py" "$PROMPTFS_SHARED/models/stories260K.gguf"; then
 	die "the llama.cpp reference in $PROMPTFS_VENV fails (above). Rebuild it with the pinned flags: rm -f $stamp && bash scripts/deps.sh (README, \"The reference implementations\")"
 fi
+
+# llama.cpp's own llama-quantize (CPU only, built once into $PROMPTFS_CACHE):
+# tests/test_synth_mix.py compares every synth preset's tensor types with it.
+bash "$PROMPTFS_SRC/scripts/llama-quantize.sh" >/dev/null

@@ -11,7 +11,8 @@
 #         whose token history is llama.cpp's tokens of the conversation;
 #   errors: a missing file, a corrupt file and a truncated file exit non-zero
 #         with a clear message and no crash; bad option values exit 2;
-#   bench: runs on stories260K and prints its table.
+#   bench: runs on stories260K and prints its table, with the CPU's measured
+#          read bandwidth and each decode row's fraction of it.
 # Run: ctest -R cli
 set -u
 BIN=${PROMPTFS_BIN:?}
@@ -261,6 +262,10 @@ check "[ $? -eq 1 ] && grep -q 'warp' '$TMP/e.err'" "unknown backend: $(cat "$TM
 "$BIN" bench "$STORIES" -p 64,128 -n 16 --ctx 0,256 --reps 2 -t 1 > "$TMP/bench.txt" 2>&1
 check "[ $? -eq 0 ] && grep -q '^prefill 128' '$TMP/bench.txt' && grep -q '^decode @256' '$TMP/bench.txt'" \
 	"bench output: $(cat "$TMP/bench.txt")"
+# the CPU's measured read bandwidth, and each decode row's share of it
+check "grep -Eq '^memory: +[0-9.]+ GB/s measured' '$TMP/bench.txt' && grep -q 'of mem bw' '$TMP/bench.txt' &&
+	[ \$(grep -Ec '^decode @[0-9]+ x16 .* [0-9]+%$' '$TMP/bench.txt') = 2 ]" \
+	"bench: the read bandwidth and the decode rows' fraction of it: $(cat "$TMP/bench.txt")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -16,6 +16,15 @@
 #     vocab GGUF's; weights dequantise to N(0, 0.02)-like values.
 #  4. presets q8_0 and f16: every matrix of that type.
 #  5. usage errors exit 2, an unknown preset exits 1 and leaves no file.
+#  6. the larger presets, written --sparse (tables only; a 145 GB model in a
+#     moment): promptfs info loads each, its parameter count is the one
+#     Hugging Face shows for the model (within 0.4%: one 256-wide block of
+#     F or C more or less moves it by more), the 7B+ Qwen vocabulary is
+#     the qwen2 one padded with [PADn] to the 152064 embedding rows, and
+#     Llama 3.1's rope_freqs are the llama3 RoPE scaling's factors computed
+#     here from the file's own keys, as convert_hf_to_gguf computes them.
+#     (Every preset's tensor types: tests/test_synth_mix.py.)  Read with
+#     tests/gguf_tables.py (struct; gguf-py's reader is too slow for these).
 # Run: ctest -R '^synth$'
 set -euo pipefail
 
@@ -134,6 +143,50 @@ print("gguf-py: preset", sys.argv[2], "ok")
 EOF
 	rm -f "$T/p.gguf"
 done
+
+# ---- 6. big presets, sparse
+# parameters on the models' Hugging Face pages (safetensors), in billions
+for p in qwen2.5-1.5b-instruct:1.54 qwen2.5-3b-instruct:3.09 qwen2.5-7b-instruct:7.62 \
+	 qwen2.5-14b-instruct:14.8 qwen2.5-32b-instruct:32.8 qwen2.5-72b-instruct:72.7 llama-3.1-8b-instruct:8.03; do
+	name=${p%%:*} want=${p##*:}
+	"$BIN" synth --preset "$name-q4_k_m" --sparse -o "$T/big.gguf" -q || fail "synth --preset $name-q4_k_m --sparse"
+	[ "$(du -k "$T/big.gguf" | cut -f1)" -lt 65536 ] || fail "$name: the sparse file takes disk"
+	n=$("$BIN" info "$T/big.gguf" | awk '/^parameters:/ { print $2 }')
+	awk -v n="$n" -v w="$want" 'BEGIN { d = n / 1e9 / w - 1; exit !(d < 0.004 && d > -0.004) }' ||
+		fail "$name: $n parameters, Hugging Face shows ${want}B"
+	case $name in
+	qwen2.5-7b-instruct | llama-3.1-8b-instruct) mv "$T/big.gguf" "$T/$name.gguf" ;;
+	*) rm -f "$T/big.gguf" ;;
+	esac
+done
+"$PY" - "$T/qwen2.5-7b-instruct.gguf" "$VOCAB" "$T/llama-3.1-8b-instruct.gguf" <<'EOF' || fail "big presets' vocabulary / rope_freqs"
+import math, os, sys, numpy as np
+sys.path.insert(0, os.path.join(os.environ["PROMPTFS_SRC"], "tests"))
+from gguf_tables import read_gguf  # gguf-py's reader takes ~10 s per 150k-token vocabulary
+tok = lambda k: k.startswith("tokenizer.ggml.token")
+(qt, _, qkv, _), (_, _, vkv, _) = (read_gguf(p, tok) for p in sys.argv[1:3])
+lt, _, lkv, data = read_gguf(sys.argv[3], lambda k: k.startswith(("llama.rope", "tokenizer.ggml.eos")))
+q, voc, ll = dict((k, v) for k, _, v, _ in qkv), dict((k, v) for k, _, v, _ in vkv), dict((k, v) for k, _, v, _ in lkv)
+toks, vt = q["tokenizer.ggml.tokens"], voc["tokenizer.ggml.tokens"]
+assert len(toks) == qt["token_embd.weight"][1][1] == 152064 and toks[:len(vt)] == vt, len(toks)
+assert toks[len(vt):] == [f"[PAD{i}]" for i in range(len(vt), len(toks))]
+assert len(q["tokenizer.ggml.token_type"]) == len(toks)
+base, dim = np.float32(ll["llama.rope.freq_base"]), ll["llama.rope.dimension_count"]
+freqs = np.float32(1.0) / base ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim))
+factor, lo, hi, orig = 8.0, 1.0, 4.0, 8192  # Llama-3.1's config.json rope_scaling
+ref = []
+for fr in freqs:
+    wl = np.float32(2 * math.pi) / fr
+    sm = (np.float32(orig) / wl - lo) / (hi - lo)
+    ref.append(1.0 if wl < orig / hi else factor if wl > orig / lo else 1 / ((1 - sm) / factor + sm))
+assert lt["rope_freqs.weight"] == ("F32", [dim // 2]), lt["rope_freqs.weight"]
+got = np.fromfile(sys.argv[3], dtype=np.float32, count=dim // 2, offset=data["rope_freqs.weight"])
+assert np.allclose(got, np.array(ref, dtype=np.float32), rtol=1e-6, atol=0), (got, ref)
+assert not any(k.startswith("llama.rope.scaling") for k in ll)  # llama3 scaling: the tensor alone
+assert ll["tokenizer.ggml.eos_token_id"] == 128009  # <|eot_id|>
+print("7B vocabulary padded to", len(toks), "tokens; Llama 3.1 rope_freqs", got.min(), "..", got.max())
+EOF
+rm -f "$T/qwen2.5-7b-instruct.gguf" "$T/llama-3.1-8b-instruct.gguf"
 
 # ---- 5. errors
 set +e

@@ -33,6 +33,12 @@ int cpu_pool_n_threads(const struct cpu_pool *p);
  * returns when all have finished.  Not reentrant. */
 void cpu_pool_run(struct cpu_pool *p, cpu_task_fn fn, void *arg);
 
+// ---- memory read bandwidth (membw.c)
+
+/* Bytes/s the pool's threads read from DRAM together (median of 5 passes
+ * over a buffer ≫ the caches); 0 when the buffer cannot be allocated. */
+double cpu_mem_read_bandwidth(struct cpu_pool *pool);
+
 // ---- dot products (vecdot.c)
 
 /* The activation type a weight type is multiplied with (table above). */

@@ -704,6 +704,8 @@ static bool page_ok(const struct eng_backend *be, int page)
 	return false;
 }
 
+static double cpu_mem_bandwidth(struct eng_backend *be) { return cpu_mem_read_bandwidth(be->pool); }
+
 static int cpu_kv_page_copy(struct eng_backend *be, int dst, int src)
 {
 	if (!page_ok(be, dst) || !page_ok(be, src))
@@ -747,7 +749,7 @@ const struct eng_backend_ops eng_cpu_backend_ops = {
 	.device_name = cpu_device_name,
 	.memory = cpu_memory,
 	.forward = cpu_forward,
-	.mem_bandwidth = NULL,
+	.mem_bandwidth = cpu_mem_bandwidth,
 	.kv_page_copy = cpu_kv_page_copy,
 	.kv_page_read = cpu_kv_page_read,
 	.kv_page_write = cpu_kv_page_write,
