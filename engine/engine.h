@@ -43,6 +43,7 @@ extern "C" {
 #endif
 
 struct eng_model;   /* opaque: gguf, weights, tokenizer, template, backend, pages */
+struct eng_grammar; /* opaque: a compiled grammar (grammar.h) */
 struct eng_session; /* opaque: one conversation */
 
 // ---- model
@@ -91,8 +92,8 @@ void eng_model_stats(struct eng_model *m, struct eng_stats *out);
 // ---- settings (per session; the `defaults` file and xattrs use these keys)
 
 /* json: formatted as chat (raw where the model has no template), the reply
- * constrained to one JSON value (a built-in grammar; an explicit `grammar`
- * setting takes precedence). */
+ * constrained to one JSON value (a built-in grammar).  What constrains a
+ * reply, the first that is set: json_schema, schema, grammar, mode json. */
 enum eng_mode { ENG_MODE_CHAT = 0, ENG_MODE_RAW = 1, ENG_MODE_JSON = 2 };
 
 #define ENG_MAX_STOP 8
@@ -101,6 +102,7 @@ enum eng_mode { ENG_MODE_CHAT = 0, ENG_MODE_RAW = 1, ENG_MODE_JSON = 2 };
 #define ENG_MAX_LOGPROBS 20   /* top-K alternatives per token in NAME.tokens */
 #define ENG_GRAMMAR_NAME_MAX 255
 #define ENG_GRAMMAR_MAX_TEXT (1u << 20) /* bytes of GBNF source (also in grammar.h) */
+#define ENG_MAX_SCHEMA 65536  /* bytes of a json_schema value (an xattr holds at most 64 KiB) */
 
 /* The settings keys, in the order `defaults` lists them.  This enum and
  * eng_settings_keys[] are the one list of keys (fs/ has none of its own). */
@@ -111,7 +113,7 @@ enum eng_key {
 	ENG_KEY_PRESENCE_PENALTY, ENG_KEY_FREQUENCY_PENALTY, ENG_KEY_TYPICAL_P,
 	ENG_KEY_DRY_MULTIPLIER, ENG_KEY_DRY_BASE, ENG_KEY_DRY_ALLOWED_LENGTH,
 	ENG_KEY_DRY_PENALTY_LAST_N, ENG_KEY_XTC_PROBABILITY, ENG_KEY_XTC_THRESHOLD,
-	ENG_KEY_LOGIT_BIAS, ENG_KEY_LOGPROBS, ENG_KEY_GRAMMAR,
+	ENG_KEY_LOGIT_BIAS, ENG_KEY_LOGPROBS, ENG_KEY_GRAMMAR, ENG_KEY_JSON_SCHEMA, ENG_KEY_SCHEMA,
 	ENG_KEY_COUNT
 };
 
@@ -141,6 +143,9 @@ struct eng_settings {
 	int n_bias;
 	int logprobs;            /* 0: alternatives per token in NAME.tokens */
 	char *grammar;           /* name of a grammar (eng_grammars_*), malloc'd or NULL */
+	char *json_schema;       /* a JSON Schema, the text as set, malloc'd or NULL */
+	struct eng_grammar *json_schema_g; /* its grammar (a reference), with json_schema */
+	char *schema;            /* name of a JSON Schema in schemas/ (eng_schemas_*), malloc'd or NULL */
 };
 
 extern const char *const eng_settings_keys[]; /* [ENG_KEY_COUNT + 1], NULL-terminated */
@@ -152,7 +157,10 @@ void eng_settings_free(struct eng_settings *s); /* frees strings, keeps struct *
 /* Parses and validates one value (-EINVAL bad value, -ENOENT unknown key);
  * on error s is unchanged.  "stop" takes strings separated by "|" (or an
  * empty value for none); "system" any UTF-8 text; "logit_bias" a list of
- * id:bias (comma or space separated; bias a number, -inf or inf). */
+ * id:bias (comma or space separated; bias a number, -inf or inf);
+ * "json_schema" a JSON Schema (converted and compiled here, once: -EINVAL
+ * with a log line naming the keyword it cannot convert; "" for none);
+ * "schema" a name in schemas/ (checked when a turn starts). */
 int eng_settings_set(struct eng_settings *s, const char *key, const char *val, size_t len);
 /* Copies one key's (already parsed) value from src to dst: 0 / -ENOMEM. */
 int eng_settings_take(struct eng_settings *dst, const struct eng_settings *src, enum eng_key key);
@@ -171,6 +179,19 @@ int eng_grammars_rename(struct eng_model *m, const char *from, const char *to); 
 int eng_grammars_text(struct eng_model *m, const char *name, char **text, size_t *len);
 /* The names, sorted (one malloc'd block: free(*names)); -ENOMEM. */
 int eng_grammars_names(struct eng_model *m, char ***names, int *n);
+
+// ---- JSON schemas (the mount's schemas/ folder; json_schema.h for what converts)
+
+/* The same calls for named JSON Schemas: put converts the text to a
+ * grammar (as llama.cpp's json-schema-to-grammar) and compiles it, once;
+ * -EINVAL with a log line naming the keyword or byte it cannot take. */
+int eng_schemas_put(struct eng_model *m, const char *name, const char *text, size_t len);
+int eng_schemas_remove(struct eng_model *m, const char *name);
+int eng_schemas_rename(struct eng_model *m, const char *from, const char *to);
+int eng_schemas_text(struct eng_model *m, const char *name, char **text, size_t *len);
+int eng_schemas_names(struct eng_model *m, char ***names, int *n);
+/* The GBNF a schema converts to (malloc'd), for users and tests. */
+int eng_schema_gbnf(const char *text, size_t len, char **gbnf, size_t *glen);
 
 // ---- sessions
 

@@ -128,6 +128,7 @@ struct eng_model {
 		struct eng_grammar *g;    /* compiled (a reference) */
 		struct eng_grammar_entry *next;
 	} *grammars;                      /* lock: the grammars/ folder */
+	struct eng_grammar_entry *schemas; /* lock: the schemas/ folder (text: the JSON Schema) */
 	struct eng_grammar_vocab *gvocab; /* lock: built at the first constrained turn */
 	unsigned char *dry_breaker;       /* lock: [V], built at the first DRY turn */
 	struct eng_grammar *json_grammar; /* lock: mode = json, compiled at its first turn */
@@ -216,6 +217,11 @@ const unsigned char *eng_model_dry_breakers_locked(struct eng_model *m);
 unsigned char *eng_dry_breakers_build(const struct eng_tokenizer *t);
 /* The built-in grammar of mode = json (any JSON value), a new reference. */
 struct eng_grammar *eng_model_json_grammar_locked(struct eng_model *m);
+/* Binds the grammar of the turn that starts (lock held): the first set of
+ * json_schema, schema, grammar, mode json (s->grammar, a reference, NULL
+ * for none).  -EINVAL: the named schema or grammar does not exist (logged);
+ * -ENOMEM. */
+int eng_turn_bind_grammar_locked(struct eng_session *s);
 /* Frees the registry and tables (eng_model_free). */
 void eng_grammars_free(struct eng_model *m);
 

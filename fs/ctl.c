@@ -276,7 +276,7 @@ static int defaults_line(struct fs *fs, struct eng_settings *st, char *line, siz
 		v++, vn--;
 	k[kn] = 0;
 	vn = unescape(v, vn);
-	int rc = eng_settings_key_index(k) == ENG_KEY_GRAMMAR ? fs_gram_known(fs, v, vn) : 0;
+	int rc = fs_gram_known(fs, eng_settings_key_index(k), v, vn);
 	if (rc == 0)
 		rc = eng_settings_set(st, k, v, vn);
 	if (rc < 0)

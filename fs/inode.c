@@ -10,7 +10,8 @@
 
 #include "fs_internal.h"
 
-static const char *const reserved_names[] = {"README", "model", "stats", "defaults", "history", "events", "grammars"};
+static const char *const reserved_names[] = {"README", "model", "stats", "defaults", "history", "events", "grammars",
+                                             "schemas"};
 
 void fs_timespec_now(struct timespec *ts)
 {
@@ -55,7 +56,8 @@ enum fs_kind fs_ino_kind(struct fs *fs, uint64_t ino)
 	case FS_INO_DEFAULTS: return FS_KIND_DEFAULTS;
 	case FS_INO_HISTORY: return FS_KIND_HISTDIR;
 	case FS_INO_EVENTS: return FS_KIND_EVENTS;
-	case FS_INO_GRAMMARS: return FS_KIND_GRAMDIR;
+	case FS_INO_GRAMMARS:
+	case FS_INO_SCHEMAS: return FS_KIND_GRAMDIR;
 	}
 	if (ino >= FS_INO_FIRST_GRAMMAR)
 		return fs_gram_exists(fs, ino) ? FS_KIND_GRAMMAR : FS_KIND_NONE;

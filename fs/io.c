@@ -107,7 +107,7 @@ void fs_session_reset(struct fs *fs, struct fs_node *n)
 
 // ---- open
 
-/* A grammars/NAME handle (lock held).  Reading sees the text at open;
+/* A grammars/NAME or schemas/NAME handle (lock held).  Reading sees the text at open;
  * writing replaces the whole grammar at close (O_APPEND starts from the
  * current text). */
 static int gram_open(struct fs *fs, uint64_t ino, int flags, bool created, struct fs_handle **out)
@@ -145,17 +145,17 @@ static int gram_open(struct fs *fs, uint64_t ino, int flags, bool created, struc
 	return 0;
 }
 
-int fs_gram_create_open(struct fs *fs, const char *name, int flags, struct fs_handle **h,
+int fs_gram_create_open(struct fs *fs, uint64_t dir, const char *name, int flags, struct fs_handle **h,
                         struct fuse_entry_param *e)
 {
-	uint64_t ino = fs_gram_lookup(fs, name);
+	uint64_t ino = fs_gram_lookup(fs, dir, name);
 	bool created = false;
 	int rc = 0;
 
 	if (ino && (flags & O_EXCL))
 		return -EEXIST;
 	if (!ino) {
-		rc = fs_gram_create(fs, name, &ino);
+		rc = fs_gram_create(fs, dir, name, &ino);
 		created = rc == 0;
 	}
 	if (rc == 0)
