@@ -225,6 +225,7 @@ struct eng_session_info {
 	double last_prefill_tps, last_decode_tps;
 	uint64_t total_prefill_tokens, total_gen_tokens;
 	size_t reply_bytes;       /* bytes of the latest reply so far */
+	size_t tokens_bytes;      /* bytes of its token view so far (eng_session_read_tokens) */
 };
 
 typedef void (*eng_notify_fn)(void *user, struct eng_session *s);
@@ -287,6 +288,15 @@ void eng_session_info(struct eng_session *s, struct eng_session_info *out);
  * copied (0 at the current end).  *final (if non-NULL) tells whether the
  * reply is complete (done, error, or no turn), so 0 bytes + final = EOF. */
 size_t eng_session_read_reply(struct eng_session *s, uint64_t off, char *buf, size_t n, bool *final);
+/* The token view of the latest reply (the mount's NAME.tokens: one line
+ * per sampled token, "INDEX ID PIECE LOGPROB [ID PIECE LOGPROB]...", see
+ * engine/tokview.c), read like eng_session_read_reply.  Nothing is
+ * recorded, and no log-probability computed, until the view is asked for
+ * (eng_session_watch_tokens, which stays on for the session; the tokens
+ * sampled before are then listed from the history, their log-probability
+ * "-") or logprobs > 0. */
+void eng_session_watch_tokens(struct eng_session *s);
+size_t eng_session_read_tokens(struct eng_session *s, uint64_t off, char *buf, size_t n, bool *final);
 /* The whole conversation: text ("### user\n…\n### assistant\n…\n") or JSON
  * ([{"role":"user","content":…},…]).  *out malloc'd. */
 int eng_session_history(struct eng_session *s, bool json, char **out, size_t *len);

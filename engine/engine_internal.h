@@ -24,6 +24,7 @@
 #include "template.h"
 #include "tokenizer.h"
 #include "grammar.h"
+#include "json.h" /* struct eng_sb */
 
 /* One user turn and its reply. */
 struct eng_turn {
@@ -43,6 +44,8 @@ struct eng_turn {
 	int n_keep;            /* history tokens kept when it started (raw mode may rewrite the rest) */
 	int n_end;             /* tokens in the history once the turn finished (fork points) */
 	uint64_t draws_end;    /* the session's draw count then */
+	struct eng_sb tokv;    /* its token view (tokview.c): one line per sampled token, once asked for */
+	int tokv_n;            /* lines in tokv */
 };
 
 enum eng_phase { PHASE_QUEUED = 0, PHASE_PREFILL, PHASE_GENERATING };
@@ -86,6 +89,7 @@ struct eng_session {
 	struct eng_grammar_state *gstate; /* engine thread: state for turn gstate_serial */
 	uint64_t gstate_serial;
 	bool ignore_eog;                 /* lock: bench: generate past end-of-generation */
+	bool watch_tokens;               /* lock: its token view was asked for (tokview.c) */
 };
 
 struct eng_model {
@@ -144,6 +148,7 @@ struct eng_model {
 			int n_tokens;
 			bool final;           /* the chunk ends the history: sample */
 			bool prefill;         /* prompt processing (else decode) */
+			struct eng_sample_lp lp; /* log-probabilities of the sampled token, when asked (tokview.c) */
 		} *ent;                       /* [max_sessions] */
 		int32_t *buf;                 /* tokens, page tables, recent tokens */
 		size_t cap;
@@ -224,6 +229,13 @@ struct eng_grammar *eng_model_json_grammar_locked(struct eng_model *m);
 int eng_turn_bind_grammar_locked(struct eng_session *s);
 /* Frees the registry and tables (eng_model_free). */
 void eng_grammars_free(struct eng_model *m);
+
+/* tokview.c (lock held, engine thread): asks the sampler for the
+ * log-probabilities of a sampled token when the session's token view
+ * wants them (lp: where they go); records a sampled token (lp NULL: none
+ * computed) in turn t's view, t->n_gen already counting it. */
+void eng_tokview_request_locked(struct eng_session *s, struct eng_sample_req *r, struct eng_sample_lp *lp);
+void eng_tokview_add_locked(struct eng_session *s, struct eng_turn *t, int32_t id, const struct eng_sample_lp *lp);
 
 // ---- extra entry points for the CLI bench and the tests
 

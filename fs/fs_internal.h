@@ -7,7 +7,8 @@
  * Fixed inodes 1-9 (root, README, model, stats, defaults, history/,
  * events, grammars/, schemas/).  Each session takes a block of 2^FS_INO_SHIFT numbers starting at
  * FS_INO_FIRST_SESSION: ino+0 the session file, ino+1 history/NAME, ino+2
- * history/NAME.json, ino+3 the directory history/NAME.d/, ino+16+j its
+ * history/NAME.json, ino+3 the directory history/NAME.d/, ino+4 the token
+ * view NAME.tokens (at the root, looked up but never listed), ino+16+j its
  * message j (eng_session_message numbering: 000-system, 001-user,
  * 002-assistant …).  Numbers are never reused, so a stale kernel inode can
  * never alias a newer session.
@@ -73,6 +74,7 @@ enum fs_kind {
 	FS_KIND_HIST_DIR,  /* history/NAME.d/ */
 	FS_KIND_HIST_MSG,  /* history/NAME.d/NNN-role */
 	FS_KIND_EVENTS,
+	FS_KIND_TOKENS,    /* NAME.tokens: the token view of the latest reply */
 };
 
 #define FS_NAME_MAX 255
@@ -155,6 +157,7 @@ struct fs_parked {
 	struct fs_node *node;     /* holds a ref */
 	uint64_t off;
 	size_t size;
+	bool tokens;              /* a read of NAME.tokens (else of the reply) */
 	enum fs_park_state state;
 	struct fs_parked *next, *prev;
 };
@@ -311,17 +314,18 @@ int fs_notifier_start(struct fs *fs);
 void fs_notifier_stop(struct fs *fs);
 void fs_engine_notify(void *user, struct eng_session *s); /* engine thread */
 void fs_notify_ino(struct fs *fs, uint64_t ino);          /* queue a wake-up (any thread) */
-/* Parks a read that found nothing (not holding the lock). */
-void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_node *n, uint64_t off, size_t size);
+/* Parks a read (of the reply, or of NAME.tokens) that found nothing (not holding the lock). */
+void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_node *n, bool tokens, uint64_t off, size_t size);
 /* Answers every parked read of node n (NULL: all) with EOF. */
 void fs_parked_answer_all(struct fs *fs, struct fs_node *n);
 /* The same in two halves: take them off the list (lock held), answer them
  * EOF after unlocking. */
 struct fs_parked *fs_parked_take(struct fs *fs, struct fs_node *n);
 void fs_parked_reply_eof(struct fs_parked *list);
-/* Reads the reply at off into a fresh buffer: >0 bytes, 0 = EOF, -EAGAIN
- * (nothing yet, live), -EIO (failed turn).  Lock held. */
-ssize_t fs_session_read(struct fs *fs, struct fs_node *n, uint64_t off, size_t size, char **out);
+/* Reads the reply (tokens: the token view) at off into a fresh buffer:
+ * >0 bytes, 0 = EOF, -EAGAIN (nothing yet, live), -EIO (failed turn).
+ * Lock held. */
+ssize_t fs_session_read(struct fs *fs, struct fs_node *n, bool tokens, uint64_t off, size_t size, char **out);
 
 // ---- xattr.c
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,

@@ -29,7 +29,7 @@ struct fs_node *fs_node_find(struct fs *fs, uint64_t ino)
 {
 	struct fs_node *n;
 
-	if (ino < FS_INO_FIRST_SESSION || (FS_INO_SUB(ino) > 3 && FS_INO_SUB(ino) < FS_INO_MSG0))
+	if (ino < FS_INO_FIRST_SESSION || (FS_INO_SUB(ino) > 4 && FS_INO_SUB(ino) < FS_INO_MSG0))
 		return NULL;
 	ino = FS_INO_SESSION(ino);
 	for (n = fs->hash[hash_ino(ino)]; n; n = n->hnext)
@@ -68,6 +68,7 @@ enum fs_kind fs_ino_kind(struct fs *fs, uint64_t ino)
 	case 1: return FS_KIND_HIST_TEXT;
 	case 2: return FS_KIND_HIST_JSON;
 	case 3: return FS_KIND_HIST_DIR;
+	case 4: return FS_KIND_TOKENS;
 	}
 	return FS_KIND_HIST_MSG;
 }

@@ -207,6 +207,26 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case FS_KIND_GRAMDIR:
 		rc = -EISDIR;
 		break;
+	case FS_KIND_TOKENS: { /* read live, like the reply */
+		struct fs_node *n = fs_node_find(fs, ino);
+
+		if (wr || !n->sess) {
+			if (wr)
+				LOG_ERR("%s.tokens is read-only (flags 0%o)", n->name, fi->flags);
+			rc = wr ? -EACCES : -ENOENT;
+			break;
+		}
+		if (!(h = calloc(1, sizeof(*h)))) {
+			rc = -ENOMEM;
+			break;
+		}
+		handle_track(fs, h);
+		h->kind = kind;
+		h->node = n;
+		n->refs++;
+		eng_session_watch_tokens(n->sess);
+		break;
+	}
 	case FS_KIND_GRAMMAR:
 		rc = gram_open(fs, ino, fi->flags, false, &h);
 		break;
@@ -278,7 +298,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 		fs_events_read(req, fs, h->ev, size, (fi->flags & O_NONBLOCK) != 0);
 		return;
 	}
-	if (h->kind != FS_KIND_SESSION) {
+	if (h->kind != FS_KIND_SESSION && h->kind != FS_KIND_TOKENS) {
 		size_t o = (uint64_t)off < h->snap_len ? (size_t)off : h->snap_len;
 		size_t n = h->snap_len - o < size ? h->snap_len - o : size;
 
@@ -287,7 +307,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	}
 	pthread_mutex_lock(&fs->lock);
 	fs->n_reads++;
-	r = fs_session_read(fs, h->node, (uint64_t)off, size, &buf);
+	r = fs_session_read(fs, h->node, h->kind == FS_KIND_TOKENS, (uint64_t)off, size, &buf);
 	h->read_end = (uint64_t)off + (r > 0 ? (uint64_t)r : 0);
 	if (r > 0)
 		fs->bytes_read += (uint64_t)r;
@@ -295,7 +315,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	if (r == -EAGAIN && (fi->flags & O_NONBLOCK)) {
 		fuse_reply_err(req, EAGAIN);
 	} else if (r == -EAGAIN) {
-		fs_park_read(fs, req, h->node, (uint64_t)off, size);
+		fs_park_read(fs, req, h->node, h->kind == FS_KIND_TOKENS, (uint64_t)off, size);
 	} else if (r >= 0) {
 		fuse_reply_buf(req, buf, (size_t)r);
 	} else {
@@ -531,13 +551,13 @@ void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struc
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
-	if (h->kind != FS_KIND_SESSION || !h->node->sess) {
+	if ((h->kind != FS_KIND_SESSION && h->kind != FS_KIND_TOKENS) || !h->node->sess) {
 		revents |= POLLIN | POLLRDNORM;
 	} else {
 		eng_session_info(h->node->sess, &info);
 		bool final = info.state == ENG_STATE_DONE || info.state == ENG_STATE_ERROR ||
 			     info.state == ENG_STATE_EMPTY;
-		if (final || info.reply_bytes > h->read_end)
+		if (final || (h->kind == FS_KIND_TOKENS ? info.tokens_bytes : info.reply_bytes) > h->read_end)
 			revents |= POLLIN | POLLRDNORM;
 	}
 	if (ph && !(revents & POLLIN) && fs_node_add_poll(h->node, ph) == 0)

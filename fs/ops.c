@@ -81,11 +81,11 @@ static void session_attr(struct fs *fs, enum fs_kind kind, uint64_t ino, struct 
 	st->st_nlink = n->linked ? 1 : 0;
 	st->st_ctim = n->ctime;
 	st->st_mtim = st->st_atim = n->mtime;
-	if (kind == FS_KIND_SESSION) {
-		st->st_mode = S_IFREG | 0644;
+	if (kind == FS_KIND_SESSION || kind == FS_KIND_TOKENS) {
+		st->st_mode = S_IFREG | (kind == FS_KIND_SESSION ? 0644 : 0444);
 		if (n->sess) {
 			eng_session_info(n->sess, &info);
-			st->st_size = (off_t)info.reply_bytes;
+			st->st_size = (off_t)(kind == FS_KIND_SESSION ? info.reply_bytes : info.tokens_bytes);
 		}
 	} else if (kind == FS_KIND_HIST_DIR) {
 		st->st_mode = S_IFDIR | 0555;
@@ -200,6 +200,18 @@ static uint64_t history_lookup(struct fs *fs, const char *name)
 	return 0;
 }
 
+/* NAME.tokens at the root: the token view of session NAME (lock held);
+ * asking for it turns the view on (eng_session_watch_tokens). */
+static uint64_t tokens_lookup(struct fs *fs, const char *name)
+{
+	struct fs_node *n = by_base(fs, name, ".tokens");
+
+	if (!n || !n->sess)
+		return 0;
+	eng_session_watch_tokens(n->sess);
+	return n->ino + 4;
+}
+
 /* ino of a message in history/NAME.d/ (lock held). */
 static uint64_t message_lookup(struct fs *fs, uint64_t dir, const char *name)
 {
@@ -224,6 +236,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			struct fs_node *n = fs_node_by_name(fs, name);
 			ino = n ? n->ino : 0;
 		}
+		if (!ino)
+			ino = tokens_lookup(fs, name); /* a session actually called "x.tokens" wins */
 	} else if (parent == FS_INO_HISTORY) {
 		ino = history_lookup(fs, name);
 	} else if (fs_ino_kind(fs, parent) == FS_KIND_HIST_DIR) {
