@@ -697,7 +697,7 @@ static const char *constant_rule(struct js_conv *c, const struct eng_json *s, co
 static const char *untyped_rule(struct js_conv *c, const struct eng_json *s, const char *name,
                                 const char *rule_name, const char *path, bool has_props)
 {
-	const char *const allow[] = { "uniqueItems", NULL };
+	const char *const allow[] = { "uniqueItems", "additionalProperties", NULL }; /* the latter true here */
 	const char *other;
 
 	if (has_props)
@@ -709,7 +709,7 @@ static const char *untyped_rule(struct js_conv *c, const struct eng_json *s, con
 		return array_rule(c, s, name, rule_name, path);
 	if (has(s, "minLength") || has(s, "maxLength") || has(s, "format"))
 		return string_rule(c, s, rule_name, path);
-	if (!has(s, "additionalProperties") && (other = other_keyword(s, allow)))
+	if ((other = other_keyword(s, allow)))
 		return js_fail(c, path, "%s without a type is not supported (add \"type\")", other);
 	return any_rule(c, rule_name);
 }

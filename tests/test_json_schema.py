@@ -353,6 +353,7 @@ REFUSED = [
     ({"$ref": "#/$defs/missing", "$defs": {}}, '"missing" not found'),
     ({"enum": ["a", 1], "type": "string"}, "enum value 1 does not match the type"),
     ({"minimum": 3}, "minimum without a type"),
+    ({"additionalProperties": True, "maxItems": 3}, "maxItems without a type"),
     ({"type": "array", "prefixItems": [{}], "minItems": 1}, "minItems next to a tuple"),
     ({"type": "integer", "minimum": 5, "maximum": 4}, "no integer lies between"),
     ({"type": "kaboom"}, 'unknown type "kaboom"'),

@@ -12,7 +12,8 @@
 #   - with --state-dir: after a remount schemas/ and grammars/ are back,
 #     sessions keep user.schema / user.json_schema, and their next turn is
 #     still constrained (validates); a journal in the old format (written
-#     by hand as journal.c documents it: name, a setting, a turn) loads.
+#     by hand as journal.c documents it: name, a setting, a turn) loads;
+#   - greedy under a schema through the mount = promptfs run --json-schema.
 . "$(dirname "$0")/mount_lib.sh"
 : "${PROMPTFS_MODEL:?PROMPTFS_MODEL not set}"
 : "${PROMPTFS_PYTHON:?PROMPTFS_PYTHON not set}"
@@ -164,3 +165,16 @@ for s in person1 point1; do # the next turn, as <name>91 for validate
 done
 validate person91 point91 || fail "turns after the remount are not constrained by their schema"
 ok "after a remount: schemas/, grammars/, user.schema and user.json_schema are back; new turns validate"
+
+# ---- greedy under a schema: the mount = promptfs run --json-schema (same engine path)
+prompt="Invent a person as JSON."
+: >"$MNT/g0"
+setfattr -n user.json_schema -v "$(cat "$S/person.json")" "$MNT/g0"
+setfattr -n user.temperature -v 0 "$MNT/g0"
+setfattr -n user.max_tokens -v 64 "$MNT/g0"
+echo "$prompt" >"$MNT/g0"
+timeout 300 cat "$MNT/g0" >"$PF_TMP/g0" || fail "cat g0"
+timeout 300 "$PROMPTFS_BIN" run "$PROMPTFS_MODEL" "$prompt" --temp 0 -n 64 --json-schema "$S/person.json" \
+	>"$PF_TMP/g0.ref" 2>/dev/null || fail "promptfs run --json-schema"
+[ "$(cat "$PF_TMP/g0")" = "$(cat "$PF_TMP/g0.ref")" ] || fail "mount and run differ: $(cat "$PF_TMP/g0") vs $(cat "$PF_TMP/g0.ref")"
+ok "greedy under a schema: mount = promptfs run --json-schema"
