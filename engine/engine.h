@@ -47,6 +47,7 @@ extern "C" {
 #endif
 
 struct eng_model;   /* opaque: gguf, weights, tokenizer, template, backend, pages */
+struct eng_grammar; /* opaque: a compiled grammar (grammar.h) */
 struct eng_session; /* opaque: one conversation */
 
 // ---- model
@@ -98,8 +99,8 @@ void eng_model_stats(struct eng_model *m, struct eng_stats *out);
 // ---- settings (per session; the `defaults` file and xattrs use these keys)
 
 /* json: formatted as chat (raw where the model has no template), the reply
- * constrained to one JSON value (a built-in grammar; an explicit `grammar`
- * setting takes precedence). */
+ * constrained to one JSON value (a built-in grammar).  What constrains a
+ * reply, the first that is set: json_schema, schema, grammar, mode json. */
 enum eng_mode { ENG_MODE_CHAT = 0, ENG_MODE_RAW = 1, ENG_MODE_JSON = 2 };
 
 #define ENG_MAX_STOP 8
@@ -108,6 +109,7 @@ enum eng_mode { ENG_MODE_CHAT = 0, ENG_MODE_RAW = 1, ENG_MODE_JSON = 2 };
 #define ENG_MAX_LOGPROBS 20   /* top-K alternatives per token in NAME.tokens */
 #define ENG_GRAMMAR_NAME_MAX 255
 #define ENG_GRAMMAR_MAX_TEXT (1u << 20) /* bytes of GBNF source (also in grammar.h) */
+#define ENG_MAX_SCHEMA 65536  /* bytes of a json_schema value (an xattr holds at most 64 KiB) */
 
 /* The settings keys, in the order `defaults` lists them.  This enum and
  * eng_settings_keys[] are the one list of keys (fs/ has none of its own). */
@@ -118,7 +120,7 @@ enum eng_key {
 	ENG_KEY_PRESENCE_PENALTY, ENG_KEY_FREQUENCY_PENALTY, ENG_KEY_TYPICAL_P,
 	ENG_KEY_DRY_MULTIPLIER, ENG_KEY_DRY_BASE, ENG_KEY_DRY_ALLOWED_LENGTH,
 	ENG_KEY_DRY_PENALTY_LAST_N, ENG_KEY_XTC_PROBABILITY, ENG_KEY_XTC_THRESHOLD,
-	ENG_KEY_LOGIT_BIAS, ENG_KEY_LOGPROBS, ENG_KEY_GRAMMAR,
+	ENG_KEY_LOGIT_BIAS, ENG_KEY_LOGPROBS, ENG_KEY_GRAMMAR, ENG_KEY_JSON_SCHEMA, ENG_KEY_SCHEMA,
 	ENG_KEY_COUNT
 };
 
@@ -148,6 +150,9 @@ struct eng_settings {
 	int n_bias;
 	int logprobs;            /* 0: alternatives per token in NAME.tokens */
 	char *grammar;           /* name of a grammar (eng_grammars_*), malloc'd or NULL */
+	char *json_schema;       /* a JSON Schema, the text as set, malloc'd or NULL */
+	struct eng_grammar *json_schema_g; /* its grammar (a reference), with json_schema */
+	char *schema;            /* name of a JSON Schema in schemas/ (eng_schemas_*), malloc'd or NULL */
 };
 
 extern const char *const eng_settings_keys[]; /* [ENG_KEY_COUNT + 1], NULL-terminated */
@@ -161,7 +166,10 @@ void eng_settings_free(struct eng_settings *s); /* frees strings, keeps struct *
 /* Parses and validates one value (-EINVAL bad value, -ENOENT unknown key);
  * on error s is unchanged.  "stop" takes strings separated by "|" (or an
  * empty value for none); "system" any UTF-8 text; "logit_bias" a list of
- * id:bias (comma or space separated; bias a number, -inf or inf). */
+ * id:bias (comma or space separated; bias a number, -inf or inf);
+ * "json_schema" a JSON Schema (converted and compiled here, once: -EINVAL
+ * with a log line naming the keyword it cannot convert; "" for none);
+ * "schema" a name in schemas/ (checked when a turn starts). */
 int eng_settings_set(struct eng_settings *s, const char *key, const char *val, size_t len);
 /* Copies one key's (already parsed) value from src to dst: 0 / -ENOMEM. */
 int eng_settings_take(struct eng_settings *dst, const struct eng_settings *src, enum eng_key key);
@@ -180,6 +188,19 @@ int eng_grammars_rename(struct eng_model *m, const char *from, const char *to); 
 int eng_grammars_text(struct eng_model *m, const char *name, char **text, size_t *len);
 /* The names, sorted (one malloc'd block: free(*names)); -ENOMEM. */
 int eng_grammars_names(struct eng_model *m, char ***names, int *n);
+
+// ---- JSON schemas (the mount's schemas/ folder; json_schema.h for what converts)
+
+/* The same calls for named JSON Schemas: put converts the text to a
+ * grammar (as llama.cpp's json-schema-to-grammar) and compiles it, once;
+ * -EINVAL with a log line naming the keyword or byte it cannot take. */
+int eng_schemas_put(struct eng_model *m, const char *name, const char *text, size_t len);
+int eng_schemas_remove(struct eng_model *m, const char *name);
+int eng_schemas_rename(struct eng_model *m, const char *from, const char *to);
+int eng_schemas_text(struct eng_model *m, const char *name, char **text, size_t *len);
+int eng_schemas_names(struct eng_model *m, char ***names, int *n);
+/* The GBNF a schema converts to (malloc'd), for users and tests. */
+int eng_schema_gbnf(const char *text, size_t len, char **gbnf, size_t *glen);
 
 // ---- sessions
 
@@ -213,6 +234,7 @@ struct eng_session_info {
 	double last_prefill_tps, last_decode_tps;
 	uint64_t total_prefill_tokens, total_gen_tokens;
 	size_t reply_bytes;       /* bytes of the latest reply so far */
+	size_t tokens_bytes;      /* bytes of its token view so far (eng_session_read_tokens) */
 };
 
 typedef void (*eng_notify_fn)(void *user, struct eng_session *s);
@@ -286,6 +308,15 @@ struct eng_turn_text {
  * Returns the count (0: none, *out NULL) or -ENOMEM. */
 int eng_session_turns(struct eng_session *s, struct eng_turn_text **out);
 void eng_turn_texts_free(struct eng_turn_text *t, int n); /* accepts NULL */
+/* The token view of the latest reply (the mount's NAME.tokens: one line
+ * per sampled token, "INDEX ID PIECE LOGPROB [ID PIECE LOGPROB]...", see
+ * engine/tokview.c), read like eng_session_read_reply.  Nothing is
+ * recorded, and no log-probability computed, until the view is asked for
+ * (eng_session_watch_tokens, which stays on for the session; the tokens
+ * sampled before are then listed from the history, their log-probability
+ * "-") or logprobs > 0. */
+void eng_session_watch_tokens(struct eng_session *s);
+size_t eng_session_read_tokens(struct eng_session *s, uint64_t off, char *buf, size_t n, bool *final);
 /* The whole conversation: text ("### user\n…\n### assistant\n…\n") or JSON
  * ([{"role":"user","content":…},…]).  *out malloc'd. */
 int eng_session_history(struct eng_session *s, bool json, char **out, size_t *len);

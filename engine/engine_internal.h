@@ -24,6 +24,7 @@
 #include "template.h"
 #include "tokenizer.h"
 #include "grammar.h"
+#include "json.h" /* struct eng_sb */
 
 /* One user turn and its reply. */
 struct eng_turn {
@@ -43,6 +44,8 @@ struct eng_turn {
 	int n_keep;            /* history tokens kept when it started (raw mode may rewrite the rest) */
 	int n_end;             /* tokens in the history once the turn finished (fork points) */
 	uint64_t draws_end;    /* the session's draw count then */
+	struct eng_sb tokv;    /* its token view (tokview.c): one line per sampled token, once asked for */
+	int tokv_n;            /* lines in tokv */
 };
 
 enum eng_phase { PHASE_QUEUED = 0, PHASE_PREFILL, PHASE_GENERATING };
@@ -88,6 +91,7 @@ struct eng_session {
 	uint64_t arrival;                /* lock: order in which the active turn started (KV fairness) */
 	int dropped;                     /* lock: -errno of a queued turn dropped when it came to run */
 	bool ignore_eog;                 /* lock: bench: generate past end-of-generation */
+	bool watch_tokens;               /* lock: its token view was asked for (tokview.c) */
 };
 
 struct eng_model {
@@ -134,6 +138,7 @@ struct eng_model {
 		struct eng_grammar *g;    /* compiled (a reference) */
 		struct eng_grammar_entry *next;
 	} *grammars;                      /* lock: the grammars/ folder */
+	struct eng_grammar_entry *schemas; /* lock: the schemas/ folder (text: the JSON Schema) */
 	struct eng_grammar_vocab *gvocab; /* lock: built at the first constrained turn */
 	unsigned char *dry_breaker;       /* lock: [V], built at the first DRY turn */
 	struct eng_grammar *json_grammar; /* lock: mode = json, compiled at its first turn */
@@ -149,6 +154,7 @@ struct eng_model {
 			int n_tokens;
 			bool final;           /* the chunk ends the history: sample */
 			bool prefill;         /* prompt processing (else decode) */
+			struct eng_sample_lp lp; /* log-probabilities of the sampled token, when asked (tokview.c) */
 		} *ent;                       /* [max_sessions] */
 		int32_t *buf;                 /* tokens, page tables, recent tokens */
 		size_t cap;
@@ -225,8 +231,20 @@ const unsigned char *eng_model_dry_breakers_locked(struct eng_model *m);
 unsigned char *eng_dry_breakers_build(const struct eng_tokenizer *t);
 /* The built-in grammar of mode = json (any JSON value), a new reference. */
 struct eng_grammar *eng_model_json_grammar_locked(struct eng_model *m);
+/* Binds the grammar of the turn that starts (lock held): the first set of
+ * json_schema, schema, grammar, mode json (s->grammar, a reference, NULL
+ * for none).  -EINVAL: the named schema or grammar does not exist (logged);
+ * -ENOMEM. */
+int eng_turn_bind_grammar_locked(struct eng_session *s);
 /* Frees the registry and tables (eng_model_free). */
 void eng_grammars_free(struct eng_model *m);
+
+/* tokview.c (lock held, engine thread): asks the sampler for the
+ * log-probabilities of a sampled token when the session's token view
+ * wants them (lp: where they go); records a sampled token (lp NULL: none
+ * computed) in turn t's view, t->n_gen already counting it. */
+void eng_tokview_request_locked(struct eng_session *s, struct eng_sample_req *r, struct eng_sample_lp *lp);
+void eng_tokview_add_locked(struct eng_session *s, struct eng_turn *t, int32_t id, const struct eng_sample_lp *lp);
 
 // ---- extra entry points for the CLI bench and the tests
 

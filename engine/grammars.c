@@ -1,9 +1,11 @@
 /*
- * grammars.c — the model's named grammars (the mount's grammars/ folder):
- * GBNF source kept as written plus its compiled form, parsed once at
- * eng_grammars_put; and the per-model tables the host sampler needs
- * (grammar vocabulary, DRY sequence breakers), built on first use.
- * Everything here is protected by the model lock; parsing runs outside it.
+ * grammars.c — the model's named grammars and JSON schemas (the mount's
+ * grammars/ and schemas/ folders): the source kept as written plus its
+ * compiled form, parsed (for a schema: converted, json_schema.h, then
+ * parsed) once at put; which grammar a turn gets; and the per-model
+ * tables the host sampler needs (grammar vocabulary, DRY sequence
+ * breakers), built on first use.  Everything here is protected by the
+ * model lock; parsing runs outside it.
  */
 #include "engine_internal.h"
 
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "../gguf/log.h"
+#include "json_schema.h"
 
 static void lock(struct eng_model *m)
 {
@@ -30,13 +33,23 @@ static bool good_name(const char *name)
 	return n >= 1 && n <= ENG_GRAMMAR_NAME_MAX && name[0] != '.' && !strchr(name, '/');
 }
 
-static struct eng_grammar_entry **find(struct eng_model *m, const char *name)
+/* The two registries share the code below: schemas differ only in what
+ * put compiles.  A registry is named by its list head in the model. */
+static struct eng_grammar_entry **head(struct eng_model *m, bool schema)
 {
-	struct eng_grammar_entry **pp = &m->grammars;
+	return schema ? &m->schemas : &m->grammars;
+}
 
+static struct eng_grammar_entry **find_in(struct eng_grammar_entry **pp, const char *name)
+{
 	while (*pp && strcmp((*pp)->name, name))
 		pp = &(*pp)->next;
 	return pp;
+}
+
+static struct eng_grammar_entry **find(struct eng_model *m, const char *name)
+{
+	return find_in(&m->grammars, name);
 }
 
 static void entry_free(struct eng_grammar_entry *e)
@@ -49,19 +62,33 @@ static void entry_free(struct eng_grammar_entry *e)
 	free(e);
 }
 
-int eng_grammars_put(struct eng_model *m, const char *name, const char *text, size_t len)
+/* Compiles a schema: JSON Schema → GBNF → grammar. */
+static int schema_parse(const char *name, const char *text, size_t len, struct eng_grammar **out)
+{
+	char *gbnf;
+	size_t glen;
+	int rc = eng_json_schema_to_gbnf(name, text, len, &gbnf, &glen);
+
+	if (rc < 0)
+		return rc;
+	rc = eng_grammar_parse(name, gbnf, glen, out);
+	free(gbnf);
+	return rc;
+}
+
+static int put(struct eng_model *m, bool schema, const char *name, const char *text, size_t len)
 {
 	struct eng_grammar_entry *e, **pp;
 	int rc;
 
 	if (!good_name(name)) {
-		LOG_ERR("grammar name '%.60s': 1-%d bytes, no '/', not starting with '.'", name ? name : "",
-		        ENG_GRAMMAR_NAME_MAX);
+		LOG_ERR("%s name '%.60s': 1-%d bytes, no '/', not starting with '.'", schema ? "schema" : "grammar",
+		        name ? name : "", ENG_GRAMMAR_NAME_MAX);
 		return -EINVAL;
 	}
 	if (!(e = calloc(1, sizeof(*e))))
 		return -ENOMEM;
-	rc = eng_grammar_parse(name, text, len, &e->g);
+	rc = schema ? schema_parse(name, text, len, &e->g) : eng_grammar_parse(name, text, len, &e->g);
 	if (rc < 0)
 		goto fail;
 	rc = -ENOMEM;
@@ -71,7 +98,7 @@ int eng_grammars_put(struct eng_model *m, const char *name, const char *text, si
 	e->text[len] = 0;
 	e->len = len;
 	lock(m);
-	pp = find(m, name);
+	pp = find_in(head(m, schema), name);
 	if (*pp) {
 		e->next = (*pp)->next;
 		entry_free(*pp);
@@ -84,13 +111,13 @@ fail:
 	return rc;
 }
 
-int eng_grammars_remove(struct eng_model *m, const char *name)
+static int remove_one(struct eng_model *m, bool schema, const char *name)
 {
 	struct eng_grammar_entry **pp, *e;
 	int rc = -ENOENT;
 
 	lock(m);
-	pp = find(m, name);
+	pp = find_in(head(m, schema), name);
 	if ((e = *pp)) {
 		*pp = e->next;
 		entry_free(e);
@@ -100,7 +127,7 @@ int eng_grammars_remove(struct eng_model *m, const char *name)
 	return rc;
 }
 
-int eng_grammars_rename(struct eng_model *m, const char *from, const char *to)
+static int rename_one(struct eng_model *m, bool schema, const char *from, const char *to)
 {
 	struct eng_grammar_entry **pp, *e, *old;
 	char *nn;
@@ -111,10 +138,10 @@ int eng_grammars_rename(struct eng_model *m, const char *from, const char *to)
 	if (!(nn = strdup(to)))
 		return -ENOMEM;
 	lock(m);
-	pp = find(m, from);
+	pp = find_in(head(m, schema), from);
 	if ((e = *pp)) {
 		*pp = e->next;
-		pp = find(m, to);
+		pp = find_in(head(m, schema), to);
 		if ((old = *pp)) {
 			*pp = old->next;
 			entry_free(old);
@@ -122,8 +149,8 @@ int eng_grammars_rename(struct eng_model *m, const char *from, const char *to)
 		free(e->name);
 		e->name = nn;
 		nn = NULL;
-		e->next = m->grammars;
-		m->grammars = e;
+		e->next = *head(m, schema);
+		*head(m, schema) = e;
 		rc = 0;
 	}
 	unlock(m);
@@ -131,7 +158,7 @@ int eng_grammars_rename(struct eng_model *m, const char *from, const char *to)
 	return rc;
 }
 
-int eng_grammars_text(struct eng_model *m, const char *name, char **text, size_t *len)
+static int text_of(struct eng_model *m, bool schema, const char *name, char **text, size_t *len)
 {
 	struct eng_grammar_entry *e;
 	int rc = -ENOENT;
@@ -139,7 +166,7 @@ int eng_grammars_text(struct eng_model *m, const char *name, char **text, size_t
 	*text = NULL;
 	*len = 0;
 	lock(m);
-	if ((e = *find(m, name))) {
+	if ((e = *find_in(head(m, schema), name))) {
 		rc = -ENOMEM;
 		if ((*text = malloc(e->len + 1))) {
 			memcpy(*text, e->text, e->len + 1);
@@ -156,14 +183,14 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int eng_grammars_names(struct eng_model *m, char ***names, int *n)
+static int names_of(struct eng_model *m, bool schema, char ***names, int *n)
 {
 	size_t bytes = 0;
 	int k = 0;
 	char **v, *p;
 
 	lock(m);
-	for (struct eng_grammar_entry *e = m->grammars; e; e = e->next) {
+	for (struct eng_grammar_entry *e = *head(m, schema); e; e = e->next) {
 		bytes += strlen(e->name) + 1;
 		k++;
 	}
@@ -171,7 +198,7 @@ int eng_grammars_names(struct eng_model *m, char ***names, int *n)
 	if (v) {
 		p = (char *)(v + k + 1);
 		k = 0;
-		for (struct eng_grammar_entry *e = m->grammars; e; e = e->next) {
+		for (struct eng_grammar_entry *e = *head(m, schema); e; e = e->next) {
 			v[k++] = p;
 			strcpy(p, e->name);
 			p += strlen(e->name) + 1;
@@ -185,6 +212,56 @@ int eng_grammars_names(struct eng_model *m, char ***names, int *n)
 	*names = v;
 	*n = k;
 	return 0;
+}
+
+int eng_grammars_put(struct eng_model *m, const char *name, const char *text, size_t len)
+{
+	return put(m, false, name, text, len);
+}
+
+int eng_grammars_remove(struct eng_model *m, const char *name)
+{
+	return remove_one(m, false, name);
+}
+
+int eng_grammars_rename(struct eng_model *m, const char *from, const char *to)
+{
+	return rename_one(m, false, from, to);
+}
+
+int eng_grammars_text(struct eng_model *m, const char *name, char **text, size_t *len)
+{
+	return text_of(m, false, name, text, len);
+}
+
+int eng_grammars_names(struct eng_model *m, char ***names, int *n)
+{
+	return names_of(m, false, names, n);
+}
+
+int eng_schemas_put(struct eng_model *m, const char *name, const char *text, size_t len)
+{
+	return put(m, true, name, text, len);
+}
+
+int eng_schemas_remove(struct eng_model *m, const char *name)
+{
+	return remove_one(m, true, name);
+}
+
+int eng_schemas_rename(struct eng_model *m, const char *from, const char *to)
+{
+	return rename_one(m, true, from, to);
+}
+
+int eng_schemas_text(struct eng_model *m, const char *name, char **text, size_t *len)
+{
+	return text_of(m, true, name, text, len);
+}
+
+int eng_schemas_names(struct eng_model *m, char ***names, int *n)
+{
+	return names_of(m, true, names, n);
 }
 
 struct eng_grammar *eng_grammar_lookup_locked(struct eng_model *m, const char *name)
@@ -252,16 +329,44 @@ struct eng_grammar *eng_model_json_grammar_locked(struct eng_model *m)
 	return eng_grammar_ref(m->json_grammar);
 }
 
+int eng_turn_bind_grammar_locked(struct eng_session *s)
+{
+	struct eng_model *m = s->m;
+	const struct eng_settings *st = &s->st;
+	struct eng_grammar_entry *e;
+
+	eng_grammar_unref(s->grammar);
+	s->grammar = NULL;
+	if (st->json_schema_g) {
+		s->grammar = eng_grammar_ref(st->json_schema_g);
+	} else if (st->schema) {
+		if (!(e = *find_in(&m->schemas, st->schema))) {
+			LOG_ERR("schema '%s': no such schema in schemas/", st->schema);
+			return -EINVAL;
+		}
+		s->grammar = eng_grammar_ref(e->g);
+	} else if (st->grammar) {
+		if (!(s->grammar = eng_grammar_lookup_locked(m, st->grammar))) {
+			LOG_ERR("grammar '%s': no such grammar in grammars/", st->grammar);
+			return -EINVAL;
+		}
+	} else if (st->mode == ENG_MODE_JSON && !(s->grammar = eng_model_json_grammar_locked(m))) {
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 void eng_grammars_free(struct eng_model *m)
 {
 	eng_grammar_unref(m->json_grammar);
 	m->json_grammar = NULL;
-	while (m->grammars) {
-		struct eng_grammar_entry *e = m->grammars;
+	for (int k = 0; k < 2; k++)
+		while (*head(m, k)) {
+			struct eng_grammar_entry *e = *head(m, k);
 
-		m->grammars = e->next;
-		entry_free(e);
-	}
+			*head(m, k) = e->next;
+			entry_free(e);
+		}
 	eng_grammar_vocab_free(m->gvocab);
 	m->gvocab = NULL;
 	free(m->dry_breaker);

@@ -28,6 +28,7 @@ static void turn_clear(struct eng_turn *t)
 {
 	free(t->user);
 	free(t->reply);
+	eng_sb_free(&t->tokv);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -413,12 +414,20 @@ out:
 static int copy_turn(struct eng_turn *d, const struct eng_turn *t)
 {
 	*d = *t;
+	memset(&d->tokv, 0, sizeof(d->tokv));
+	if (t->tokv.len)
+		eng_sb_add(&d->tokv, t->tokv.p, t->tokv.len);
+	if (d->tokv.oom) {
+		memset(d, 0, sizeof(*d));
+		return -ENOMEM;
+	}
 	d->user = malloc(t->ulen + 1);
 	d->reply = malloc(t->rlen + 1);
 	d->rcap = t->rlen + 1;
 	if (!d->user || !d->reply) {
 		free(d->user);
 		free(d->reply);
+		eng_sb_free(&d->tokv);
 		memset(d, 0, sizeof(*d));
 		return -ENOMEM;
 	}
@@ -567,6 +576,7 @@ void eng_session_info(struct eng_session *s, struct eng_session_info *o)
 	}
 	t = &s->turns[s->n_turns - 1];
 	o->reply_bytes = t->rlen;
+	o->tokens_bytes = t->tokv.len;
 	o->last_prompt_tokens = t->n_prompt;
 	o->last_prefill_tokens = t->n_prefill;
 	o->last_gen_tokens = t->n_gen;

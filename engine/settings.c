@@ -19,6 +19,9 @@
  *   logit_bias   "id:bias" items separated by commas or spaces; bias finite,
  *                -inf (forbid) or inf; a repeated id keeps the last ("" = none)
  *   logprobs     integer in [0, ENG_MAX_LOGPROBS]  grammar  a grammar name ("" = none)
+ *   json_schema  a JSON Schema of at most ENG_MAX_SCHEMA bytes, converted to
+ *                a grammar and compiled here ("" = none)
+ *   schema       a name in schemas/ ("" = none)
  * The value is parsed here once and kept parsed; fs/ copies parsed values
  * with eng_settings_take() and never stores the text.
  */
@@ -32,13 +35,14 @@
 #include <string.h>
 
 #include "../gguf/log.h"
+#include "json_schema.h"
 
 const char *const eng_settings_keys[] = {
 	"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
 	"seed", "max_tokens", "mode", "system", "stop",
 	"presence_penalty", "frequency_penalty", "typical_p",
 	"dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
-	"xtc_probability", "xtc_threshold", "logit_bias", "logprobs", "grammar", NULL,
+	"xtc_probability", "xtc_threshold", "logit_bias", "logprobs", "grammar", "json_schema", "schema", NULL,
 };
 _Static_assert(sizeof(eng_settings_keys) / sizeof(eng_settings_keys[0]) == ENG_KEY_COUNT + 1,
                "eng_settings_keys matches enum eng_key");
@@ -84,6 +88,12 @@ void eng_settings_free(struct eng_settings *s)
 	s->n_bias = 0;
 	free(s->grammar);
 	s->grammar = NULL;
+	free(s->json_schema);
+	s->json_schema = NULL;
+	eng_grammar_unref(s->json_schema_g);
+	s->json_schema_g = NULL;
+	free(s->schema);
+	s->schema = NULL;
 	for (int i = 0; i < s->n_stop; i++) {
 		free(s->stop[i]);
 		s->stop[i] = NULL;
@@ -97,6 +107,9 @@ int eng_settings_copy(struct eng_settings *dst, const struct eng_settings *src)
 
 	t.system = NULL;
 	t.grammar = NULL;
+	t.json_schema = NULL;
+	t.json_schema_g = NULL;
+	t.schema = NULL;
 	t.bias = NULL;
 	t.n_bias = 0;
 	t.n_stop = 0;
@@ -105,6 +118,13 @@ int eng_settings_copy(struct eng_settings *dst, const struct eng_settings *src)
 		goto fail;
 	if (src->grammar && !(t.grammar = strdup(src->grammar)))
 		goto fail;
+	if (src->schema && !(t.schema = strdup(src->schema)))
+		goto fail;
+	if (src->json_schema) {
+		if (!(t.json_schema = strdup(src->json_schema)))
+			goto fail;
+		t.json_schema_g = eng_grammar_ref(src->json_schema_g);
+	}
 	if (src->n_bias) {
 		if (!(t.bias = malloc(sizeof(*t.bias) * (size_t)src->n_bias)))
 			goto fail;
@@ -369,23 +389,65 @@ fail:
 	return rc;
 }
 
-/* A grammar name: "" (none) or 1-255 bytes of UTF-8, no '/', not starting
- * with '.'.  Whether it exists is checked when a turn starts (the grammar
- * may be copied into grammars/ after the setting). */
-static int set_grammar(struct eng_settings *s, const char *val, size_t len)
+/* A grammar or schema name: "" (none) or 1-255 bytes of UTF-8, no '/',
+ * not starting with '.'.  Whether it exists is checked when a turn starts
+ * (the file may be copied into grammars/ or schemas/ after the setting). */
+static int set_name(const char *key, char **field, const char *val, size_t len)
 {
 	char buf[ENG_GRAMMAR_NAME_MAX + 1], *v = NULL;
 
 	if (trimmed(val, len, buf, sizeof(buf)) < 0 || buf[0] == '.' || strchr(buf, '/') ||
 	    !valid_utf8((const unsigned char *)buf, strlen(buf))) {
-		LOG_ERR("grammar: bad name '%.*s' (1-%d bytes, no '/', not starting with '.')",
+		LOG_ERR("%s: bad name '%.*s' (1-%d bytes, no '/', not starting with '.')", key,
 		        (int)(len > 60 ? 60 : len), val, ENG_GRAMMAR_NAME_MAX);
 		return -EINVAL;
 	}
 	if (buf[0] && !(v = strdup(buf)))
 		return -ENOMEM;
-	free(s->grammar);
-	s->grammar = v;
+	free(*field);
+	*field = v;
+	return 0;
+}
+
+int eng_schema_gbnf(const char *text, size_t len, char **gbnf, size_t *glen)
+{
+	return eng_json_schema_to_gbnf("json_schema", text, len, gbnf, glen);
+}
+
+/* A JSON Schema: converted to GBNF and compiled now, so a bad one is
+ * refused at setfattr (the log names the keyword); whitespace only: none. */
+static int set_json_schema(struct eng_settings *s, const char *val, size_t len)
+{
+	struct eng_grammar *g = NULL;
+	char *gbnf = NULL, *text = NULL;
+	size_t glen, a = 0;
+	int rc;
+
+	while (a < len && isspace((unsigned char)val[a]))
+		a++;
+	if (a == len)
+		goto store;
+	if (len > ENG_MAX_SCHEMA) {
+		LOG_ERR("json_schema: %zu bytes (at most %d)", len, ENG_MAX_SCHEMA);
+		return -EINVAL;
+	}
+	if ((rc = eng_schema_gbnf(val, len, &gbnf, &glen)) < 0)
+		return rc;
+	rc = eng_grammar_parse("json_schema", gbnf, glen, &g);
+	free(gbnf);
+	if (rc < 0)
+		return rc;
+	if (!(text = malloc(len + 1))) {
+		eng_grammar_unref(g);
+		return -ENOMEM;
+	}
+	memcpy(text, val, len);
+	text[len] = 0;
+store:
+	free(s->json_schema);
+	eng_grammar_unref(s->json_schema_g);
+	s->json_schema = text;
+	s->json_schema_g = g;
 	return 0;
 }
 
@@ -429,7 +491,9 @@ int eng_settings_set(struct eng_settings *s, const char *key, const char *val, s
 	case ENG_KEY_STOP: return parse_stop(val, len, s);
 	case ENG_KEY_MODE: return set_mode(s, val, len);
 	case ENG_KEY_LOGIT_BIAS: return parse_bias(val, len, s);
-	case ENG_KEY_GRAMMAR: return set_grammar(s, val, len);
+	case ENG_KEY_GRAMMAR: return set_name("grammar", &s->grammar, val, len);
+	case ENG_KEY_SCHEMA: return set_name("schema", &s->schema, val, len);
+	case ENG_KEY_JSON_SCHEMA: return set_json_schema(s, val, len);
 	FLOAT_KEY(ENG_KEY_TEMPERATURE, temperature, 0, 1e6, false);
 	FLOAT_KEY(ENG_KEY_TOP_P, top_p, 0, 1, true);
 	FLOAT_KEY(ENG_KEY_MIN_P, min_p, 0, 1, false);
@@ -462,6 +526,8 @@ int eng_settings_take(struct eng_settings *dst, const struct eng_settings *src, 
 	case ENG_KEY_STOP:
 	case ENG_KEY_LOGIT_BIAS:
 	case ENG_KEY_GRAMMAR:
+	case ENG_KEY_JSON_SCHEMA:
+	case ENG_KEY_SCHEMA:
 		/* owned values: deep-copy src, move the one field over */
 		if ((rc = eng_settings_copy(&t, src)) < 0)
 			return rc;
@@ -469,6 +535,12 @@ int eng_settings_take(struct eng_settings *dst, const struct eng_settings *src, 
 			char *x = dst->system; dst->system = t.system; t.system = x;
 		} else if (key == ENG_KEY_GRAMMAR) {
 			char *x = dst->grammar; dst->grammar = t.grammar; t.grammar = x;
+		} else if (key == ENG_KEY_SCHEMA) {
+			char *x = dst->schema; dst->schema = t.schema; t.schema = x;
+		} else if (key == ENG_KEY_JSON_SCHEMA) {
+			char *x = dst->json_schema; struct eng_grammar *g = dst->json_schema_g;
+			dst->json_schema = t.json_schema; dst->json_schema_g = t.json_schema_g;
+			t.json_schema = x; t.json_schema_g = g;
 		} else if (key == ENG_KEY_LOGIT_BIAS) {
 			struct eng_logit_bias *x = dst->bias; int n = dst->n_bias;
 			dst->bias = t.bias; dst->n_bias = t.n_bias; t.bias = x; t.n_bias = n;
@@ -579,6 +651,9 @@ int eng_settings_get(const struct eng_settings *s, const char *key, char *buf, s
 	switch (eng_settings_key_index(key)) {
 	case ENG_KEY_SYSTEM: return s->system ? put(buf, n, s->system, strlen(s->system)) : put(buf, n, "", 0);
 	case ENG_KEY_GRAMMAR: return s->grammar ? put(buf, n, s->grammar, strlen(s->grammar)) : put(buf, n, "", 0);
+	case ENG_KEY_SCHEMA: return s->schema ? put(buf, n, s->schema, strlen(s->schema)) : put(buf, n, "", 0);
+	case ENG_KEY_JSON_SCHEMA:
+		return s->json_schema ? put(buf, n, s->json_schema, strlen(s->json_schema)) : put(buf, n, "", 0);
 	case ENG_KEY_STOP: return format_stop(s, buf, n);
 	case ENG_KEY_LOGIT_BIAS: return format_bias(s, buf, n);
 	case ENG_KEY_TEMPERATURE: snprintf(t, sizeof(t), "%g", s->temperature); break;

@@ -140,8 +140,9 @@ void eng_turn_finish_locked(struct eng_session *s, enum eng_stop_reason why, int
 	s->ignore_eog = false;
 }
 
-/* The sampled token of a session whose history is all cached now. */
-static void take_token(struct eng_model *m, struct eng_session *s, int32_t tok)
+/* The sampled token of a session whose history is all cached now (lp:
+ * its log-probabilities when the token view asked for them). */
+static void take_token(struct eng_model *m, struct eng_session *s, int32_t tok, const struct eng_sample_lp *lp)
 {
 	struct eng_turn *t = &s->turns[s->cur];
 	char piece[264], text[264 + 8];
@@ -164,6 +165,7 @@ static void take_token(struct eng_model *m, struct eng_session *s, int32_t tok)
 	t->n_gen++;
 	s->total_gen++;
 	m->stats.tokens_out++;
+	eng_tokview_add_locked(s, t, tok, lp);
 	len = eng_token_piece(m->tok, tok, false, piece, sizeof(piece) - 8);
 	n = len > 0 ? eng_detok_push(&s->detok, piece, (size_t)len, text) : 0;
 	rc = commit_text(s, text, n, false);
@@ -461,6 +463,8 @@ static int plan(struct eng_model *m, int *n_notify)
 		*e = (struct step_entry){ .s = s, .epoch = s->epoch, .n_tokens = chunk,
 		                          .final = s->n_cached + chunk == s->n_past,
 		                          .prefill = s->phase != PHASE_GENERATING || chunk > 1 };
+		if (e->final)
+			eng_tokview_request_locked(s, r, &e->lp);
 		if (s->phase == PHASE_QUEUED)
 			s->phase = PHASE_PREFILL;
 		s->in_batch = true;
@@ -513,11 +517,11 @@ static void collect(struct eng_model *m, int n, int rc, double dt, int *n_notify
 			eng_event_queue_locked(s, ENG_EVENT_RESTORED);
 		}
 		if (e->final) {
-			size_t before = t->rlen;
+			size_t before = t->rlen, tv_before = t->tokv.len;
 
 			s->phase = PHASE_GENERATING;
-			take_token(m, s, a->out[i]);
-			if (t->rlen == before && s->cur >= 0) {
+			take_token(m, s, a->out[i], a->reqs[i].lp);
+			if (t->rlen == before && t->tokv.len == tv_before && s->cur >= 0) {
 				eng_session_unref_locked(s); /* nothing new to tell */
 				continue;
 			}

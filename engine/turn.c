@@ -292,21 +292,12 @@ int eng_turn_start_locked(struct eng_session *s)
 	t->mode = eng_effective_mode(s);
 	/* the grammar is bound when the turn starts; the state follows in
 	 * step.c on the engine thread (it may be sampling the last turn now) */
-	eng_grammar_unref(s->grammar);
-	s->grammar = NULL;
 	s->turn_serial++;
-	if (s->st.grammar && !(s->grammar = eng_grammar_lookup_locked(m, s->st.grammar))) {
-		LOG_ERR("grammar '%s': no such grammar in grammars/", s->st.grammar);
+	if ((rc = eng_turn_bind_grammar_locked(s)) < 0) {
 		t->started = true;
 		t->finished = true;
-		t->error = -EINVAL;
-		return -EINVAL;
-	}
-	if (!s->st.grammar && s->st.mode == ENG_MODE_JSON && !(s->grammar = eng_model_json_grammar_locked(m))) {
-		t->started = true;
-		t->finished = true;
-		t->error = -ENOMEM;
-		return -ENOMEM;
+		t->error = rc;
+		return rc;
 	}
 	rc = eng_turn_tokens(s, idx, NULL, 0, &v, &n, &keep);
 	if (rc < 0) {

@@ -122,6 +122,7 @@ struct run_opts {
 	const char *kv[32][2]; /* settings key/value pairs, applied in order */
 	int n_kv;
 	const char *grammar_file; /* --grammar FILE: bound as grammar "run" */
+	const char *schema_file;  /* --json-schema FILE: the json_schema setting */
 	bool verbose;
 };
 
@@ -165,6 +166,8 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 			o->kv[o->n_kv++][1] = eq + 1;
 		} else if (!strcmp(a, "--grammar") && i + 1 < argc) {
 			o->grammar_file = argv[++i];
+		} else if (!strcmp(a, "--json-schema") && i + 1 < argc) {
+			o->schema_file = argv[++i];
 		} else if (!strcmp(a, "-v")) {
 			o->verbose = true;
 		} else if (!strcmp(a, "--backend") && i + 1 < argc) {
@@ -214,30 +217,43 @@ static char *read_stdin(size_t *n)
 	return b;
 }
 
-/* Loads a GBNF file into the model's grammars as "run" and binds it:
- * 0, 1 (cannot read), 2 (does not parse: the log says where). */
-static int run_grammar(struct eng_model *m, struct eng_settings *st, const char *path)
+/* Reads a grammar or schema file (at most ENG_GRAMMAR_MAX_TEXT + 1 bytes:
+ * a longer one is refused by the parser). */
+static char *read_small(const char *what, const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
-	char *text = NULL;
-	size_t len = 0;
-	int rc = 1;
+	char *text;
 
+	*len = 0;
 	if (!f) {
-		fprintf(stderr, "promptfs run: cannot open grammar '%s': %s\n", path, strerror(errno));
-		return 1;
+		fprintf(stderr, "promptfs run: cannot open %s '%s': %s\n", what, path, strerror(errno));
+		return NULL;
 	}
 	text = malloc(ENG_GRAMMAR_MAX_TEXT + 1);
 	if (text)
-		len = fread(text, 1, ENG_GRAMMAR_MAX_TEXT + 1, f);
+		*len = fread(text, 1, ENG_GRAMMAR_MAX_TEXT + 1, f);
 	fclose(f);
+	return text;
+}
+
+/* Loads a GBNF file into the model's grammars as "run" and binds it, or
+ * (schema) a JSON Schema file as the json_schema setting: 0, 1 (cannot
+ * read), 2 (refused: the log says where). */
+static int run_grammar(struct eng_model *m, struct eng_settings *st, const char *path, bool schema)
+{
+	size_t len;
+	char *text = read_small(schema ? "JSON schema" : "grammar", path, &len);
+	int rc;
+
 	if (!text)
 		return 1;
-	if (eng_grammars_put(m, "run", text, len) < 0) {
-		fprintf(stderr, "promptfs run: grammar '%s' refused (see the log line above)\n", path);
+	rc = schema ? eng_settings_set(st, "json_schema", text, len) : eng_grammars_put(m, "run", text, len);
+	if (rc < 0) {
+		fprintf(stderr, "promptfs run: %s '%s' refused (see the log line above)\n",
+		        schema ? "JSON schema" : "grammar", path);
 		rc = 2;
 	} else {
-		rc = eng_settings_set(st, "grammar", "run", 3) < 0 ? 1 : 0;
+		rc = !schema && eng_settings_set(st, "grammar", "run", 3) < 0 ? 1 : 0;
 	}
 	free(text);
 	return rc;
@@ -297,7 +313,11 @@ int fs_cli_run(int argc, char **argv)
 			goto out_settings;
 		}
 	}
-	if (o.grammar_file && (rc = run_grammar(m, &st, o.grammar_file)) != 0) {
+	if (o.grammar_file && (rc = run_grammar(m, &st, o.grammar_file, false)) != 0) {
+		status = rc;
+		goto out_settings;
+	}
+	if (o.schema_file && (rc = run_grammar(m, &st, o.schema_file, true)) != 0) {
 		status = rc;
 		goto out_settings;
 	}

@@ -42,13 +42,18 @@ static const char readme_text[] =
 	"  events     one line per change (time session what), from the open on\n"
 	"  grammars/  GBNF grammars (llama.cpp's language): cp json.gbnf grammars/\n"
 	"             then setfattr -n user.grammar -v json.gbnf poem\n"
+	"  schemas/   JSON Schemas: cp person.json schemas/, then\n"
+	"             setfattr -n user.schema -v person.json poem\n"
+	"  NAME.tokens  (not listed) one line per sampled token of NAME's reply:\n"
+	"             index id piece logprob [id piece logprob]... (logprobs = K)\n"
 	"\n"
 	"Settings (defaults keys, and per session as extended attributes):\n"
 	"  temperature top_k top_p min_p repeat_penalty repeat_last_n seed\n"
-	"  max_tokens mode (chat|raw) system stop (strings separated by |)\n"
+	"  max_tokens mode (chat|raw|json) system stop (strings separated by |)\n"
 	"  presence_penalty frequency_penalty typical_p dry_multiplier dry_base\n"
 	"  dry_allowed_length dry_penalty_last_n xtc_probability xtc_threshold\n"
 	"  logit_bias (id:bias,...) logprobs grammar (a name in grammars/)\n"
+	"  json_schema (a JSON Schema) schema (a name in schemas/)\n"
 	"  setfattr -n user.temperature -v 0 poem;  getfattr -d poem\n"
 	"  setfattr -x user.temperature poem        # back to the default\n"
 	"Read-only attributes: user.status user.state user.error user.tokens\n"
@@ -305,7 +310,7 @@ static int defaults_line(struct fs *fs, struct eng_settings *st, char *line, siz
 		v++, vn--;
 	k[kn] = 0;
 	vn = unescape(v, vn);
-	int rc = eng_settings_key_index(k) == ENG_KEY_GRAMMAR ? fs_gram_known(fs, v, vn) : 0;
+	int rc = fs_gram_known(fs, eng_settings_key_index(k), v, vn);
 	if (rc == 0)
 		rc = eng_settings_set(st, k, v, vn);
 	if (rc < 0)

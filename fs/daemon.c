@@ -440,6 +440,11 @@ static int fs_start_threads(struct fs *fs, const struct fs_opts *o)
 			fprintf(stderr, "promptfs: KV page files in %s: %s\n", o->state_dir, strerror(-rc));
 	}
 	if (rc == 0 && o->state_dir) {
+		rc = fs_gramstore_open(fs, o->state_dir);
+		if (rc < 0)
+			fprintf(stderr, "promptfs: grammars and schemas in %s: %s\n", o->state_dir, strerror(-rc));
+	}
+	if (rc == 0 && o->state_dir) {
 		rc = fs_journal_open(fs, o->state_dir);
 		if (rc == 0 && fs_journal_restore(fs) < 0)
 			LOG_WARN("could not read the state directory %s", o->state_dir);
@@ -589,6 +594,7 @@ out_cond:
 static void fs_free(struct fs *fs)
 {
 	fs_shutdown(fs);
+	fs_gramstore_close(fs); /* writes the grammar and schema files still queued */
 	fs_handles_free_all(fs);
 	fs_events_free(fs);
 	fs_dirs_free_all(fs);

@@ -4,10 +4,11 @@
  * kvstate.c).
  *
  * ---- Inodes ----
- * Fixed inodes 1-7 (root, README, model, stats, defaults, history/,
- * events).  Each session takes a block of 2^FS_INO_SHIFT numbers starting at
+ * Fixed inodes 1-9 (root, README, model, stats, defaults, history/,
+ * events, grammars/, schemas/).  Each session takes a block of 2^FS_INO_SHIFT numbers starting at
  * FS_INO_FIRST_SESSION: ino+0 the session file, ino+1 history/NAME, ino+2
- * history/NAME.json, ino+3 the directory history/NAME.d/, ino+16+j its
+ * history/NAME.json, ino+3 the directory history/NAME.d/, ino+4 the token
+ * view NAME.tokens (at the root, looked up but never listed), ino+16+j its
  * message j (eng_session_message numbering: 000-system, 001-user,
  * 002-assistant …).  Numbers are never reused, so a stale kernel inode can
  * never alias a newer session.
@@ -49,6 +50,7 @@
 #define FS_INO_HISTORY 6
 #define FS_INO_EVENTS 7
 #define FS_INO_GRAMMARS 8
+#define FS_INO_SCHEMAS 9
 #define FS_INO_FIRST_GRAMMAR (1ull << 48) /* grammars/NAME: one number per name, never reused */
 #define FS_INO_SHIFT 24
 #define FS_INO_FIRST_SESSION ((uint64_t)1 << FS_INO_SHIFT)
@@ -72,6 +74,7 @@ enum fs_kind {
 	FS_KIND_HIST_DIR,  /* history/NAME.d/ */
 	FS_KIND_HIST_MSG,  /* history/NAME.d/NNN-role */
 	FS_KIND_EVENTS,
+	FS_KIND_TOKENS,    /* NAME.tokens: the token view of the latest reply */
 };
 
 #define FS_NAME_MAX 255
@@ -168,6 +171,7 @@ struct fs_parked {
 	struct fs_node *node;     /* holds a ref */
 	uint64_t off;
 	size_t size;
+	bool tokens;              /* a read of NAME.tokens (else of the reply) */
 	enum fs_park_state state;
 	struct fs_parked *next, *prev;
 };
@@ -177,6 +181,7 @@ struct fs_parked {
 struct fs_journal;
 struct fs_events;
 struct fs_kvstate;
+struct fs_gramstore;
 
 struct fs {
 	const struct fs_opts *opts;
@@ -219,6 +224,7 @@ struct fs {
 	struct fs_journal *journal; /* NULL without --state-dir */
 	struct fs_events *events;   /* the events file (events.c) */
 	struct fs_kvstate *kv;      /* KV page files (kvstate.c); NULL without --state-dir */
+	struct fs_gramstore *gstore; /* grammars/ and schemas/ files (gramstore.c); NULL without --state-dir */
 	atomic_bool draining;     /* unmounting: reads at the end get EOF, nothing parks */
 	atomic_bool shut_down;
 };
@@ -245,33 +251,45 @@ int fs_node_add_poll(struct fs_node *n, struct fuse_pollhandle *ph);  /* lock he
 int fs_node_take_polls(struct fs *fs, struct fs_node *n, struct fuse_pollhandle ***out);
 void fs_timespec_now(struct timespec *ts);
 
-// ---- grammars.c: the grammars/ folder, a view of the engine's named grammars
+// ---- grammars.c: the grammars/ and schemas/ folders, views of the engine's registries
 struct fs_gram {
 	uint64_t ino;
 	char *name;
+	bool schema;              /* schemas/NAME (else grammars/NAME) */
 	int pending;              /* opens that created it and have not written it yet */
 };
-/* All lock held.  The engine (eng_grammars_*) owns the text and the compiled
- * grammar; fs keeps only name <-> inode and files created but not yet written. */
+static inline bool fs_gram_dir(uint64_t ino) { return ino == FS_INO_GRAMMARS || ino == FS_INO_SCHEMAS; }
+/* All lock held; dir is FS_INO_GRAMMARS or FS_INO_SCHEMAS.  The engine
+ * (eng_grammars_*, eng_schemas_*) owns the text and the compiled grammar;
+ * fs keeps only name <-> inode and files created but not yet written. */
 bool fs_gram_exists(struct fs *fs, uint64_t ino);
-uint64_t fs_gram_lookup(struct fs *fs, const char *name);          /* 0: none */
+bool fs_gram_is_schema(struct fs *fs, uint64_t ino);
+uint64_t fs_gram_lookup(struct fs *fs, uint64_t dir, const char *name);          /* 0: none */
 const char *fs_gram_name(struct fs *fs, uint64_t ino);             /* NULL: none */
 int fs_gram_attr(struct fs *fs, uint64_t ino, struct stat *st);
-int fs_gram_create(struct fs *fs, const char *name, uint64_t *ino); /* a pending new file */
+int fs_gram_create(struct fs *fs, uint64_t dir, const char *name, uint64_t *ino); /* a pending new file */
 int fs_gram_text(struct fs *fs, uint64_t ino, char **text, size_t *len);
-/* Parses and stores what an open wrote: 0 / -EINVAL (log: line:column). */
+/* Parses (converts) and stores what an open wrote: 0 / -EINVAL (logged). */
 int fs_gram_commit(struct fs *fs, uint64_t ino, const char *buf, size_t len);
 void fs_gram_unpend(struct fs *fs, uint64_t ino);
-int fs_gram_unlink(struct fs *fs, const char *name);
-int fs_gram_rename(struct fs *fs, const char *from, const char *to);
+int fs_gram_unlink(struct fs *fs, uint64_t dir, const char *name);
+int fs_gram_rename(struct fs *fs, uint64_t dir, const char *from, const char *to);
 /* Names for readdir (registry + pending), sorted; free(*names). */
-int fs_gram_names(struct fs *fs, char ***names, int *n);
+int fs_gram_names(struct fs *fs, uint64_t dir, char ***names, int *n);
 void fs_gram_free_all(struct fs *fs);                              /* at exit */
-/* A value of the grammar key names a grammar that exists (or none): 0 / -EINVAL. */
-int fs_gram_known(struct fs *fs, const char *value, size_t size);
-/* io.c: create (or open with O_CREAT) grammars/NAME: the handle and entry. */
-int fs_gram_create_open(struct fs *fs, const char *name, int flags, struct fs_handle **h,
+/* A value of the grammar or schema key (enum eng_key) names a file that
+ * exists (or none); other keys: 0.  0 / -EINVAL. */
+int fs_gram_known(struct fs *fs, int key, const char *value, size_t size);
+/* io.c: create (or open with O_CREAT) DIR/NAME: the handle and entry. */
+int fs_gram_create_open(struct fs *fs, uint64_t dir, const char *name, int flags, struct fs_handle **h,
                         struct fuse_entry_param *e);
+
+// ---- gramstore.c: grammars/ and schemas/ kept in the state directory
+/* Loads DIR/grammars/ and DIR/schemas/ into the engine, starts the writer. */
+int fs_gramstore_open(struct fs *fs, const char *dir);
+/* The file NAME of that folder changed (lock held: only queues). */
+void fs_gramstore_post(struct fs *fs, bool schema, const char *name);
+void fs_gramstore_close(struct fs *fs); /* writes what is queued, stops */
 
 // ---- ctl.c
 /* The text of a control file or history entry (malloc'd).  Lock held. */
@@ -318,17 +336,18 @@ int fs_notifier_start(struct fs *fs);
 void fs_notifier_stop(struct fs *fs);
 void fs_engine_notify(void *user, struct eng_session *s); /* engine thread */
 void fs_notify_ino(struct fs *fs, uint64_t ino);          /* queue a wake-up (any thread) */
-/* Parks a read that found nothing (not holding the lock). */
-void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_node *n, uint64_t off, size_t size);
+/* Parks a read (of the reply, or of NAME.tokens) that found nothing (not holding the lock). */
+void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_node *n, bool tokens, uint64_t off, size_t size);
 /* Answers every parked read of node n (NULL: all) with EOF. */
 void fs_parked_answer_all(struct fs *fs, struct fs_node *n);
 /* The same in two halves: take them off the list (lock held), answer them
  * EOF after unlocking. */
 struct fs_parked *fs_parked_take(struct fs *fs, struct fs_node *n);
 void fs_parked_reply_eof(struct fs_parked *list);
-/* Reads the reply at off into a fresh buffer: >0 bytes, 0 = EOF, -EAGAIN
- * (nothing yet, live), -EIO (failed turn).  Lock held. */
-ssize_t fs_session_read(struct fs *fs, struct fs_node *n, uint64_t off, size_t size, char **out);
+/* Reads the reply (tokens: the token view) at off into a fresh buffer:
+ * >0 bytes, 0 = EOF, -EAGAIN (nothing yet, live), -EIO (failed turn).
+ * Lock held. */
+ssize_t fs_session_read(struct fs *fs, struct fs_node *n, bool tokens, uint64_t off, size_t size, char **out);
 
 // ---- xattr.c
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,

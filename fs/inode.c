@@ -10,7 +10,8 @@
 
 #include "fs_internal.h"
 
-static const char *const reserved_names[] = {"README", "model", "stats", "defaults", "history", "events", "grammars"};
+static const char *const reserved_names[] = {"README", "model", "stats", "defaults", "history", "events", "grammars",
+                                             "schemas"};
 
 void fs_timespec_now(struct timespec *ts)
 {
@@ -28,7 +29,7 @@ struct fs_node *fs_node_find(struct fs *fs, uint64_t ino)
 {
 	struct fs_node *n;
 
-	if (ino < FS_INO_FIRST_SESSION || (FS_INO_SUB(ino) > 3 && FS_INO_SUB(ino) < FS_INO_MSG0))
+	if (ino < FS_INO_FIRST_SESSION || (FS_INO_SUB(ino) > 4 && FS_INO_SUB(ino) < FS_INO_MSG0))
 		return NULL;
 	ino = FS_INO_SESSION(ino);
 	for (n = fs->hash[hash_ino(ino)]; n; n = n->hnext)
@@ -55,7 +56,8 @@ enum fs_kind fs_ino_kind(struct fs *fs, uint64_t ino)
 	case FS_INO_DEFAULTS: return FS_KIND_DEFAULTS;
 	case FS_INO_HISTORY: return FS_KIND_HISTDIR;
 	case FS_INO_EVENTS: return FS_KIND_EVENTS;
-	case FS_INO_GRAMMARS: return FS_KIND_GRAMDIR;
+	case FS_INO_GRAMMARS:
+	case FS_INO_SCHEMAS: return FS_KIND_GRAMDIR;
 	}
 	if (ino >= FS_INO_FIRST_GRAMMAR)
 		return fs_gram_exists(fs, ino) ? FS_KIND_GRAMMAR : FS_KIND_NONE;
@@ -66,6 +68,7 @@ enum fs_kind fs_ino_kind(struct fs *fs, uint64_t ino)
 	case 1: return FS_KIND_HIST_TEXT;
 	case 2: return FS_KIND_HIST_JSON;
 	case 3: return FS_KIND_HIST_DIR;
+	case 4: return FS_KIND_TOKENS;
 	}
 	return FS_KIND_HIST_MSG;
 }

@@ -133,7 +133,7 @@ void fs_session_reset(struct fs *fs, struct fs_node *n)
 
 // ---- open
 
-/* A grammars/NAME handle (lock held).  Reading sees the text at open;
+/* A grammars/NAME or schemas/NAME handle (lock held).  Reading sees the text at open;
  * writing replaces the whole grammar at close (O_APPEND starts from the
  * current text). */
 static int gram_open(struct fs *fs, uint64_t ino, int flags, bool created, struct fs_handle **out)
@@ -171,17 +171,17 @@ static int gram_open(struct fs *fs, uint64_t ino, int flags, bool created, struc
 	return 0;
 }
 
-int fs_gram_create_open(struct fs *fs, const char *name, int flags, struct fs_handle **h,
+int fs_gram_create_open(struct fs *fs, uint64_t dir, const char *name, int flags, struct fs_handle **h,
                         struct fuse_entry_param *e)
 {
-	uint64_t ino = fs_gram_lookup(fs, name);
+	uint64_t ino = fs_gram_lookup(fs, dir, name);
 	bool created = false;
 	int rc = 0;
 
 	if (ino && (flags & O_EXCL))
 		return -EEXIST;
 	if (!ino) {
-		rc = fs_gram_create(fs, name, &ino);
+		rc = fs_gram_create(fs, dir, name, &ino);
 		created = rc == 0;
 	}
 	if (rc == 0)
@@ -233,6 +233,26 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case FS_KIND_GRAMDIR:
 		rc = -EISDIR;
 		break;
+	case FS_KIND_TOKENS: { /* read live, like the reply */
+		struct fs_node *n = fs_node_find(fs, ino);
+
+		if (wr || !n->sess) {
+			if (wr)
+				LOG_ERR("%s.tokens is read-only (flags 0%o)", n->name, fi->flags);
+			rc = wr ? -EACCES : -ENOENT;
+			break;
+		}
+		if (!(h = calloc(1, sizeof(*h)))) {
+			rc = -ENOMEM;
+			break;
+		}
+		handle_track(fs, h);
+		h->kind = kind;
+		h->node = n;
+		n->refs++;
+		eng_session_watch_tokens(n->sess);
+		break;
+	}
 	case FS_KIND_GRAMMAR:
 		rc = gram_open(fs, ino, fi->flags, false, &h);
 		break;
@@ -305,6 +325,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	struct fs_handle *h;
 	struct fs_node *node;
 	char *buf = NULL;
+	bool tokens;
 	ssize_t r;
 
 	pthread_mutex_lock(&fs->lock);
@@ -316,7 +337,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 		pthread_mutex_unlock(&fs->lock);
 		return;
 	}
-	if (!h || h->kind != FS_KIND_SESSION) {
+	if (!h || (h->kind != FS_KIND_SESSION && h->kind != FS_KIND_TOKENS)) {
 		/* a snapshot: the slice is copied under the lock, since the
 		 * handle may be released the moment the lock is let go */
 		size_t len = h ? h->snap_len : 0;
@@ -336,8 +357,9 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	}
 	node = h->node;
 	node->refs++; /* for the park below, which may outlive the handle */
+	tokens = h->kind == FS_KIND_TOKENS;
 	fs->n_reads++;
-	r = fs_session_read(fs, h->node, (uint64_t)off, size, &buf);
+	r = fs_session_read(fs, h->node, tokens, (uint64_t)off, size, &buf);
 	h->read_end = (uint64_t)off + (r > 0 ? (uint64_t)r : 0);
 	if (r > 0)
 		fs->bytes_read += (uint64_t)r;
@@ -345,7 +367,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	if (r == -EAGAIN && (fi->flags & O_NONBLOCK)) {
 		fuse_reply_err(req, EAGAIN);
 	} else if (r == -EAGAIN) {
-		fs_park_read(fs, req, node, (uint64_t)off, size);
+		fs_park_read(fs, req, node, tokens, (uint64_t)off, size);
 	} else if (r >= 0) {
 		fuse_reply_buf(req, buf, (size_t)r);
 	} else {
@@ -601,13 +623,13 @@ void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struc
 	}
 	if (!h) {
 		revents = POLLERR;
-	} else if (h->kind != FS_KIND_SESSION || !h->node->sess) {
+	} else if ((h->kind != FS_KIND_SESSION && h->kind != FS_KIND_TOKENS) || !h->node->sess) {
 		revents |= POLLIN | POLLRDNORM;
 	} else {
 		eng_session_info(h->node->sess, &info);
 		bool final = info.state == ENG_STATE_DONE || info.state == ENG_STATE_ERROR ||
 			     info.state == ENG_STATE_EMPTY;
-		if (final || info.reply_bytes > h->read_end)
+		if (final || (h->kind == FS_KIND_TOKENS ? info.tokens_bytes : info.reply_bytes) > h->read_end)
 			revents |= POLLIN | POLLRDNORM;
 	}
 	if (ph && h && !(revents & (POLLIN | POLLERR)) && fs_node_add_poll(h->node, ph) == 0)

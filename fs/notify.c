@@ -27,7 +27,7 @@
 
 // ---- reading a reply
 
-ssize_t fs_session_read(struct fs *fs, struct fs_node *n, uint64_t off, size_t size, char **out)
+ssize_t fs_session_read(struct fs *fs, struct fs_node *n, bool tokens, uint64_t off, size_t size, char **out)
 {
 	struct eng_session_info info;
 	bool final = true;
@@ -40,7 +40,8 @@ ssize_t fs_session_read(struct fs *fs, struct fs_node *n, uint64_t off, size_t s
 	buf = malloc(size ? size : 1);
 	if (!buf)
 		return -ENOMEM;
-	got = eng_session_read_reply(n->sess, off, buf, size, &final);
+	got = tokens ? eng_session_read_tokens(n->sess, off, buf, size, &final)
+	             : eng_session_read_reply(n->sess, off, buf, size, &final);
 	if (got > 0) {
 		*out = buf;
 		return (ssize_t)got;
@@ -123,7 +124,7 @@ static void park_interrupted(fuse_req_t req, void *data)
 	}
 }
 
-void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_node *n, uint64_t off, size_t size)
+void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_node *n, bool tokens, uint64_t off, size_t size)
 {
 	struct fs_parked *p = calloc(1, sizeof(*p));
 	ssize_t r;
@@ -136,6 +137,7 @@ void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_node *n, uint64_t off
 	p->req = req;
 	p->off = off;
 	p->size = size;
+	p->tokens = tokens;
 	p->node = n;
 	pthread_mutex_lock(&fs->lock);
 	p->id = ++fs->next_park_id;
@@ -153,7 +155,7 @@ void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_node *n, uint64_t off
 		fs->n_interrupts++;
 	} else {
 		/* the reply may have grown or ended since the first try */
-		r = fs_session_read(fs, p->node, off, size, &buf);
+		r = fs_session_read(fs, p->node, p->tokens, off, size, &buf);
 		if (r == -EAGAIN) {
 			p->state = FS_PARK_PARKED;
 			pthread_mutex_unlock(&fs->lock);
@@ -263,7 +265,7 @@ static int collect(struct fs *fs, struct fs_node *n, struct answer **ans, int *n
 		next = p->next;
 		if (p->node != n || p->state != FS_PARK_PARKED)
 			continue;
-		r = fs_session_read(fs, n, p->off, p->size, &buf);
+		r = fs_session_read(fs, n, p->tokens, p->off, p->size, &buf);
 		if (r == -EAGAIN)
 			continue;
 		if (*n_ans == cap) {

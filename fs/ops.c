@@ -30,7 +30,7 @@ static const struct {
 } root_files[] = {
 	{"README", FS_INO_README}, {"model", FS_INO_MODEL},       {"stats", FS_INO_STATS},
 	{"defaults", FS_INO_DEFAULTS}, {"history", FS_INO_HISTORY}, {"events", FS_INO_EVENTS},
-	{"grammars", FS_INO_GRAMMARS},
+	{"grammars", FS_INO_GRAMMARS}, {"schemas", FS_INO_SCHEMAS},
 };
 #define N_ROOT_FILES ((int)(sizeof(root_files) / sizeof(root_files[0])))
 
@@ -84,11 +84,11 @@ static void session_attr(struct fs *fs, enum fs_kind kind, uint64_t ino, struct 
 	st->st_nlink = n->linked ? 1 : 0;
 	st->st_ctim = n->ctime;
 	st->st_mtim = st->st_atim = n->mtime;
-	if (kind == FS_KIND_SESSION) {
-		st->st_mode = S_IFREG | n->mode;
+	if (kind == FS_KIND_SESSION || kind == FS_KIND_TOKENS) {
+		st->st_mode = S_IFREG | (kind == FS_KIND_SESSION ? n->mode : r);
 		if (n->sess) {
 			eng_session_info(n->sess, &info);
-			st->st_size = (off_t)info.reply_bytes;
+			st->st_size = (off_t)(kind == FS_KIND_SESSION ? info.reply_bytes : info.tokens_bytes);
 		}
 	} else if (kind == FS_KIND_HIST_DIR) {
 		st->st_mode = S_IFDIR | r | (r >> 2);
@@ -210,6 +210,18 @@ static uint64_t history_lookup(struct fs *fs, const char *name)
 	return 0;
 }
 
+/* NAME.tokens at the root: the token view of session NAME (lock held);
+ * asking for it turns the view on (eng_session_watch_tokens). */
+static uint64_t tokens_lookup(struct fs *fs, const char *name)
+{
+	struct fs_node *n = by_base(fs, name, ".tokens");
+
+	if (!n || !n->sess)
+		return 0;
+	eng_session_watch_tokens(n->sess);
+	return n->ino + 4;
+}
+
 /* ino of a message in history/NAME.d/ (lock held). */
 static uint64_t message_lookup(struct fs *fs, uint64_t dir, const char *name)
 {
@@ -234,12 +246,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			struct fs_node *n = fs_node_by_name(fs, name);
 			ino = n ? n->ino : 0;
 		}
+		if (!ino)
+			ino = tokens_lookup(fs, name); /* a session actually called "x.tokens" wins */
 	} else if (parent == FS_INO_HISTORY) {
 		ino = history_lookup(fs, name);
 	} else if (fs_ino_kind(fs, parent) == FS_KIND_HIST_DIR) {
 		ino = message_lookup(fs, parent, name);
-	} else if (parent == FS_INO_GRAMMARS) {
-		ino = fs_gram_lookup(fs, name);
+	} else if (fs_gram_dir(parent)) {
+		ino = fs_gram_lookup(fs, parent, name);
 	} else {
 		rc = -ENOTDIR;
 	}
@@ -322,8 +336,9 @@ static int setattr_locked(struct fs *fs, uid_t uid, uint64_t ino, struct stat *a
 		if (kind == FS_KIND_SESSION && attr->st_size == 0) {
 			fs_session_reset(fs, fs_node_find(fs, ino));
 		} else if (kind == FS_KIND_GRAMMAR && attr->st_size != cur.st_size) {
-			LOG_ERR("grammars/%s: truncate to %lld: write the whole grammar instead",
-				fs_gram_name(fs, ino), (long long)attr->st_size);
+			LOG_ERR("%s/%s: truncate to %lld: write the whole file instead",
+				fs_gram_is_schema(fs, ino) ? "schemas" : "grammars", fs_gram_name(fs, ino),
+				(long long)attr->st_size);
 			rc = -EINVAL;
 		} else if (kind == FS_KIND_GRAMMAR) {
 			rc = 0;
@@ -463,7 +478,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int rc = d ? 0 : -ENOMEM;
 
 	pthread_mutex_lock(&fs->lock);
-	if (ino != FS_INO_ROOT && ino != FS_INO_HISTORY && ino != FS_INO_GRAMMARS &&
+	if (ino != FS_INO_ROOT && ino != FS_INO_HISTORY && !fs_gram_dir(ino) &&
 	    fs_ino_kind(fs, ino) != FS_KIND_HIST_DIR) {
 		pthread_mutex_unlock(&fs->lock);
 		free(d);
@@ -478,19 +493,19 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		rc = snap_messages(d, fs_node_find(fs, ino));
 	for (int i = 0; !rc && ino == FS_INO_ROOT && i < N_ROOT_FILES; i++)
 		rc = snap_add(d, root_files[i].name, NULL, root_files[i].ino,
-			      root_files[i].ino == FS_INO_HISTORY || root_files[i].ino == FS_INO_GRAMMARS
+			      root_files[i].ino == FS_INO_HISTORY || fs_gram_dir(root_files[i].ino)
 				      ? S_IFDIR : S_IFREG);
-	if (!rc && ino == FS_INO_GRAMMARS) {
+	if (!rc && fs_gram_dir(ino)) {
 		char **names;
 		int k;
 
-		rc = fs_gram_names(fs, &names, &k);
+		rc = fs_gram_names(fs, ino, &names, &k);
 		for (int i = 0; !rc && i < k; i++)
-			rc = snap_add(d, names[i], NULL, fs_gram_lookup(fs, names[i]), S_IFREG);
+			rc = snap_add(d, names[i], NULL, fs_gram_lookup(fs, ino, names[i]), S_IFREG);
 		if (rc == 0 || k)
 			free(names);
 	}
-	for (struct fs_node *n = fs->nodes; !rc && n && ino < FS_INO_FIRST_SESSION && ino != FS_INO_GRAMMARS;
+	for (struct fs_node *n = fs->nodes; !rc && n && ino < FS_INO_FIRST_SESSION && !fs_gram_dir(ino);
 	     n = n->next) {
 		if (!n->linked)
 			continue;
@@ -603,7 +618,7 @@ static int session_get(struct fs *fs, fuse_req_t req, mode_t mode, const char *n
 
 static int check_new_entry(fuse_ino_t parent, const char *name)
 {
-	if (parent == FS_INO_GRAMMARS)
+	if (fs_gram_dir(parent))
 		return fs_name_check(name);
 	if (parent == FS_INO_HISTORY) {
 		LOG_ERR("history/ is read-only ('%s')", name);
@@ -626,8 +641,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 	memset(&e, 0, sizeof(e));
 	pthread_mutex_lock(&fs->lock);
-	if (rc == 0 && parent == FS_INO_GRAMMARS) {
-		rc = fs_gram_create_open(fs, name, fi->flags, &h, &e);
+	if (rc == 0 && fs_gram_dir(parent)) {
+		rc = fs_gram_create_open(fs, parent, name, fi->flags, &h, &e);
 		if (rc == 0 && h)
 			fi->fh = h->id;
 		pthread_mutex_unlock(&fs->lock);
@@ -670,8 +685,8 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	bool created;
 	int rc = S_ISREG(mode) ? check_new_entry(parent, name) : -EPERM;
 
-	if (rc == 0 && parent == FS_INO_GRAMMARS)
-		rc = -EACCES; /* grammars are made by writing them */
+	if (rc == 0 && fs_gram_dir(parent))
+		rc = -EACCES; /* grammars and schemas are made by writing them */
 	pthread_mutex_lock(&fs->lock);
 	if (rc == 0)
 		rc = session_get(fs, req, mode, name, true, &n, &created);
@@ -704,9 +719,9 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs_node *n;
 	int rc = root_file_error(parent, name);
 
-	if (parent == FS_INO_GRAMMARS) {
+	if (fs_gram_dir(parent)) {
 		pthread_mutex_lock(&fs->lock);
-		rc = fs_gram_unlink(fs, name);
+		rc = fs_gram_unlink(fs, parent, name);
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, -rc);
 		return;
@@ -734,7 +749,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, parent == FS_INO_ROOT && (!strcmp(name, "history") || !strcmp(name, "grammars"))
+	fuse_reply_err(req, parent == FS_INO_ROOT && (!strcmp(name, "history") || !strcmp(name, "grammars") ||
+	                                              !strcmp(name, "schemas"))
 				    ? EACCES : ENOTDIR);
 }
 
@@ -748,13 +764,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	char *copy = NULL;
 	int rc = root_file_error(parent, name);
 
-	if (parent == FS_INO_GRAMMARS || newparent == FS_INO_GRAMMARS) {
+	if (fs_gram_dir(parent) || fs_gram_dir(newparent)) {
 		rc = parent != newparent ? -EXDEV : (flags & RENAME_EXCHANGE) ? -EINVAL : 0;
 		pthread_mutex_lock(&fs->lock);
-		if (!rc && (flags & RENAME_NOREPLACE) && strcmp(name, newname) && fs_gram_lookup(fs, newname))
+		if (!rc && (flags & RENAME_NOREPLACE) && strcmp(name, newname) && fs_gram_lookup(fs, parent, newname))
 			rc = -EEXIST;
 		if (!rc && strcmp(name, newname))
-			rc = fs_gram_rename(fs, name, newname);
+			rc = fs_gram_rename(fs, parent, name, newname);
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, -rc);
 		return;

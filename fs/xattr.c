@@ -179,7 +179,7 @@ static int session_set(struct fs *fs, struct fs_node *n, int idx, const char *va
 		n->over_mask &= ~(1ull << idx);
 		goto out_push;
 	}
-	rc = idx == ENG_KEY_GRAMMAR ? fs_gram_known(fs, value, size) : 0;
+	rc = fs_gram_known(fs, idx, value, size);
 	if (rc == 0)
 		rc = eng_settings_set(&n->over, eng_settings_keys[idx], value, size);
 	if (rc < 0) {
@@ -201,7 +201,7 @@ static int default_set(struct fs *fs, int idx, const char *value, size_t size)
 	int rc;
 
 	if (value) {
-		rc = idx == ENG_KEY_GRAMMAR ? fs_gram_known(fs, value, size) : 0;
+		rc = fs_gram_known(fs, idx, value, size);
 		if (rc == 0)
 			rc = eng_settings_set(&fs->defaults, key, value, size);
 		if (rc < 0)

@@ -31,7 +31,7 @@ ls "$STATE"/*.journal >/dev/null 2>&1 || fail "no journal files in the state dir
 ok "journaled: $(ls "$STATE" | wc -l) files"
 
 pf_mount "$STORIES" --state-dir "$STATE" -s temperature=0 -s max_tokens=24
-[ "$(ls "$MNT" | grep -vx -e README -e model -e stats -e defaults -e history -e events -e grammars | sort | tr '\n' '|')" = "keep|odd name ✓|" ] ||
+[ "$(ls "$MNT" | grep -vx -e README -e model -e stats -e defaults -e history -e events -e grammars -e schemas | sort | tr '\n' '|')" = "keep|odd name ✓|" ] ||
 	fail "sessions after restart: $(ls "$MNT")"
 cmp -s "$MNT/history/keep" "$PF_TMP/h1" || fail "history differs after restart: $(cat "$MNT/history/keep")"
 cmp -s "$MNT/history/keep.json" "$PF_TMP/j1" || fail "JSON history differs after restart"

@@ -31,6 +31,10 @@ int main(void)
 		{ "logit_bias", "7:1,7:2", "-1:1" }, { "logit_bias", "3:+1", "3:nan" },
 		{ "grammar", "json.gbnf", "../x" }, { "grammar", "", ".hidden" },
 		{ "grammar", "my grammar", "a/b" }, { "mode", "json", "xml" },
+		{ "schema", "person.json", "../x" }, { "schema", "", ".hidden" },
+		{ "json_schema", "{\"type\":\"integer\",\"minimum\":1}", "{\"type\":\"integer\",\"multipleOf\":2}" },
+		{ "json_schema", "{\"enum\":[\"a\",\"b\"]}", "{\"enum\":[\"a\",]}" },
+		{ "json_schema", "", "{\"type\":\"string\",\"pattern\":\"x\"}" },
 		{ "temperature", "0.3", "-1" }, { "top_k", "0", "1.5" },
 	};
 	struct eng_settings s, t, u;
@@ -81,5 +85,19 @@ int main(void)
 	eng_settings_free(&s);
 	eng_settings_free(&t);
 	eng_settings_free(&u);
+
+	/* json_schema: compiled once at set; copy and take share the grammar */
+	eng_settings_default(NULL, &s);
+	CHECK(set(&s, "json_schema", "{\"type\":\"boolean\"}") == 0 && s.json_schema && s.json_schema_g,
+	      "json_schema compiled at set");
+	CHECK(eng_settings_copy(&t, &s) == 0 && t.json_schema != s.json_schema &&
+	      !strcmp(t.json_schema, s.json_schema) && t.json_schema_g == s.json_schema_g, "copy shares the grammar");
+	eng_settings_default(NULL, &u);
+	CHECK(eng_settings_take(&u, &t, ENG_KEY_JSON_SCHEMA) == 0 && u.json_schema_g == s.json_schema_g &&
+	      u.temperature == 0.8f, "take json_schema only");
+	CHECK(set(&u, "json_schema", "  ") == 0 && !u.json_schema && !u.json_schema_g, "blank json_schema: none");
+	eng_settings_free(&t);
+	eng_settings_free(&u);
+	eng_settings_free(&s);
 	return check_summary();
 }

@@ -10,12 +10,26 @@
  *       for each record (a text prefix the grammar must accept): one line
  *       with the ids eng_grammar_mask allows next, and a second with the
  *       ids eng_grammar_token_ok allows (they must agree).
+ *   tool_grammar schema FILE.json
+ *       prints the GBNF eng_json_schema_to_gbnf makes of the JSON Schema,
+ *       or "REFUSED" (the reason is logged on stderr).
+ *   tool_grammar check-schema FILE.json < records
+ *       as check, on the grammar of the JSON Schema.
+ *   tool_grammar sample N SEED FILE.json
+ *       N random sentences of the schema's grammar (a seeded walk that
+ *       picks each next character among those the grammar allows, ending
+ *       once the text is complete, more eagerly the longer it gets), each
+ *       printed as "<len>\n<bytes>\n"; walks past 4000 bytes are dropped.
  */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/grammar.h"
+#include "engine/json_schema.h"
 #include "engine/tokenizer.h"
 #include "gguf/gguf.h"
 
@@ -118,6 +132,76 @@ out:
 	return rc;
 }
 
+/* The characters a walk may pick: printable ASCII, \n \t, a few
+ * multi-byte UTF-8 characters. */
+static const char *walk_chars[128];
+static int n_walk_chars;
+
+static void walk_init(void)
+{
+	static char ascii[128][2];
+	static const char *const multi[] = { "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80" };
+
+	for (int ch = 0x20; ch < 0x7f; ch++) {
+		ascii[ch][0] = (char)ch;
+		walk_chars[n_walk_chars++] = ascii[ch];
+	}
+	walk_chars[n_walk_chars++] = "\n";
+	walk_chars[n_walk_chars++] = "\t";
+	for (int i = 0; i < 3; i++)
+		walk_chars[n_walk_chars++] = multi[i];
+}
+
+static uint64_t rng(uint64_t *s)
+{
+	*s += 0x9E3779B97F4A7C15ull;
+	uint64_t x = *s;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	return x ^ (x >> 31);
+}
+
+static int sample(struct eng_grammar *g, int n, uint64_t seed)
+{
+	const char *ok[sizeof(walk_chars) / sizeof(walk_chars[0])];
+	char *out = malloc(4096 + 8);
+
+	walk_init();
+	for (int k = 0; out && k < n; k++) {
+		struct eng_grammar_state *st;
+		size_t len = 0;
+
+		if (eng_grammar_state_init(g, &st) < 0)
+			return 1;
+		while (len < 4000) {
+			int m = 0;
+
+			/* stop with probability len/400 once complete */
+			if (eng_grammar_state_complete(st) && rng(&seed) % 400 < len)
+				break;
+			for (int i = 0; i < n_walk_chars; i++)
+				if (eng_grammar_state_allows(st, walk_chars[i], strlen(walk_chars[i])))
+					ok[m++] = walk_chars[i];
+			if (m == 0)
+				break; /* complete, nothing can follow */
+			const char *pick = ok[rng(&seed) % (uint64_t)m];
+			size_t pl = strlen(pick);
+
+			eng_grammar_state_accept(st, pick, pl);
+			memcpy(out + len, pick, pl);
+			len += pl;
+		}
+		if (len < 4000 && eng_grammar_state_complete(st)) {
+			printf("%zu\n", len);
+			fwrite(out, 1, len, stdout);
+			printf("\n");
+		}
+		eng_grammar_state_free(st);
+	}
+	free(out);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct eng_grammar *g = NULL;
@@ -126,8 +210,14 @@ int main(int argc, char **argv)
 	char *text;
 	int rc;
 
-	if (argc < 3 || (strcmp(argv[1], "check") && strcmp(argv[1], "mask")) || (!strcmp(argv[1], "mask") && argc < 4)) {
-		fprintf(stderr, "usage: tool_grammar check FILE.gbnf | mask VOCAB.gguf FILE.gbnf  (records on stdin)\n");
+	bool schema;
+
+	if (argc == 5 && !strcmp(argv[1], "sample"))
+		argv[1] = "schema"; /* sample N SEED FILE: the schema path with a walk */
+	if (argc < 3 || (strcmp(argv[1], "check") && strcmp(argv[1], "mask") && strcmp(argv[1], "schema") &&
+	                 strcmp(argv[1], "check-schema")) || (!strcmp(argv[1], "mask") && argc < 4)) {
+		fprintf(stderr, "usage: tool_grammar check FILE.gbnf | mask VOCAB.gguf FILE.gbnf | schema FILE.json | "
+		        "check-schema FILE.json | sample N SEED FILE.json  (records on stdin)\n");
 		return 2;
 	}
 	gpath = argv[argc - 1];
@@ -135,13 +225,40 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cannot read %s\n", gpath);
 		return 1;
 	}
+	schema = !strcmp(argv[1], "schema") || !strcmp(argv[1], "check-schema");
+	if (schema) {
+		char *gbnf;
+		size_t glen;
+
+		rc = eng_json_schema_to_gbnf(gpath, text, n, &gbnf, &glen);
+		free(text);
+		if (rc < 0) {
+			printf("REFUSED\n");
+			return rc == -EINVAL ? 0 : 1;
+		}
+		if (!strcmp(argv[1], "schema") && argc > 3) {
+			struct eng_grammar *sg = NULL;
+
+			rc = eng_grammar_parse(gpath, gbnf, glen, &sg) < 0 ? 1 : sample(sg, atoi(argv[2]), strtoull(argv[3], NULL, 10));
+			eng_grammar_unref(sg);
+			free(gbnf);
+			return rc;
+		}
+		if (!strcmp(argv[1], "schema")) {
+			fwrite(gbnf, 1, glen, stdout);
+			free(gbnf);
+			return 0;
+		}
+		text = gbnf;
+		n = glen;
+	}
 	if (eng_grammar_parse(gpath, text, n, &g) < 0) {
 		printf("REFUSED\n");
 		free(text);
 		return 0;
 	}
 	free(text);
-	rc = !strcmp(argv[1], "check") ? check(g) : mask(g, argv[2]);
+	rc = strcmp(argv[1], "mask") ? check(g) : mask(g, argv[2]);
 	eng_grammar_unref(g);
 	return rc;
 }

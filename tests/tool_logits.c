@@ -9,6 +9,9 @@
  *     --out FILE        write logits as raw float32 [rows][V]: every prompt position
  *                       of the first sequence, then of the second (--batch)
  *     --chunk K         feed the prompt K tokens per forward() (pos0 > 0, page crossings)
+ *     --first K         ... but K tokens in the first forward() (--first P --chunk 1: a
+ *                       P-token prompt prefilled, then one token per step, as the
+ *                       scheduler runs a single session)
  *     --greedy N        after the prompt, decode N tokens one per forward() through the
  *                       backend's sampler at temperature 0 and print the ids (one line
  *                       per sequence)
@@ -34,7 +37,7 @@
 
 struct opts {
 	const char *model, *tokens_file, *batch_file, *out_file, *backend;
-	int chunk, greedy, threads;
+	int chunk, first, greedy, threads;
 	bool timing;
 	int32_t *argv_ids;
 	int n_argv_ids;
@@ -104,6 +107,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		else if (!strcmp(a, "--out")) o->out_file = val;
 		else if (!strcmp(a, "--backend")) o->backend = val;
 		else if (!strcmp(a, "--chunk")) o->chunk = atoi(val);
+		else if (!strcmp(a, "--first")) o->first = atoi(val);
 		else if (!strcmp(a, "--greedy")) o->greedy = atoi(val);
 		else if (!strcmp(a, "--threads")) o->threads = atoi(val);
 		else if (!o->model) { o->model = a; continue; }
@@ -112,7 +116,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (!o->model) {
 		fprintf(stderr, "usage: tool_logits MODEL.gguf [--tokens FILE | ID ...] [--batch FILE] "
-		                "[--out FILE] [--chunk K] [--greedy N] [--backend NAME] [--threads N] [--time]\n");
+		                "[--out FILE] [--chunk K] [--first K] [--greedy N] [--backend NAME] [--threads N] [--time]\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -123,7 +127,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
  * position go to out[sum of prompts][V] when out is non-NULL (through
  * rows[max_batch_tokens][V]). */
 static int prefill(const struct eng_backend_ops *ops, struct eng_backend *be, struct seq *seqs,
-                   int n_seqs, int chunk, int V, float *out, float *rows)
+                   int n_seqs, int chunk, int first, int V, float *out, float *rows)
 {
 	int done[MAX_SEQS] = { 0 }, off[MAX_SEQS], left = 1, rc = 0;
 
@@ -140,8 +144,10 @@ static int prefill(const struct eng_backend_ops *ops, struct eng_backend *be, st
 			int n = seqs[s].n_prompt - done[s];
 			if (n <= 0)
 				continue;
-			if (chunk > 0 && n > chunk)
-				n = chunk;
+			int lim = done[s] == 0 && first > 0 ? first : chunk;
+
+			if (lim > 0 && n > lim)
+				n = lim;
 			bs_of[b.n_seqs] = s;
 			bs[b.n_seqs++] = (struct eng_batch_seq){
 				.tokens = seqs[s].ids + done[s], .n_tokens = n, .pos0 = done[s],
@@ -256,7 +262,8 @@ int main(int argc, char **argv)
 	bp.n_threads = o.threads;
 	bp.max_ctx = max_len;
 	bp.max_seqs = n_seqs;
-	bp.max_batch_tokens = n_seqs * (o.chunk > 0 && o.chunk < max_prompt ? o.chunk : max_prompt);
+	bp.max_batch_tokens = n_seqs * (o.first > 0 ? max_prompt
+	                                : o.chunk > 0 && o.chunk < max_prompt ? o.chunk : max_prompt);
 	bp.n_pages = MAX_SEQS * ((max_len + ENG_KV_PAGE - 1) / ENG_KV_PAGE);
 	for (int s = 0; s < n_seqs; s++) {
 		seqs[s].pages = calloc((size_t)bp.n_pages, sizeof(int32_t));
@@ -275,7 +282,7 @@ int main(int argc, char **argv)
 		}
 	}
 	t0 = now_s();
-	rc = prefill(ops, be, seqs, n_seqs, o.chunk, cfg.n_vocab, logits, rows);
+	rc = prefill(ops, be, seqs, n_seqs, o.chunk, o.first, cfg.n_vocab, logits, rows);
 	if (rc)
 		goto out;
 	t1 = now_s();
