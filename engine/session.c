@@ -570,6 +570,7 @@ void eng_session_info(struct eng_session *s, struct eng_session_info *o)
 	o->last_prompt_tokens = t->n_prompt;
 	o->last_prefill_tokens = t->n_prefill;
 	o->last_gen_tokens = t->n_gen;
+	o->last_cached_tokens = t->n_shared;
 	o->last_prefill_tps = t->prefill_s > 0 ? t->n_prefill / t->prefill_s : 0;
 	o->last_decode_tps = t->decode_s > 0 ? t->n_gen / t->decode_s : 0;
 	o->stop = t->stop;
