@@ -260,6 +260,9 @@ void eng_grammars_free(struct eng_model *m);
  * tokens when ignore_eog.  Same errors as eng_session_submit(). */
 int eng_session_submit_tokens(struct eng_session *s, const int32_t *tokens, int n, int max_tokens,
                               bool ignore_eog);
+/* The latest turn (queued or running) generates past end-of-generation
+ * tokens, to max_tokens (bench: replies of one length). */
+void eng_session_set_ignore_eog(struct eng_session *s);
 /* Copies the session's token history (n_past tokens) into *out (malloc'd). */
 int eng_session_tokens(struct eng_session *s, int32_t **out, int *n);
 /* Drops the session's KV pages as an eviction would (n_cached = 0). */

@@ -328,6 +328,7 @@ int eng_session_submit_tokens(struct eng_session *s, const int32_t *tokens, int 
 		s->seed = s->st.seed >= 0 ? (uint64_t)s->st.seed : eng_random_seed();
 		s->st.max_tokens = max_tokens;
 		s->ignore_eog = ignore_eog;
+		s->arrival = ++m->n_arrivals; /* as eng_turn_start_locked: fairness order */
 		memset(&s->detok, 0, sizeof(s->detok));
 		s->n_hold = 0;
 		m->stats.tokens_in += (uint64_t)n;
@@ -335,6 +336,14 @@ int eng_session_submit_tokens(struct eng_session *s, const int32_t *tokens, int 
 	}
 	unlock(m);
 	return rc;
+}
+
+void eng_session_set_ignore_eog(struct eng_session *s)
+{
+	lock(s->m);
+	if (s->n_turns > 0 && !s->turns[s->n_turns - 1].finished)
+		s->ignore_eog = true;
+	unlock(s->m);
 }
 
 void eng_session_reset(struct eng_session *s)
