@@ -179,27 +179,57 @@ static void take_token(struct eng_model *m, struct eng_session *s, int32_t tok)
 
 // ---- pages
 
-/* The least recently used session that holds pages and has no work. */
+/* Whether letting go of v's pages frees one (it is the only holder of some
+ * page; pages shared with forks or other sessions' prefixes stay). */
+static bool frees_pages(const struct eng_model *m, const struct eng_session *v)
+{
+	for (int i = 0; i < v->n_pages; i++)
+		if (m->page_refs[v->pages[i]] == 1)
+			return true;
+	return false;
+}
+
+/* The least recently used session that holds pages and has no work; one
+ * whose pages would come free first (an idle session that holds only
+ * shared pages frees nothing). */
 static struct eng_session *lru_idle(struct eng_model *m)
 {
 	struct eng_session *best = NULL;
+	bool best_frees = false;
 
-	for (struct eng_session *s = m->sessions; s; s = s->next)
-		if (s->n_pages > 0 && s->cur < 0 && !s->in_batch && (!best || s->lru < best->lru))
+	for (struct eng_session *s = m->sessions; s; s = s->next) {
+		bool frees;
+
+		if (s->n_pages == 0 || s->cur >= 0 || s->in_batch)
+			continue;
+		frees = frees_pages(m, s);
+		if (!best || (frees && !best_frees) || (frees == best_frees && s->lru < best->lru)) {
 			best = s;
+			best_frees = frees;
+		}
+	}
 	return best;
 }
 
 /* The busy session that started its turn last, after s, holding pages it
- * does not use in this step: the one a full pool preempts for s. */
+ * does not use in this step: the one a full pool preempts for s (one
+ * whose pages would come free first). */
 static struct eng_session *youngest_busy(struct eng_model *m, const struct eng_session *s)
 {
 	struct eng_session *best = NULL;
+	bool best_frees = false;
 
-	for (struct eng_session *v = m->sessions; v; v = v->next)
-		if (v != s && v->cur >= 0 && v->n_pages > 0 && !v->in_batch && v->arrival > s->arrival &&
-		    (!best || v->arrival > best->arrival))
+	for (struct eng_session *v = m->sessions; v; v = v->next) {
+		bool frees;
+
+		if (v == s || v->cur < 0 || v->n_pages == 0 || v->in_batch || v->arrival <= s->arrival)
+			continue;
+		frees = frees_pages(m, v);
+		if (!best || (frees && !best_frees) || (frees == best_frees && v->arrival > best->arrival)) {
 			best = v;
+			best_frees = frees;
+		}
+	}
 	return best;
 }
 
@@ -444,6 +474,8 @@ static int plan(struct eng_model *m, int *n_notify)
 	struct step_arena *a = &m->arena;
 	struct eng_session **cand = a->notify + 2 * m->p.max_sessions; /* last third as scratch */
 	int n_cand = 0, n = 0, budget = m->p.max_batch_tokens;
+	uint64_t preempted;
+	bool pressure = false; /* the pool ran out for a turn served before */
 	size_t used = 0;
 
 	for (struct eng_session *s = m->sessions; s; s = s->next) {
@@ -479,6 +511,15 @@ static int plan(struct eng_model *m, int *n_notify)
 			eng_kv_offer_attach_locked(s, make_room);
 			chunk = s->n_past - s->n_cached;
 		}
+		if (pressure && (s->n_cached + (chunk < budget ? chunk : budget) + ENG_KV_PAGE - 1) / ENG_KV_PAGE >
+		                s->n_pages) {
+			/* a turn served before in this step waited or preempted for
+			 * pages: this one waits too, taking nothing, or a preempted turn
+			 * would take pages back at once (with shared prefixes that costs
+			 * it little, so it would, and be preempted again) */
+			m->kv_waiting = true;
+			continue;
+		}
 		if (m->prefix.bucket && chunk > 1) { /* then pages other sessions hold for the same prefix */
 			if (share_prefix(m, s))
 				continue; /* its next page is being prefilled in this step */
@@ -494,9 +535,11 @@ static int plan(struct eng_model *m, int *n_notify)
 			a->notify[(*n_notify)++] = s;
 			continue;
 		}
+		preempted = m->stats.preemptions;
 		rc = own_pages(m, s, s->n_cached, s->n_cached + chunk);
 		if (rc == 0)
 			rc = ensure_pages(m, s, s->n_cached + chunk);
+		pressure = pressure || rc == -ENOSPC || m->stats.preemptions != preempted;
 		if (rc == -ENOSPC && s->n_pages * ENG_KV_PAGE > s->n_cached &&
 		    !eng_page_shared_locked(m, s->pages[s->n_cached / ENG_KV_PAGE])) {
 			chunk = s->n_pages * ENG_KV_PAGE - s->n_cached; /* what fits; rest later */
