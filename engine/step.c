@@ -525,8 +525,13 @@ static int plan(struct eng_model *m, int *n_notify)
 				continue; /* its next page is being prefilled in this step */
 			chunk = s->n_past - s->n_cached;
 		}
-		if (chunk > budget)
+		if (chunk > budget) {
 			chunk = budget;
+			/* a cut chunk ends on a page boundary where it can, so the
+			 * next chunk may start with pages other sessions hold */
+			if (m->prefix.bucket && (s->n_cached + chunk) / ENG_KV_PAGE * ENG_KV_PAGE > s->n_cached)
+				chunk = (s->n_cached + chunk) / ENG_KV_PAGE * ENG_KV_PAGE - s->n_cached;
+		}
 		if (s->n_past + 1 > eng_model_kv_limit(m)) {
 			/* alone it outgrew a pool smaller than one context */
 			LOG_WARN("a conversation of %d tokens outgrew the KV pool of %d tokens (EFBIG)",

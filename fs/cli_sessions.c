@@ -34,9 +34,17 @@ struct sess_opts {
 	bool no_preamble;
 };
 
+/* About 150 tokens: with the template head, two or more full KV pages
+ * every session has in common (the shared prefix a real deployment has). */
 static const char preamble[] =
-	"You are a helpful storyteller. Answer in plain words that a child can follow, keep every "
-	"sentence short, stay kind, and end each answer with a line that sums it up.";
+	"You are a helpful storyteller for young children. Answer in plain words that a child can "
+	"follow, keep every sentence short, and stay kind. When you tell a story, give it a "
+	"beginning, a middle and an end, name the characters, and say where they are. When you "
+	"explain something, start with what the child can see or touch, then say why it happens, "
+	"and give one small example from daily life. Never use words that could frighten a child, "
+	"never talk about violence, and never ask for personal information. If a question is not "
+	"clear, say what you understood and answer that. End each answer with one line that sums "
+	"it up, starting with the words: In short.";
 
 static const char *const questions[] = {
 	"Tell me a story about a cat who finds a key.",
@@ -165,7 +173,7 @@ struct sess_run {
 static int run_n(struct eng_model *m, const struct sess_opts *o, int n, struct sess_run *r, double *wall)
 {
 	struct eng_settings st;
-	char text[256];
+	char text[sizeof(preamble) + 256];
 	double t0;
 	int rc = 0, left = n;
 
@@ -289,7 +297,7 @@ int fs_cli_bench_sessions(int argc, char **argv)
 	for (int i = 0; i < o.n_n; i++)
 		max_n = o.n[i] > max_n ? o.n[i] : max_n;
 	o.mp.max_sessions = max_n;
-	o.mp.n_ctx = 256 + o.n_gen; /* the prompts are short */
+	o.mp.n_ctx = 640 + o.n_gen; /* the prompts: at most ~400 tokens (a byte-level vocabulary of 512) */
 	if ((rc = eng_model_load(o.path, &o.mp, &m)) < 0) {
 		fprintf(stderr, "promptfs bench: cannot load model '%s': %s\n", o.path, strerror(-rc));
 		return 1;

@@ -72,8 +72,14 @@ python3 - "$MNT" "$COUNTS" <<'EOF'
 import os, sys, threading, time, statistics
 
 mnt, counts = sys.argv[1], [int(x) for x in sys.argv[2].split(",")]
-head = ("You are a helpful storyteller. Answer in plain words that a child can follow, keep every "
-        "sentence short, stay kind, and end each answer with a line that sums it up.\n")
+head = ("You are a helpful storyteller for young children. Answer in plain words that a child can "
+        "follow, keep every sentence short, and stay kind. When you tell a story, give it a "
+        "beginning, a middle and an end, name the characters, and say where they are. When you "
+        "explain something, start with what the child can see or touch, then say why it happens, "
+        "and give one small example from daily life. Never use words that could frighten a child, "
+        "never talk about violence, and never ask for personal information. If a question is not "
+        "clear, say what you understood and answer that. End each answer with one line that sums "
+        "it up, starting with the words: In short.\n")
 questions = ["Tell me a story about a cat who finds a key.", "Why is the sky blue?",
              "Write a short poem about rain on the roof.", "What do bees do all day?",
              "Tell me about a boy who builds a boat.", "How does a seed become a tree?",

@@ -8,7 +8,9 @@
  *     KV bytes, its next-token logits and its greedy reply are bit-identical
  *     to the same session with sharing off;
  *   - sessions arriving at once with one prefix prefill it once (the
- *     tokens saved are exactly the others' shared pages);
+ *     tokens saved are exactly the others' shared pages); one arriving
+ *     while another's long head is half prefilled takes every full page
+ *     of it (chunks end on page boundaries);
  *   - 1,000 sessions that shared pages, then removed: the pool's free count
  *     and the prefix table are back where they started; the same under a
  *     pool too small for them (evictions, preemptions), where every reply
@@ -307,6 +309,32 @@ static void test_eviction(void)
 	eng_model_free(roomy);
 }
 
+// ---- a late joiner shares a long prefix being prefilled in chunks
+
+static void test_late_joiner(void)
+{
+	struct eng_model *m = load(2048, 0, 4, true);
+	struct eng_session *ss[2];
+	struct eng_session_info ia, ib;
+
+	ss[0] = session(m);
+	ss[1] = session(m);
+	submit(ss[0], 1000, 10, 1, 4);
+	CHECK(eng_step(m) == 1, "a's first chunk");
+	submit(ss[1], 1000, 10, 2, 4); /* while a is half way through the head */
+	CHECK(run(m, ss, 2) > 0, "run");
+	eng_session_info(ss[0], &ia);
+	eng_session_info(ss[1], &ib);
+	/* every full page of the 1,000-token head: 15 pages */
+	CHECK(ib.last_cached_tokens == 15 * ENG_KV_PAGE, "b took %d tokens from a's pages, want %d",
+	      ib.last_cached_tokens, 15 * ENG_KV_PAGE);
+	CHECK(ib.last_prefill_tokens == 1010 - 15 * ENG_KV_PAGE, "b prefilled %d", ib.last_prefill_tokens);
+	CHECK(ia.last_cached_tokens == 0 && ia.last_prefill_tokens == 1010, "a prefilled %d", ia.last_prefill_tokens);
+	eng_session_free(ss[0]);
+	eng_session_free(ss[1]);
+	eng_model_free(m);
+}
+
 // ---- a long prompt does not stop running replies
 
 static void test_long_prefill(void)
@@ -376,6 +404,7 @@ int main(void)
 	}
 	test_bit_identical();
 	test_thousand();
+	test_late_joiner();
 	test_eviction();
 	test_long_prefill();
 	return check_summary();
