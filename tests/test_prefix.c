@@ -15,6 +15,8 @@
  *     and the prefix table are back where they started; the same under a
  *     pool too small for them (evictions, preemptions), where every reply
  *     equals the reply of sharing off with a roomy pool;
+ *   - a prompt is not pushed back by newcomers (prompts are served in the
+ *     order their turns started);
  *   - a long prompt (4,000 tokens) is prefilled in chunks while 8 running
  *     replies get a token at every step of it.
  *
@@ -335,6 +337,43 @@ static void test_late_joiner(void)
 	eng_model_free(m);
 }
 
+// ---- newcomers do not push an older prompt back
+
+/* A 2,000-token prompt, then two 300-token newcomers at every step: the
+ * older prompt still gets the step's prefill budget first, so it is done
+ * in about 2000 / 512 steps, whatever keeps arriving. */
+static void test_newcomers(void)
+{
+	enum { MAXN = 64 };
+	struct eng_model *m = load(4096, 0, MAXN + 1, true);
+	struct eng_session *old = session(m), *nw[MAXN];
+	struct eng_session_info in;
+	int steps = 0, k = 0;
+
+	submit(old, 0, 2000, 5, 1);
+	for (;;) {
+		eng_session_info(old, &in);
+		if ((in.state != ENG_STATE_QUEUED && in.state != ENG_STATE_PREFILL) || k + 2 > MAXN)
+			break;
+		for (int j = 0; j < 2; j++) {
+			nw[k] = session(m);
+			submit(nw[k], 0, 300, 1000 + k, 2);
+			k++;
+		}
+		eng_step(m);
+		steps++;
+	}
+	CHECK(in.state != ENG_STATE_QUEUED && in.state != ENG_STATE_PREFILL, "still prefilling after %d steps", steps);
+	/* 2000 tokens at 512 a step (less the newcomers' decode rows): 4, at most 5 */
+	CHECK(steps <= 5, "the older prompt took %d steps behind %d newcomers", steps, k);
+	printf("newcomers: a 2000-token prompt prefilled in %d steps while %d newcomers arrived\n", steps, k);
+	run(m, nw, k);
+	for (int i = 0; i < k; i++)
+		eng_session_free(nw[i]);
+	eng_session_free(old);
+	eng_model_free(m);
+}
+
 // ---- a long prompt does not stop running replies
 
 static void test_long_prefill(void)
@@ -405,6 +444,7 @@ int main(void)
 	test_bit_identical();
 	test_thousand();
 	test_late_joiner();
+	test_newcomers();
 	test_eviction();
 	test_long_prefill();
 	return check_summary();
