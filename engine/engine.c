@@ -84,9 +84,17 @@ static void resolve_params(struct eng_model *m, const struct eng_model_params *p
 	m->p.max_sessions = p->max_sessions > 0 ? p->max_sessions : 256;
 	m->p.max_batch_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : 512;
 	/* sequences per pass: the backend keeps a logits row for each */
-	m->max_seqs = m->p.max_sessions < m->p.max_batch_tokens ? m->p.max_sessions : m->p.max_batch_tokens;
-	if (m->max_seqs > 128)
-		m->max_seqs = 128;
+	if (p->max_batch_seqs > ENG_MAX_BATCH_SEQS)
+		LOG_WARN("max_batch_seqs %d is above %d: using %d", p->max_batch_seqs, ENG_MAX_BATCH_SEQS,
+		         ENG_MAX_BATCH_SEQS);
+	m->max_seqs = p->max_batch_seqs > 0 ? p->max_batch_seqs : 128;
+	if (m->max_seqs > ENG_MAX_BATCH_SEQS)
+		m->max_seqs = ENG_MAX_BATCH_SEQS;
+	if (m->max_seqs > m->p.max_sessions)
+		m->max_seqs = m->p.max_sessions;
+	if (m->max_seqs > m->p.max_batch_tokens)
+		m->max_seqs = m->p.max_batch_tokens;
+	m->p.max_batch_seqs = m->max_seqs;
 	m->page_bytes = eng_kv_page_bytes(&m->cfg);
 	m->max_pages_seq = (m->n_ctx + 1 + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
 	kv = p->kv_bytes;
@@ -112,10 +120,13 @@ static int init_arena(struct eng_model *m)
 	a->ent = calloc(S, sizeof(*a->ent));
 	a->notify = calloc(3 * S, sizeof(*a->notify));
 	a->events = calloc(4 * S, sizeof(*a->events));
+	a->pending = calloc((size_t)m->p.max_batch_tokens / ENG_KV_PAGE + S + 1, sizeof(*a->pending));
 	m->free_pages = malloc(sizeof(*m->free_pages) * (size_t)m->n_pages);
 	m->page_refs = calloc((size_t)m->n_pages, sizeof(*m->page_refs));
-	if (!a->seqs || !a->reqs || !a->out || !a->ent || !a->notify || !a->events ||
+	if (!a->seqs || !a->reqs || !a->out || !a->ent || !a->notify || !a->events || !a->pending ||
 	    !m->free_pages || !m->page_refs)
+		return -ENOMEM;
+	if (!m->p.no_prefix_share && eng_prefix_init(m) < 0)
 		return -ENOMEM;
 	for (int i = 0; i < m->n_pages; i++)
 		m->free_pages[i] = m->n_pages - 1 - i; /* page 0 is handed out first */
@@ -222,7 +233,9 @@ void eng_model_free(struct eng_model *m)
 	free(a->ent);
 	free(a->notify);
 	free(a->events);
+	free(a->pending);
 	free(a->buf);
+	eng_prefix_free(m);
 	free(m->free_pages);
 	free(m->page_refs);
 	pthread_mutex_destroy(&m->lock);
@@ -275,6 +288,9 @@ void eng_model_stats(struct eng_model *m, struct eng_stats *o)
 	o->kv_pages_total = m->n_pages;
 	o->kv_pages_used = m->n_pages - m->n_free;
 	o->kv_pages_shared = eng_model_n_pages_shared(m);
+	o->prefix_share = m->prefix.bucket != NULL;
+	o->prefix_pages = m->prefix.n_in;
+	o->max_batch_seqs = m->max_seqs;
 	o->kv_bytes_total = (size_t)m->n_pages * m->page_bytes;
 	o->kv_bytes_used = (size_t)o->kv_pages_used * m->page_bytes;
 	pthread_mutex_unlock(&m->lock);

@@ -52,6 +52,8 @@ struct eng_session; /* opaque: one conversation */
 
 // ---- model
 
+#define ENG_MAX_BATCH_SEQS 512 /* the most sequences one forward pass may take */
+
 struct eng_model_params {
 	const char *backend;  /* "auto" (NULL), "cpu", "cuda" */
 	int n_threads;        /* CPU threads; 0 = all cores */
@@ -61,6 +63,10 @@ struct eng_model_params {
 	int max_batch_tokens; /* most tokens per forward pass (prefill chunk); 0 = 512 */
 	bool copy_weights;    /* read the file into memory instead of mapping it (the daemon:
 	                       * the file may then change or shrink under a running mount) */
+	bool no_prefix_share; /* sessions with the same token prefix do not share its full KV
+	                       * pages (shared by default: prefilled once, copied on write) */
+	int max_batch_seqs;   /* most sequences in one forward pass, 1..512; 0 = 128 (capped by
+	                       * max_sessions and max_batch_tokens) */
 };
 
 void eng_model_params_default(struct eng_model_params *p);
@@ -93,6 +99,10 @@ struct eng_stats {
 	uint64_t pages_copied;       /* shared pages copied before a write (copy-on-write) */
 	uint64_t evictions;
 	uint64_t preemptions;        /* running turns whose pages went to older turns (full pool) */
+	bool prefix_share;           /* shared prefixes are on */
+	int prefix_pages;            /* full pages named in the shared-prefix table */
+	uint64_t prefill_saved;      /* prompt tokens taken from shared prefix pages, not prefilled */
+	int max_batch_seqs;          /* sequences one forward pass takes at most */
 };
 void eng_model_stats(struct eng_model *m, struct eng_stats *out);
 
@@ -231,6 +241,7 @@ struct eng_session_info {
 	int last_prompt_tokens;   /* tokens the latest turn added (template included) */
 	int last_prefill_tokens;  /* tokens prefilled for it (== last_prompt_tokens when the cache was reused) */
 	int last_gen_tokens;
+	int last_cached_tokens;   /* of last_prompt_tokens' history, tokens taken from shared prefix pages */
 	double last_prefill_tps, last_decode_tps;
 	uint64_t total_prefill_tokens, total_gen_tokens;
 	size_t reply_bytes;       /* bytes of the latest reply so far */

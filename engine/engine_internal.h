@@ -40,6 +40,7 @@ struct eng_turn {
 	int n_prompt;          /* tokens the turn added (template included) */
 	int n_prefill;         /* tokens prefilled for it (cache rebuilds included) */
 	int n_gen;             /* tokens sampled (EOG excluded) */
+	int n_shared;          /* prompt tokens whose KV came from shared prefix pages (not prefilled) */
 	double prefill_s, decode_s;
 	int n_keep;            /* history tokens kept when it started (raw mode may rewrite the rest) */
 	int n_end;             /* tokens in the history once the turn finished (fork points) */
@@ -123,6 +124,15 @@ struct eng_model {
 	char weights_why[120];           /* lock: why, for user.status */
 	uint64_t n_arrivals;             /* lock: turns started so far */
 	bool kv_waiting;                 /* lock: a turn waited for KV pages in the last step */
+	struct eng_prefix {              /* lock: shared prefixes (prefix.c); bucket NULL: off */
+		int32_t *bucket;         /* [NB] first page of each chain, -1 none */
+		int32_t *next;           /* [NP] next page in the chain */
+		uint64_t *hash;          /* [NP] chained hash naming the prefix up to the page's end */
+		int32_t *tokens;         /* [NP][P] the page's tokens (collision check) */
+		bool *in;                /* [NP] the page is in the table */
+		uint32_t mask;           /* NB - 1 */
+		int n_in;
+	} prefix;
 
 	eng_notify_fn notify;
 	void *notify_user;
@@ -148,6 +158,9 @@ struct eng_model {
 		struct eng_batch_seq *seqs;   /* [max_sessions] */
 		struct eng_sample_req *reqs;  /* [max_sessions] */
 		int32_t *out;                 /* [max_sessions] sampled tokens */
+		uint64_t *pending;            /* [max_batch_tokens / P + max_sessions]: prefix hashes of
+		                               * the pages this step's prefill chunks complete */
+		int n_pending;
 		struct step_entry {
 			struct eng_session *s;
 			uint64_t epoch;
@@ -186,6 +199,20 @@ int eng_page_unshare_locked(struct eng_model *m, struct eng_session *s, int i, i
 /* Releases every page of s (n_pages = n_cached = 0). */
 void eng_pages_release_locked(struct eng_model *m, struct eng_session *s);
 int eng_model_n_pages_shared(struct eng_model *m);
+/* prefix.c: the shared-prefix table (lock held).  chain: the hash of a
+ * page of P tokens after a prefix hashed prev (0: the first page);
+ * hash_to: of the first n_pages pages of a history; find: the page named
+ * h holding exactly tok[P], or -1; add: names a full, finished page (no-op
+ * when it or another page already has the name); drop: forgets a page
+ * (freed, or about to be written by its only holder). */
+int eng_prefix_init(struct eng_model *m);
+void eng_prefix_free(struct eng_model *m);
+uint64_t eng_prefix_chain(uint64_t prev, const int32_t *tok);
+uint64_t eng_prefix_hash_to(const int32_t *tokens, int n_pages);
+int32_t eng_prefix_find_locked(struct eng_model *m, uint64_t h, const int32_t *tok);
+void eng_prefix_add_locked(struct eng_model *m, int32_t page, uint64_t h, const int32_t *tok);
+void eng_prefix_drop_locked(struct eng_model *m, int32_t page);
+bool eng_prefix_named_locked(const struct eng_model *m, int32_t page);
 /* kvimage.c: attaches s->offer (engine thread, lock held, before s's
  * prefill is planned); make_room evicts idle sessions for the pages. */
 void eng_kv_offer_attach_locked(struct eng_session *s, int (*make_room)(struct eng_model *));
@@ -253,6 +280,9 @@ void eng_tokview_add_locked(struct eng_session *s, struct eng_turn *t, int32_t i
  * tokens when ignore_eog.  Same errors as eng_session_submit(). */
 int eng_session_submit_tokens(struct eng_session *s, const int32_t *tokens, int n, int max_tokens,
                               bool ignore_eog);
+/* The latest turn (queued or running) generates past end-of-generation
+ * tokens, to max_tokens (bench: replies of one length). */
+void eng_session_set_ignore_eog(struct eng_session *s);
 /* Copies the session's token history (n_past tokens) into *out (malloc'd). */
 int eng_session_tokens(struct eng_session *s, int32_t **out, int *n);
 /* Drops the session's KV pages as an eviction would (n_cached = 0). */

@@ -38,8 +38,10 @@ void eng_page_retain_locked(struct eng_model *m, int32_t page)
 void eng_page_release_locked(struct eng_model *m, int32_t page)
 {
 	PF_ASSERT(page >= 0 && page < m->n_pages && m->page_refs[page] > 0);
-	if (--m->page_refs[page] == 0)
+	if (--m->page_refs[page] == 0) {
+		eng_prefix_drop_locked(m, page); /* the prefix it named is gone */
 		m->free_pages[m->n_free++] = page;
+	}
 }
 
 bool eng_page_shared_locked(const struct eng_model *m, int32_t page)

@@ -329,6 +329,7 @@ int eng_session_submit_tokens(struct eng_session *s, const int32_t *tokens, int 
 		s->seed = s->st.seed >= 0 ? (uint64_t)s->st.seed : eng_random_seed();
 		s->st.max_tokens = max_tokens;
 		s->ignore_eog = ignore_eog;
+		s->arrival = ++m->n_arrivals; /* as eng_turn_start_locked: fairness order */
 		memset(&s->detok, 0, sizeof(s->detok));
 		s->n_hold = 0;
 		m->stats.tokens_in += (uint64_t)n;
@@ -336,6 +337,14 @@ int eng_session_submit_tokens(struct eng_session *s, const int32_t *tokens, int 
 	}
 	unlock(m);
 	return rc;
+}
+
+void eng_session_set_ignore_eog(struct eng_session *s)
+{
+	lock(s->m);
+	if (s->n_turns > 0 && !s->turns[s->n_turns - 1].finished)
+		s->ignore_eog = true;
+	unlock(s->m);
 }
 
 void eng_session_reset(struct eng_session *s)
@@ -580,6 +589,7 @@ void eng_session_info(struct eng_session *s, struct eng_session_info *o)
 	o->last_prompt_tokens = t->n_prompt;
 	o->last_prefill_tokens = t->n_prefill;
 	o->last_gen_tokens = t->n_gen;
+	o->last_cached_tokens = t->n_shared;
 	o->last_prefill_tps = t->prefill_s > 0 ? t->n_prefill / t->prefill_s : 0;
 	o->last_decode_tps = t->decode_s > 0 ? t->n_gen / t->decode_s : 0;
 	o->stop = t->stop;

@@ -181,27 +181,57 @@ static void take_token(struct eng_model *m, struct eng_session *s, int32_t tok, 
 
 // ---- pages
 
-/* The least recently used session that holds pages and has no work. */
+/* Whether letting go of v's pages frees one (it is the only holder of some
+ * page; pages shared with forks or other sessions' prefixes stay). */
+static bool frees_pages(const struct eng_model *m, const struct eng_session *v)
+{
+	for (int i = 0; i < v->n_pages; i++)
+		if (m->page_refs[v->pages[i]] == 1)
+			return true;
+	return false;
+}
+
+/* The least recently used session that holds pages and has no work; one
+ * whose pages would come free first (an idle session that holds only
+ * shared pages frees nothing). */
 static struct eng_session *lru_idle(struct eng_model *m)
 {
 	struct eng_session *best = NULL;
+	bool best_frees = false;
 
-	for (struct eng_session *s = m->sessions; s; s = s->next)
-		if (s->n_pages > 0 && s->cur < 0 && !s->in_batch && (!best || s->lru < best->lru))
+	for (struct eng_session *s = m->sessions; s; s = s->next) {
+		bool frees;
+
+		if (s->n_pages == 0 || s->cur >= 0 || s->in_batch)
+			continue;
+		frees = frees_pages(m, s);
+		if (!best || (frees && !best_frees) || (frees == best_frees && s->lru < best->lru)) {
 			best = s;
+			best_frees = frees;
+		}
+	}
 	return best;
 }
 
 /* The busy session that started its turn last, after s, holding pages it
- * does not use in this step: the one a full pool preempts for s. */
+ * does not use in this step: the one a full pool preempts for s (one
+ * whose pages would come free first). */
 static struct eng_session *youngest_busy(struct eng_model *m, const struct eng_session *s)
 {
 	struct eng_session *best = NULL;
+	bool best_frees = false;
 
-	for (struct eng_session *v = m->sessions; v; v = v->next)
-		if (v != s && v->cur >= 0 && v->n_pages > 0 && !v->in_batch && v->arrival > s->arrival &&
-		    (!best || v->arrival > best->arrival))
+	for (struct eng_session *v = m->sessions; v; v = v->next) {
+		bool frees;
+
+		if (v == s || v->cur < 0 || v->n_pages == 0 || v->in_batch || v->arrival <= s->arrival)
+			continue;
+		frees = frees_pages(m, v);
+		if (!best || (frees && !best_frees) || (frees == best_frees && v->arrival > best->arrival)) {
 			best = v;
+			best_frees = frees;
+		}
+	}
 	return best;
 }
 
@@ -263,8 +293,10 @@ static int own_pages(struct eng_model *m, struct eng_session *s, int from, int t
 	int last = (to - 1) / ENG_KV_PAGE, rc;
 
 	for (int i = from / ENG_KV_PAGE; i <= last && i < s->n_pages; i++) {
-		if (!eng_page_shared_locked(m, s->pages[i]))
+		if (!eng_page_shared_locked(m, s->pages[i])) {
+			eng_prefix_drop_locked(m, s->pages[i]); /* its content changes: no longer that prefix */
 			continue;
+		}
 		if ((rc = make_room_for(m, s)) < 0)
 			return rc;
 		rc = eng_page_unshare_locked(m, s, i, i == from / ENG_KV_PAGE ? from % ENG_KV_PAGE : 0);
@@ -272,6 +304,78 @@ static int own_pages(struct eng_model *m, struct eng_session *s, int from, int t
 			return rc;
 	}
 	return 0;
+}
+
+// ---- shared prefixes (prefix.c)
+
+/* Whether a prefill chunk planned earlier in this step completes the page
+ * named h. */
+static bool page_pending(const struct step_arena *a, uint64_t h)
+{
+	for (int i = 0; i < a->n_pending; i++)
+		if (a->pending[i] == h)
+			return true;
+	return false;
+}
+
+/* Puts the shared pages that hold s's next full pages into its page table
+ * (s->n_cached at a page boundary; never the page holding s's last history
+ * token, whose logits the pass must compute).  The page s held at that index
+ * is let go.  Returns true when s's next page is being prefilled by another
+ * sequence of this step: s waits one step and takes it then (prefilled once). */
+static bool share_prefix(struct eng_model *m, struct eng_session *s)
+{
+	struct eng_turn *t = &s->turns[s->cur];
+	int i = s->n_cached / ENG_KV_PAGE;
+	uint64_t h;
+
+	if (s->n_cached % ENG_KV_PAGE || (i + 1) * ENG_KV_PAGE >= s->n_past)
+		return false;
+	h = eng_prefix_hash_to(s->tokens, i);
+	for (; (i + 1) * ENG_KV_PAGE < s->n_past; i++) {
+		const int32_t *tok = s->tokens + (size_t)i * ENG_KV_PAGE;
+		int32_t p;
+
+		h = eng_prefix_chain(h, tok);
+		if ((p = eng_prefix_find_locked(m, h, tok)) < 0)
+			return page_pending(&m->arena, h);
+		if (i < s->n_pages && s->pages[i] != p) {
+			eng_page_retain_locked(m, p);
+			eng_page_release_locked(m, s->pages[i]);
+			s->pages[i] = p;
+		} else if (i >= s->n_pages) {
+			eng_page_retain_locked(m, p);
+			s->pages[s->n_pages++] = p;
+		}
+		s->n_cached += ENG_KV_PAGE;
+		t->n_shared += ENG_KV_PAGE;
+		m->stats.prefill_saved += ENG_KV_PAGE;
+	}
+	return false;
+}
+
+/* The prefix hashes of the pages that positions [from, to) of s complete:
+ * pending for share_prefix in this step (plan), named in the table once
+ * written (collect, page ids given). */
+static void complete_pages(struct eng_model *m, struct eng_session *s, int from, int to, bool name)
+{
+	struct step_arena *a = &m->arena;
+	int i = from / ENG_KV_PAGE, end = to / ENG_KV_PAGE;
+	int cap = m->p.max_batch_tokens / ENG_KV_PAGE + m->p.max_sessions + 1;
+	uint64_t h;
+
+	if (!m->prefix.bucket || end <= i)
+		return;
+	h = eng_prefix_hash_to(s->tokens, i);
+	for (; i < end; i++) {
+		const int32_t *tok = s->tokens + (size_t)i * ENG_KV_PAGE;
+
+		h = eng_prefix_chain(h, tok);
+		if (name)
+			eng_prefix_add_locked(m, s->pages[i], h, tok);
+		else if (a->n_pending < cap)
+			a->pending[a->n_pending++] = h;
+	}
 }
 
 static int cmp_arrival(const void *pa, const void *pb)
@@ -360,7 +464,10 @@ static int cmp_serve(const void *pa, const void *pb)
 
 	if (da != db)
 		return db - da; /* decode first */
-	return a->lru < b->lru ? -1 : a->lru > b->lru;
+	if (da) /* replies: least recently served first (they rotate when more than a pass holds) */
+		return a->lru < b->lru ? -1 : a->lru > b->lru;
+	/* prompts: in the order their turns started, so no prompt waits behind newcomers */
+	return a->arrival < b->arrival ? -1 : a->arrival > b->arrival;
 }
 
 /* Lock held.  Fills the arena; returns the number of sequences. */
@@ -369,6 +476,8 @@ static int plan(struct eng_model *m, int *n_notify)
 	struct step_arena *a = &m->arena;
 	struct eng_session **cand = a->notify + 2 * m->p.max_sessions; /* last third as scratch */
 	int n_cand = 0, n = 0, budget = m->p.max_batch_tokens;
+	uint64_t preempted;
+	bool pressure = false; /* the pool ran out for a turn served before */
 	size_t used = 0;
 
 	for (struct eng_session *s = m->sessions; s; s = s->next) {
@@ -392,6 +501,7 @@ static int plan(struct eng_model *m, int *n_notify)
 	 * the pool goes to them and every waiting turn runs in arrival order */
 	qsort(cand, (size_t)n_cand, sizeof(*cand), m->kv_waiting ? cmp_arrival : cmp_serve);
 	m->kv_waiting = false;
+	a->n_pending = 0;
 	/* room: tokens + page tables + penalty windows */
 	for (int i = 0; i < n_cand; i++)
 		used += (size_t)(cand[i]->n_past - cand[i]->n_cached) + (size_t)m->max_pages_seq +
@@ -410,8 +520,27 @@ static int plan(struct eng_model *m, int *n_notify)
 			eng_kv_offer_attach_locked(s, make_room);
 			chunk = s->n_past - s->n_cached;
 		}
-		if (chunk > budget)
+		if (pressure && (s->n_cached + (chunk < budget ? chunk : budget) + ENG_KV_PAGE - 1) / ENG_KV_PAGE >
+		                s->n_pages) {
+			/* a turn served before in this step waited or preempted for
+			 * pages: this one waits too, taking nothing, or a preempted turn
+			 * would take pages back at once (with shared prefixes that costs
+			 * it little, so it would, and be preempted again) */
+			m->kv_waiting = true;
+			continue;
+		}
+		if (m->prefix.bucket && chunk > 1) { /* then pages other sessions hold for the same prefix */
+			if (share_prefix(m, s))
+				continue; /* its next page is being prefilled in this step */
+			chunk = s->n_past - s->n_cached;
+		}
+		if (chunk > budget) {
 			chunk = budget;
+			/* a cut chunk ends on a page boundary where it can, so the
+			 * next chunk may start with pages other sessions hold */
+			if (m->prefix.bucket && (s->n_cached + chunk) / ENG_KV_PAGE * ENG_KV_PAGE > s->n_cached)
+				chunk = (s->n_cached + chunk) / ENG_KV_PAGE * ENG_KV_PAGE - s->n_cached;
+		}
 		if (s->n_past + 1 > eng_model_kv_limit(m)) {
 			/* alone it outgrew a pool smaller than one context */
 			LOG_WARN("a conversation of %d tokens outgrew the KV pool of %d tokens (EFBIG)",
@@ -420,9 +549,11 @@ static int plan(struct eng_model *m, int *n_notify)
 			a->notify[(*n_notify)++] = s;
 			continue;
 		}
+		preempted = m->stats.preemptions;
 		rc = own_pages(m, s, s->n_cached, s->n_cached + chunk);
 		if (rc == 0)
 			rc = ensure_pages(m, s, s->n_cached + chunk);
+		pressure = pressure || rc == -ENOSPC || m->stats.preemptions != preempted;
 		if (rc == -ENOSPC && s->n_pages * ENG_KV_PAGE > s->n_cached &&
 		    !eng_page_shared_locked(m, s->pages[s->n_cached / ENG_KV_PAGE])) {
 			chunk = s->n_pages * ENG_KV_PAGE - s->n_cached; /* what fits; rest later */
@@ -435,6 +566,7 @@ static int plan(struct eng_model *m, int *n_notify)
 			a->notify[(*n_notify)++] = s;
 			continue;
 		}
+		complete_pages(m, s, s->n_cached, s->n_cached + chunk, false);
 		tok = a->buf + used;
 		memcpy(tok, s->tokens + s->n_cached, sizeof(*tok) * (size_t)chunk);
 		used += (size_t)chunk;
@@ -500,6 +632,7 @@ static void collect(struct eng_model *m, int n, int rc, double dt, int *n_notify
 			a->notify[(*n_notify)++] = s; /* keeps the batch's reference */
 			continue;
 		}
+		complete_pages(m, s, s->n_cached, s->n_cached + e->n_tokens, true);
 		s->n_cached += e->n_tokens;
 		if (e->prefill) {
 			any_prefill = true;

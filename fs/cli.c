@@ -10,6 +10,7 @@
  *                [--stop S] [--raw|--chat] [--backend B] [-t threads] [-c ctx] [-v]
  *   promptfs bench MODEL.gguf [--backend B] [-t threads] [-p 512,2048]
  *                [-n 128] [--ctx 0,1024,4096] [--reps R] [-b batch]
+ *   promptfs bench MODEL.gguf --sessions 1,8,64 …  (many sessions: cli_sessions.c)
  * Exit status: 0 ok, 1 runtime failure (bad model file …), 2 usage error.
  */
 #include <errno.h>
@@ -536,6 +537,9 @@ int fs_cli_bench(int argc, char **argv)
 	double *tp = NULL, *td = NULL, bw = 0, wbytes;
 	const struct eng_backend_ops *ops;
 
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--sessions"))
+			return fs_cli_bench_sessions(argc, argv);
 	if ((rc = bench_parse(argc, argv, &o)) != 0)
 		return rc;
 	for (int i = 0; i < o.n_pp; i++)

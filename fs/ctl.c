@@ -58,7 +58,8 @@ static const char readme_text[] =
 	"  setfattr -x user.temperature poem        # back to the default\n"
 	"Read-only attributes: user.status user.state user.error user.tokens\n"
 	"  user.prompt_tokens user.prefill_tokens user.generated_tokens\n"
-	"  user.cached_tokens user.turns user.prefill_tps user.decode_tps\n"
+	"  user.cached_tokens (from shared prefixes) user.kv_tokens user.turns\n"
+	"  user.prefill_tps user.decode_tps\n"
 	"\n"
 	"Errors: EFBIG prompt too long for the context; ENOSPC too many sessions;\n"
 	"EINVAL/ENAMETOOLONG bad name or setting; EIO the turn failed (see\n"
@@ -185,6 +186,10 @@ static int stats_text(struct fs *fs, char **out, size_t *len)
 	sb_printf(&b, "kv_pages_total: %d\n", st.kv_pages_total);
 	sb_printf(&b, "kv_pages_shared: %d\n", st.kv_pages_shared);
 	sb_printf(&b, "kv_pages_copied: %llu\n", (unsigned long long)st.pages_copied);
+	sb_printf(&b, "prefix_sharing: %s\n", st.prefix_share ? "on" : "off");
+	sb_printf(&b, "prefix_pages: %d\n", st.prefix_pages);
+	sb_printf(&b, "prefill_tokens_saved: %llu\n", (unsigned long long)st.prefill_saved);
+	sb_printf(&b, "max_batch_seqs: %d\n", st.max_batch_seqs);
 	sb_printf(&b, "evictions: %llu\n", (unsigned long long)st.evictions);
 	sb_printf(&b, "preemptions: %llu\n", (unsigned long long)st.preemptions);
 	fs_kvstate_stats(fs, &saved, &loaded, &ignored);

@@ -51,6 +51,11 @@ static void usage(FILE *f)
 		"  -c, --ctx N              context length per session (default min(trained, 4096))\n"
 		"      --kv-mem SIZE        KV cache budget, e.g. 2G, 512M (default: 8 full contexts)\n"
 		"      --max-sessions N     most sessions at once (default 256); more → ENOSPC\n"
+		"      --batch-tokens N     most tokens in one forward pass: decode rows first, the\n"
+		"                           rest prefill chunks (default 512)\n"
+		"      --batch-seqs N       most sequences in one forward pass, 1..512 (default 128)\n"
+		"      --no-prefix-share    sessions with the same token prefix do not share its KV\n"
+		"                           pages (default: shared, prefilled once)\n"
 		"  -t, --threads N          CPU threads (default: all cores but one)\n"
 		"      --state-dir DIR      journal sessions there; they come back after a restart\n"
 		"      --umask MASK         mode of new sessions: 0666 & ~MASK (default 077: 0600)\n"
@@ -202,6 +207,18 @@ static int parse_args(int argc, char **argv, struct fs_opts *o, struct fuse_args
 		} else if (opt_is(a, NULL, "--max-sessions")) {
 			v = opt_value(argc, argv, &i, NULL, "--max-sessions");
 			rc = v ? parse_int("session count", v, 1, &o->max_sessions) : -EINVAL;
+		} else if (opt_is(a, NULL, "--batch-tokens")) {
+			v = opt_value(argc, argv, &i, NULL, "--batch-tokens");
+			rc = v ? parse_int("batch token count", v, 1, &o->max_batch_tokens) : -EINVAL;
+		} else if (opt_is(a, NULL, "--batch-seqs")) {
+			v = opt_value(argc, argv, &i, NULL, "--batch-seqs");
+			rc = v ? parse_int("batch sequence count", v, 1, &o->max_batch_seqs) : -EINVAL;
+			if (rc == 0 && o->max_batch_seqs > ENG_MAX_BATCH_SEQS) {
+				fprintf(stderr, "promptfs: --batch-seqs is at most %d\n", ENG_MAX_BATCH_SEQS);
+				rc = -EINVAL;
+			}
+		} else if (!strcmp(a, "--no-prefix-share")) {
+			o->no_prefix_share = true;
 		} else if (opt_is(a, "-t", "--threads")) {
 			v = opt_value(argc, argv, &i, "-t", "--threads");
 			rc = v ? parse_int("thread count", v, 0, &o->n_threads) : -EINVAL;
@@ -400,6 +417,9 @@ static int fs_init_model(struct fs *fs, const struct fs_opts *o)
 	p.n_ctx = o->n_ctx;
 	p.kv_bytes = o->kv_bytes;
 	p.max_sessions = o->max_sessions;
+	p.max_batch_tokens = o->max_batch_tokens;
+	p.max_batch_seqs = o->max_batch_seqs;
+	p.no_prefix_share = o->no_prefix_share;
 	p.copy_weights = !o->map_model; /* the file may change under a long-running mount */
 	rc = eng_model_load(o->model_path, &p, &fs->model);
 	if (rc < 0) {

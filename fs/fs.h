@@ -14,6 +14,8 @@ int fs_cli_info(int argc, char **argv);
 int fs_cli_run(int argc, char **argv);
 /* promptfs bench MODEL.gguf [--backend B] [-t threads] … */
 int fs_cli_bench(int argc, char **argv);
+/* promptfs bench MODEL.gguf --sessions N[,N…] … (fs/cli_sessions.c; fs_cli_bench passes it on) */
+int fs_cli_bench_sessions(int argc, char **argv);
 /* promptfs synth (--like MODEL.gguf | --preset NAME) -o OUT.gguf */
 int fs_cli_synth(int argc, char **argv);
 

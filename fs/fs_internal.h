@@ -89,6 +89,9 @@ struct fs_opts {
 	const char *mountpoint;   /* absolute */
 	const char *backend;      /* NULL = auto */
 	int n_ctx, max_sessions, n_threads;
+	int max_batch_tokens;     /* --batch-tokens (0: the engine's default) */
+	int max_batch_seqs;       /* --batch-seqs (0: the engine's default) */
+	bool no_prefix_share;     /* --no-prefix-share */
 	size_t kv_bytes;
 	const char *state_dir;    /* absolute or NULL */
 	const char *log_file;

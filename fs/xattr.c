@@ -10,8 +10,10 @@
  * (setfattr -x) falls back to `defaults`.  Overrides survive `>` and go
  * with `rm`.  Read-only (EPERM to change): user.status, user.state,
  * user.error, user.tokens (n_past), user.prompt_tokens, user.prefill_tokens,
- * user.generated_tokens, user.cached_tokens, user.turns, user.context,
- * user.prefill_tps, user.decode_tps.
+ * user.generated_tokens, user.cached_tokens (tokens of the latest turn's
+ * history taken from shared prefix pages, not prefilled), user.turns,
+ * user.context, user.prefill_tps, user.decode_tps, user.kv_tokens (tokens
+ * of the history in the KV cache now).
  * user.fork_from (fork.c): setting it to NAME or NAME@TURN makes this
  * session a fork of that one (the whole conversation, or up to the end of
  * turn TURN); reading gives what it was last forked from (ENODATA if never);
@@ -30,6 +32,7 @@
 static const char *const ro_names[] = {
 	"status", "state", "error", "tokens", "prompt_tokens", "prefill_tokens",
 	"generated_tokens", "cached_tokens", "turns", "context", "prefill_tps", "decode_tps",
+	"kv_tokens",
 };
 #define N_RO ((int)(sizeof(ro_names) / sizeof(ro_names[0])))
 #define VAL_CAP (ENG_MAX_SYSTEM + 1024)
@@ -69,11 +72,12 @@ static int ro_value(const struct fs_node *n, int i, char *buf, size_t cap)
 	case 4: return snprintf(buf, cap, "%d", info.last_prompt_tokens);
 	case 5: return snprintf(buf, cap, "%d", info.last_prefill_tokens);
 	case 6: return snprintf(buf, cap, "%d", info.last_gen_tokens);
-	case 7: return snprintf(buf, cap, "%d", info.n_cached);
+	case 7: return snprintf(buf, cap, "%d", info.last_cached_tokens);
 	case 8: return snprintf(buf, cap, "%d", info.n_turns);
 	case 9: return snprintf(buf, cap, "%d", info.n_ctx);
 	case 10: return snprintf(buf, cap, "%.1f", info.last_prefill_tps);
 	case 11: return snprintf(buf, cap, "%.1f", info.last_decode_tps);
+	case 12: return snprintf(buf, cap, "%d", info.n_cached);
 	}
 	return -ENODATA;
 }

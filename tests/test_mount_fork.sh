@@ -56,7 +56,7 @@ cmp -s "$MNT/history/a.json" "$MNT/history/b.json" || fail "history/b.json diffe
 cmp -s "$MNT/a" "$MNT/b" || fail "b's reply differs from a's"
 [ "$(xattr top_k "$MNT/b")" = 7 ] || fail "setting overrides not copied: top_k $(xattr top_k "$MNT/b")"
 [ "$(xattr tokens "$MNT/b")" = "$(xattr tokens "$MNT/a")" ] || fail "token counts differ"
-[ "$(xattr cached_tokens "$MNT/b")" = "$(xattr cached_tokens "$MNT/a")" ] || fail "b's KV cache is not a's"
+[ "$(xattr kv_tokens "$MNT/b")" = "$(xattr kv_tokens "$MNT/a")" ] || fail "b's KV cache is not a's"
 shared="$(grep '^kv_pages_shared:' "$MNT/stats" | cut -d' ' -f2)"
 [ "$shared" -ge 2 ] || fail "$shared KV pages shared after cp (a full one and the tail expected)"
 ok "cp a b: same history, reply, settings, tokens; $shared KV pages shared"
