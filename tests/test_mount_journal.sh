@@ -9,7 +9,7 @@
 
 P="Once upon a time"
 SETS=(-s temperature=0 -s max_tokens=16)
-user_sessions() { ls "$MNT" | grep -v -x -e README -e model -e stats -e defaults -e history -e events -e grammars | sort | tr '\n' '|'; }
+user_sessions() { ls "$MNT" | grep -v -x -e README -e model -e stats -e defaults -e history -e events -e grammars -e schemas | sort | tr '\n' '|'; }
 
 # ---- 1. hostile format-1 files (what older versions wrote): negative and
 # wrapping lengths must not crash the mount; the good file beside them loads
