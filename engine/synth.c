@@ -6,8 +6,10 @@
  *  - --like REAL.gguf: every KV copied, every tensor with the same name,
  *    shape and type;
  *  - presets: llama.cpp's Qwen2.5-0.5B-Instruct layouts (below), with the
- *    tokenizer KVs copied from ggml-vocab-qwen2.gguf; and mixture-of-experts
- *    shapes (Qwen3-30B-A3B, a small Mixtral) with a Q4_K_M-like mix.
+ *    tokenizer KVs copied from ggml-vocab-qwen2.gguf; mixture-of-experts
+ *    shapes (Qwen3-30B-A3B, whole or 2 of its layers, and small qwen3moe /
+ *    Mixtral ones) with a Q4_K_M-like mix; and the dense layouts of gemma3,
+ *    gemma2, phi3 and Llama 3.1 (synth_arch.c).
  *
  * Output is streamed (gguf_writer_stream_*): each tensor is generated and
  * quantised in chunks of rows (CHUNK_BYTES of output at most), every chunk
@@ -18,6 +20,7 @@
  * D head dim, F feed-forward.
  */
 #include "synth.h"
+#include "synth_internal.h"
 
 #include "../gguf/gguf.h"
 #include "../gguf/log.h"
@@ -34,18 +37,6 @@
 #define MIN_ELEMS_PER_THREAD 65536
 #define WEIGHT_STD 0.02f
 
-struct synth_tensor {
-	char name[GGUF_MAX_NAME + 1];
-	enum gguf_dtype type;
-	int n_dims;
-	int64_t ne[GGUF_MAX_DIMS];
-	float mean, std; /* distribution of its values */
-};
-
-struct synth_plan {
-	struct synth_tensor *t;
-	int n, cap;
-};
 
 // ---- presets: Qwen2.5-0.5B-Instruct as llama.cpp quantises it
 
@@ -72,8 +63,8 @@ static const struct preset presets[] = {
 enum { Q_L = 24, Q_C = 896, Q_H = 14, Q_G = 2, Q_D = 64, Q_F = 4864, Q_V = 151936 };
 
 
-/* llama.cpp's use_more_bits(i, n). */
-static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+/* llama.cpp's synth_more_bits(i, n). */
+bool synth_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 /* llama.cpp counts attn_v / ffn_down tensors in file order, and converted
  * files list layers in name order (blk.0, blk.1, blk.10, …, blk.19, blk.2,
@@ -97,7 +88,7 @@ static void lexicographic_layers(int n, int *layer_order)
 		}
 }
 
-static int plan_add(struct synth_plan *p, const char *name, enum gguf_dtype type, int n_dims,
+int synth_plan_add(struct synth_plan *p, const char *name, enum gguf_dtype type, int n_dims,
 		    int64_t ne0, int64_t ne1)
 {
 	if (p->n == p->cap) {
@@ -121,15 +112,15 @@ static int plan_add(struct synth_plan *p, const char *name, enum gguf_dtype type
 
 static int plan_preset(struct synth_plan *p, const struct preset *ps)
 {
-	int order[Q_L], err = plan_add(p, "token_embd.weight", ps->embd, 2, Q_C, Q_V);
+	int order[Q_L], err = synth_plan_add(p, "token_embd.weight", ps->embd, 2, Q_C, Q_V);
 	char n[GGUF_MAX_NAME];
 
 	lexicographic_layers(Q_L, order);
 	for (int k = 0; k < Q_L && !err; k++) {
 		int i = order[k];
-		bool more = use_more_bits(k, Q_L);
+		bool more = synth_more_bits(k, Q_L);
 #define ADD(suffix, type, nd, a, b) \
-	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : plan_add(p, n, type, nd, a, b))
+	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : synth_plan_add(p, n, type, nd, a, b))
 		ADD("attn_norm.weight", GGUF_DTYPE_F32, 1, Q_C, 1);
 		ADD("ffn_down.weight", more ? ps->down_more : ps->down_less, 2, Q_F, Q_C);
 		ADD("ffn_gate.weight", ps->ffn, 2, Q_C, Q_F);
@@ -144,17 +135,17 @@ static int plan_preset(struct synth_plan *p, const struct preset *ps)
 		ADD("attn_v.weight", more ? ps->v_more : ps->v_less, 2, Q_C, Q_G * Q_D);
 #undef ADD
 	}
-	return err ? err : plan_add(p, "output_norm.weight", GGUF_DTYPE_F32, 1, Q_C, 1);
+	return err ? err : synth_plan_add(p, "output_norm.weight", GGUF_DTYPE_F32, 1, Q_C, 1);
 }
 
-static bool skip_non_tokenizer(const char *key, void *user)
+bool synth_skip_non_tokenizer(const char *key, void *user)
 {
 	(void)user;
 	return strncmp(key, "tokenizer.", 10) != 0;
 }
 
 /* The places a checkout keeps shared/models/vocab/<file>. */
-static int find_vocab(const char *given, const char *file, char *path, size_t size)
+int synth_find_vocab(const char *given, const char *file, char *path, size_t size)
 {
 	char rel[128];
 	const char *env = getenv("PROMPTFS_SHARED");
@@ -210,7 +201,7 @@ static int preset_kv(struct gguf_writer *w, const struct preset *ps, const char 
 	    (err = gguf_writer_set_f32(w, "qwen2.rope.freq_base", 1000000.0f)) ||
 	    (err = gguf_writer_set_f32(w, "qwen2.attention.layer_norm_rms_epsilon", 1e-6f)) ||
 	    (err = gguf_writer_set_u32(w, "general.file_type", ps->file_type)) ||
-	    (err = gguf_writer_copy_kv(w, v, skip_non_tokenizer, NULL)) ||
+	    (err = gguf_writer_copy_kv(w, v, synth_skip_non_tokenizer, NULL)) ||
 	    /* the Instruct model's ids: ends turns with <|im_end|>, no BOS */
 	    (err = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 151645)) ||
 	    (err = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false)) ||
@@ -229,7 +220,7 @@ out_vocab:
 // ---- --like: the source's own table
 
 /* llama.cpp's fallback when rows do not split into a type's blocks. */
-static enum gguf_dtype fit_type(enum gguf_dtype t, int64_t ne0)
+enum gguf_dtype synth_fit_type(enum gguf_dtype t, int64_t ne0)
 {
 	if (ne0 % gguf_type_traits(t)->blck_size == 0)
 		return t;
@@ -246,13 +237,13 @@ static int plan_like(struct synth_plan *p, const struct gguf_ctx *src, int force
 {
 	for (int64_t i = 0; i < gguf_n_tensors(src); i++) {
 		const struct gguf_tensor_info *s = gguf_get_tensor(src, i);
-		int err = plan_add(p, s->name, s->type, s->n_dims, s->ne[0], s->ne[1]);
+		int err = synth_plan_add(p, s->name, s->type, s->n_dims, s->ne[0], s->ne[1]);
 		if (err)
 			return err;
 		struct synth_tensor *t = &p->t[p->n - 1];
 		memcpy(t->ne, s->ne, sizeof(t->ne));
 		if (force >= 0 && s->n_dims >= 2)
-			t->type = fit_type((enum gguf_dtype)force, s->ne[0]);
+			t->type = synth_fit_type((enum gguf_dtype)force, s->ne[0]);
 	}
 	return 0;
 }
@@ -295,6 +286,15 @@ static const struct moe_preset moe_presets[] = {
 	  48, 2048, 32, 4, 128, 6144, 128, 8, 768, 151936, 40960, 1000000.0f, 1e-6f, true, 151645 },
 	{ "mixtral-small-q4_k_m", "llama", "Mixtral-shaped 8x small", "ggml-vocab-llama-spm.gguf",
 	  8, 1024, 16, 4, 64, 3584, 8, 2, 3584, 32000, 32768, 1000000.0f, 1e-5f, false, -1 },
+	/* for the GPU's whole-model checks: two of Qwen3-30B-A3B's layers (its
+	 * routing: 128 experts, 8 per token), and small models of both families
+	 * that fit F32 (--type F32: no activation rounding on either side) */
+	{ "qwen3-30b-a3b-2l-q4_k_m", "qwen3moe", "Qwen3 30B A3B, 2 layers", "ggml-vocab-qwen2.gguf",
+	  2, 2048, 32, 4, 128, 6144, 128, 8, 768, 151936, 40960, 1000000.0f, 1e-6f, true, 151645 },
+	{ "qwen3moe-mini-q4_k_m", "qwen3moe", "Qwen3 MoE layout, mini", "ggml-vocab-qwen2.gguf",
+	  2, 512, 8, 2, 64, 1536, 128, 8, 256, 151936, 40960, 1000000.0f, 1e-6f, true, 151645 },
+	{ "mixtral-mini-q4_k_m", "llama", "Mixtral layout, mini", "ggml-vocab-llama-spm.gguf",
+	  2, 512, 8, 2, 64, 1024, 8, 2, 1024, 32000, 32768, 1000000.0f, 1e-5f, false, -1 },
 };
 #define N_MOE ((int)(sizeof(moe_presets) / sizeof(moe_presets[0])))
 
@@ -325,7 +325,7 @@ static int moe_kv(struct gguf_writer *w, const struct moe_preset *m, const char 
 	    (err = gguf_writer_set_u32(w, KEY(11, "expert_used_count"), m->K)) ||
 	    (err = gguf_writer_set_u32(w, KEY(12, "expert_feed_forward_length"), m->Fe)) ||
 	    (err = gguf_writer_set_u32(w, "general.file_type", 15)) ||
-	    (err = gguf_writer_copy_kv(w, v, skip_non_tokenizer, NULL)) ||
+	    (err = gguf_writer_copy_kv(w, v, synth_skip_non_tokenizer, NULL)) ||
 	    (m->eos >= 0 && (err = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)m->eos))) ||
 	    (err = gguf_writer_set_u32(w, "general.quantization_version", 2)))
 		goto out_vocab;
@@ -343,7 +343,7 @@ out_vocab:
 static int plan_add3(struct synth_plan *p, const char *name, enum gguf_dtype type, int64_t ne0,
                      int64_t ne1, int64_t ne2)
 {
-	int err = plan_add(p, name, type, 3, ne0, ne1);
+	int err = synth_plan_add(p, name, type, 3, ne0, ne1);
 
 	if (!err)
 		p->t[p->n - 1].ne[2] = ne2;
@@ -354,15 +354,15 @@ static int plan_moe(struct synth_plan *p, const struct moe_preset *m)
 {
 	const enum gguf_dtype q4 = GGUF_DTYPE_Q4_K, q6 = GGUF_DTYPE_Q6_K, f32 = GGUF_DTYPE_F32;
 	const int HD = m->H * m->D, GD = m->G * m->D;
-	int err = plan_add(p, "token_embd.weight", fit_type(q4, m->C), 2, m->C, m->V);
+	int err = synth_plan_add(p, "token_embd.weight", synth_fit_type(q4, m->C), 2, m->C, m->V);
 	char n[GGUF_MAX_NAME];
 
 	for (int i = 0; i < m->L && !err; i++) {
-		const enum gguf_dtype more = use_more_bits(i, m->L) ? q6 : q4;
+		const enum gguf_dtype more = synth_more_bits(i, m->L) ? q6 : q4;
 #define ADD(suffix, type, nd, a, b) \
-	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : plan_add(p, n, fit_type(type, a), nd, a, b))
+	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : synth_plan_add(p, n, synth_fit_type(type, a), nd, a, b))
 #define ADD3(suffix, type, a, b) \
-	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : plan_add3(p, n, fit_type(type, a), a, b, m->E))
+	(snprintf(n, sizeof(n), "blk.%d.%s", i, suffix), err = err ? err : plan_add3(p, n, synth_fit_type(type, a), a, b, m->E))
 		ADD("attn_norm.weight", f32, 1, m->C, 1);
 		ADD("attn_q.weight", q4, 2, m->C, HD);
 		ADD("attn_k.weight", q4, 2, m->C, GD);
@@ -381,18 +381,22 @@ static int plan_moe(struct synth_plan *p, const struct moe_preset *m)
 #undef ADD3
 	}
 	if (!err)
-		err = plan_add(p, "output.weight", fit_type(q6, m->C), 2, m->C, m->V);
-	return err ? err : plan_add(p, "output_norm.weight", GGUF_DTYPE_F32, 1, m->C, 1);
+		err = synth_plan_add(p, "output.weight", synth_fit_type(q6, m->C), 2, m->C, m->V);
+	return err ? err : synth_plan_add(p, "output_norm.weight", GGUF_DTYPE_F32, 1, m->C, 1);
 }
 
 const char *const *eng_synth_presets(void)
 {
-	static const char *names[N_PRESETS + N_MOE + 1];
+	static const char *names[N_PRESETS + N_MOE + 16 + 1];
+	int n = 0;
 
 	for (int i = 0; i < N_PRESETS; i++)
-		names[i] = presets[i].name;
+		names[n++] = presets[i].name;
 	for (int i = 0; i < N_MOE; i++)
-		names[N_PRESETS + i] = moe_presets[i].name;
+		names[n++] = moe_presets[i].name;
+	for (int i = 0; synth_arch_preset_name(i) && n < N_PRESETS + N_MOE + 16; i++)
+		names[n++] = synth_arch_preset_name(i);
+	names[n] = NULL;
 	return names;
 }
 
@@ -443,7 +447,10 @@ static void *gen_worker(void *arg)
 	}
 	for (int64_t r = j->r0; r < j->r1 && !j->err; r++) {
 		uint64_t state = j->seed ^ ((uint64_t)r * 0xD1B54A32D192ED03ull);
-		fill_row(x, ne0, state, j->t->mean, j->t->std);
+		if (j->t->fixed)
+			memcpy(x, j->t->fixed, (size_t)ne0 * sizeof(float));
+		else
+			fill_row(x, ne0, state, j->t->mean, j->t->std);
 		j->err = gguf_quantize_row((int)j->t->type, x, j->out + (size_t)(r - j->base) * j->row_bytes, ne0);
 	}
 	free(x);
@@ -527,6 +534,15 @@ static int write_tensors(struct gguf_writer *w, const struct synth_plan *p, cons
 	return err;
 }
 
+/* --type: every matrix in o->type (falling back as llama.cpp). */
+static void force_type(const struct eng_synth_opts *o, struct synth_plan *p)
+{
+	if (o->type >= 0)
+		for (int k = 0; k < p->n; k++)
+			if (p->t[k].n_dims >= 2)
+				p->t[k].type = synth_fit_type((enum gguf_dtype)o->type, p->t[k].ne[0]);
+}
+
 static int build_plan(const struct eng_synth_opts *o, struct gguf_writer *w, struct synth_plan *p)
 {
 	char vocab[PATH_MAX];
@@ -546,27 +562,26 @@ static int build_plan(const struct eng_synth_opts *o, struct gguf_writer *w, str
 	for (int i = 0; i < N_PRESETS; i++) {
 		if (strcmp(presets[i].name, o->preset))
 			continue;
-		if ((err = find_vocab(o->vocab, "ggml-vocab-qwen2.gguf", vocab, sizeof(vocab))) ||
+		if ((err = synth_find_vocab(o->vocab, "ggml-vocab-qwen2.gguf", vocab, sizeof(vocab))) ||
 		    (err = preset_kv(w, &presets[i], vocab)) ||
 		    (err = plan_preset(p, &presets[i])))
 			return err;
-		if (o->type >= 0)
-			for (int k = 0; k < p->n; k++)
-				if (p->t[k].n_dims >= 2)
-					p->t[k].type = fit_type((enum gguf_dtype)o->type, p->t[k].ne[0]);
+		force_type(o, p);
 		return 0;
 	}
 	for (int i = 0; i < N_MOE; i++) {
 		if (strcmp(moe_presets[i].name, o->preset))
 			continue;
-		if ((err = find_vocab(o->vocab, moe_presets[i].vocab, vocab, sizeof(vocab))) ||
+		if ((err = synth_find_vocab(o->vocab, moe_presets[i].vocab, vocab, sizeof(vocab))) ||
 		    (err = moe_kv(w, &moe_presets[i], vocab)) || (err = plan_moe(p, &moe_presets[i])))
 			return err;
-		if (o->type >= 0)
-			for (int k = 0; k < p->n; k++)
-				if (p->t[k].n_dims >= 2)
-					p->t[k].type = fit_type((enum gguf_dtype)o->type, p->t[k].ne[0]);
+		force_type(o, p);
 		return 0;
+	}
+	if (synth_arch_build(o, w, p, &err)) {
+		if (!err)
+			force_type(o, p);
+		return err;
 	}
 	LOG_ERR("unknown preset '%s'", o->preset);
 	return -EINVAL;
@@ -607,6 +622,8 @@ int eng_synth(const struct eng_synth_opts *o)
 	if (err)
 		unlink(o->out);
 out_plan:
+	for (int i = 0; i < plan.n; i++)
+		free(plan.t[i].fixed);
 	free(plan.t);
 out_writer:
 	gguf_writer_free(w);
