@@ -244,7 +244,9 @@ static void test_matvec(int type, int K, int N, int nc, int mode /* 0 plain, 1 a
 	double tol = is_quant(type) ? 5e-4 : act ? 1e-6 : 1e-9;
 	gpu_record("matvec", rc ? INFINITY : nmse_fd(yy, ref, (size_t)nc * N), tol, "%s K=%d N=%d cols=%d%s",
 	           gguf_dtype_name(type), K, N, nc, mn[mode]);
-	gpu_record("matvec/cpu", rc ? INFINITY : nmse_f(yy, cpu, (size_t)nc * N), is_quant(type) ? 1e-3 : 1e-5,
+	/* the CPU rounds activations to BF16 for BF16 weights (as ggml): 2^-9 relative */
+	gpu_record("matvec/cpu", rc ? INFINITY : nmse_f(yy, cpu, (size_t)nc * N),
+	           is_quant(type) ? 1e-3 : type == GGUF_DTYPE_BF16 ? 1e-4 : 1e-5,
 	           "%s K=%d N=%d cols=%d%s", gguf_dtype_name(type), K, N, nc, mn[mode]);
 	cudaFree(dx); cudaFree(dy); cudaFree(qs); cudaFree(ds); cudaFree((void *)m.d);
 	if (w2)
@@ -526,8 +528,8 @@ static void test_fused_all(void)
 		test_fused(q5, 1, 896, (int[]){4864}, nc, true, true, true, 0);
 		test_fused(kt, 1, 512, (int[]){96}, nc, nc == 2, true, true, 0);
 		test_fused(fl, 1, 896, (int[]){544}, nc, true, true, false, 0);
-		/* gemma3-270m's GeGLU (C 640, F 2048) */
-		test_fused(kt, 1, 640, (int[]){2048}, nc, true, true, true, 1);
+		/* gemma3-270m's GeGLU (C 640, F 2048: its 640-wide rows fall back to Q5_0) */
+		test_fused(q5, 1, 640, (int[]){2048}, nc, true, true, true, 1);
 		test_fused(fl, 1, 640, (int[]){96}, nc, true, true, false, 1);
 	}
 	test_fused(q5, 2, 64, (int[]){40, 9}, 3, false, false, false, 0);
@@ -590,9 +592,11 @@ static void test_scale(int T, int N, float s, int op)
 			untouched += got[(size_t)t * ld + i] == x[(size_t)t * ld + i];
 		memmove(got + (size_t)t * N, got + (size_t)t * ld, 4 * (size_t)N);
 	}
+	/* the fast-math tanhf: ~3e-6 relative (measured NMSE 8e-12 on the H200) */
 	const char *nm = op ? "softcap" : "scale";
-	gpu_record(nm, rc ? INFINITY : nmse_fd(got, ref, (size_t)T * N), 1e-12, "T=%d N=%d s=%g", T, N, s);
-	gpu_record(op ? "softcap/cpu" : "scale/cpu", rc ? INFINITY : nmse_f(got, xc, (size_t)T * N), 1e-12,
+	const double tol = op ? 1e-10 : 1e-12;
+	gpu_record(nm, rc ? INFINITY : nmse_fd(got, ref, (size_t)T * N), tol, "T=%d N=%d s=%g", T, N, s);
+	gpu_record(op ? "softcap/cpu" : "scale/cpu", rc ? INFINITY : nmse_f(got, xc, (size_t)T * N), tol,
 	           "T=%d N=%d", T, N);
 	gpu_record(op ? "softcap/ld" : "scale/ld", T * (ld - N) - untouched, 0, "elements past N changed");
 	cudaFree(dx);
