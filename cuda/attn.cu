@@ -19,6 +19,13 @@
  * the cache before reading it.  The number of splits is fixed per batch
  * shape and every range is computed on the device from the positions, so a
  * captured graph stays valid as the context grows.
+ *
+ * Gemma: a sliding-window layer (win > 0) lets the query at p see keys
+ * p - win < j <= p only; the key range starts at the window of the tile's
+ * first token (whole pages before it are skipped, in every kernel) and each
+ * row masks the keys below its own window.  Gemma 2's soft-capping
+ * (softcap > 0) maps every scaled score s to cap * tanh(s / cap) before the
+ * softmax, as the CPU's attn_scores().
  */
 #include <cooperative_groups.h>
 
@@ -85,7 +92,7 @@ static __device__ void load_q(const struct cuda_attn_args &a, float *Qs, int R, 
 		const int h = g * hpg + r;
 		float *s = Qs + (size_t)r * D;
 		head_prep(s, a.q + (size_t)t0 * a.ldq + h * D, a.bq ? a.bq + h * D : nullptr, a.q_norm,
-		          a.eps, D, !(a.dbg & 1), pos, a.n_rot, a.neox, a.base);
+		          a.eps, D, !(a.dbg & 1), pos, a.n_rot, a.neox, a.freq);
 		for (int d = lane; d < D; d += WARP)
 			s[d] *= a.scale;
 	}
@@ -96,7 +103,7 @@ static __device__ void load_q(const struct cuda_attn_args &a, float *Qs, int R, 
 		const float *raw = (isk ? a.k_new : a.v_new) + (size_t)t0 * a.ldq + g * D;
 		const float *b = isk ? a.bk : a.bv;
 		head_prep(s, raw, b ? b + g * D : nullptr, isk ? a.k_norm : nullptr, a.eps, D, isk, pos,
-		          a.n_rot, a.neox, a.base);
+		          a.n_rot, a.neox, a.freq);
 		const int page = a.pages[(size_t)a.tile_seq[blockIdx.x] * a.page_stride + pos / CUDA_ATTN_KT];
 		__half *dst = (__half *)(isk ? a.k_pool : a.v_pool) +
 		              cuda_kv_offset(page, g, pos % CUDA_ATTN_KT, a.G, D) / 2;
@@ -242,11 +249,14 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 	float *Ks = sm, *Vs = Ks + CUDA_ATTN_KT * D1, *Qs = Vs + CUDA_ATTN_KT * D;
 	float *Os = Qs + (size_t)Rmax * D, *Ms = Os + (size_t)Rmax * D, *Ls = Ms + Rmax;
 
-	/* the key range [0, kv_end) in pages, over at most n_split blocks, none
-	 * empty: blocks past `eff` have nothing to do */
-	const int kv_end = a.pos[t0 + nt - 1] + 1, n_kt = cdiv(kv_end, CUDA_ATTN_KT);
+	/* the key range [k0, kv_end) in pages (k0: the page of the first
+	 * token's window start, 0 without a window), over at most n_split
+	 * blocks, none empty: blocks past `eff` have nothing to do */
+	const int kv_end = a.pos[t0 + nt - 1] + 1;
+	const int k0 = a.win ? max(0, a.pos[t0] + 1 - a.win) / CUDA_ATTN_KT * CUDA_ATTN_KT : 0;
+	const int n_kt = cdiv(kv_end - k0, CUDA_ATTN_KT);
 	const int per = max(cdiv(n_kt, min(a.n_split, n_kt)), a.min_pages), eff = cdiv(n_kt, per);
-	const int kbeg = split * per * CUDA_ATTN_KT, kend = min(kbeg + per * CUDA_ATTN_KT, kv_end);
+	const int kbeg = k0 + split * per * CUDA_ATTN_KT, kend = min(kbeg + per * CUDA_ATTN_KT, kv_end);
 	const int32_t *ptab = a.pages + (size_t)seq * a.page_stride;
 	if (split < eff) {
 		/* earlier positions' K/V were written by earlier steps: to L2 now */
@@ -274,8 +284,10 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 		load_kv<DT>(a, Ks, Vs, ptab, g, kt, min(CUDA_ATTN_KT, kend - kt));
 		__syncthreads();
 		for (int r = warp; r < R; r += ATTN_WARPS) {
-			const int lim = min(kend, a.pos[t0 + r / hpg] + 1) - kt; /* causal */
-			if (lim <= 0)
+			const int pr = a.pos[t0 + r / hpg];
+			const int lim = min(kend, pr + 1) - kt; /* causal */
+			const int lo = a.win ? pr + 1 - a.win - kt : 0; /* window: keys kt + lo .. */
+			if (lim <= 0 || lo >= min(lim, CUDA_ATTN_KT))
 				continue;
 			const float *qr = Qs + (size_t)r * D;
 			float s0 = 0.0f, s1 = 0.0f;
@@ -285,8 +297,13 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuda_a
 				s0 += qd * Ks[lane * D1 + d];
 				s1 += qd * Ks[(lane + 32) * D1 + d];
 			}
-			s0 = lane < lim ? s0 : -INFINITY;
-			s1 = lane + 32 < lim ? s1 : -INFINITY;
+			if (a.softcap > 0.0f) {
+				const float ic = 1.0f / a.softcap;
+				s0 = tanhf(s0 * ic) * a.softcap;
+				s1 = tanhf(s1 * ic) * a.softcap;
+			}
+			s0 = lane < lim && lane >= lo ? s0 : -INFINITY;
+			s1 = lane + 32 < lim && lane + 32 >= lo ? s1 : -INFINITY;
 			const float m_old = Ms[r], m_new = fmaxf(m_old, warp_max(fmaxf(s0, s1)));
 			const float corr = __expf(m_old - m_new);
 			const float p0 = __expf(s0 - m_new), p1 = __expf(s1 - m_new);
@@ -434,9 +451,12 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 	const int tile = blockIdx.x, g = blockIdx.y, split = blockIdx.z, ns = a.n_split;
 	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, hpg = a.H / a.G;
 	const int seq = a.tile_seq[tile], t0 = a.tile_tok0[tile], pos = a.pos[t0], kv_end = pos + 1;
-	const int n_ch = cdiv(kv_end, WARP), cpw = cdiv(n_ch, min((ns * W) >> SH, DEC_PARTS)), n_part = cdiv(n_ch, cpw);
+	/* the chunks from the one holding the window's first key (kst; 0 without
+	 * a window), numbered from c0 */
+	const int kst = a.win ? max(0, kv_end - a.win) : 0, c0 = kst / WARP;
+	const int n_ch = cdiv(kv_end, WARP) - c0, cpw = cdiv(n_ch, min((ns * W) >> SH, DEC_PARTS)), n_part = cdiv(n_ch, cpw);
 	const int wid = split * W + warp, cu = wid >> SH, r0 = (wid & SH) * RW;
-	const int cbeg = min(cu * cpw, n_ch), cend = min(cbeg + cpw, n_ch);
+	const int cb = min(cu * cpw, n_ch), cbeg = c0 + cb, cend = c0 + min(cb + cpw, n_ch);
 	const int32_t *ptab = a.pages + (size_t)seq * a.page_stride;
 	const __half *kpool = (const __half *)a.k_pool, *vpool = (const __half *)a.v_pool;
 	if (hpg <= ns && !(a.dbg & 32)) /* (push merge: the matching wait comes before the pushes) */
@@ -476,7 +496,7 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 			if (r < hpg) {
 				const int h = g * hpg + r;
 				head_prep(s, a.q + (size_t)t0 * a.ldq + h * D, a.bq ? a.bq + h * D : nullptr,
-				          a.q_norm, a.eps, D, !(a.dbg & 1), pos, a.n_rot, a.neox, a.base);
+				          a.q_norm, a.eps, D, !(a.dbg & 1), pos, a.n_rot, a.neox, a.freq);
 				__syncwarp();
 				for (int d = lane; d < D; d += WARP)
 					s[d] *= a.scale;
@@ -485,7 +505,7 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 					s[d] = 0.0f;
 			}
 		}
-		const int owner = (((pos / WARP) / cpw) << SH) / W;
+		const int owner = (((pos / WARP - c0) / cpw) << SH) / W;
 		if (split == owner && warp >= W - 2) {
 			const bool isk = warp == W - 1; /* (row W - 1 is padding: the heavier k there) */
 			float *s = &Ps[warp][0][0]; /* scratch: WARP * RM >= D floats */
@@ -493,7 +513,7 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 			const float *b = isk ? a.bk : a.bv;
 			__syncwarp();
 			head_prep(s, raw, b ? b + g * D : nullptr, isk ? a.k_norm : nullptr, a.eps, D, isk, pos,
-			          a.n_rot, a.neox, a.base);
+			          a.n_rot, a.neox, a.freq);
 			__syncwarp();
 			const int page = ptab[pos / CUDA_ATTN_KT];
 			__half *dst = (__half *)(isk ? a.k_pool : a.v_pool) +
@@ -508,7 +528,7 @@ static __global__ void __launch_bounds__(DEC_WARPS *WARP) attn_dec_kernel(struct
 		dec_reload<D>(R, kpool, vpool, ptab, g, a.G, cbeg, pos);
 	float m[RW], l[RW], o[RW][NI];
 	dec_chunks<D, RW>(Qs + r0 * D, Ps[warp], kpool, vpool, ptab, g, a.G, cbeg, (a.dbg & 4) ? cbeg : cend,
-	                  kv_end, m, l, o, R, pre); /* (dbg 4, timing only: no key work) */
+	                  kst, kv_end, a.softcap, m, l, o, R, pre); /* (dbg 4, timing only: no key work) */
 	/* this warp's partial rows (warps without keys never get read).  Push
 	 * (a row per block at most): straight into slot cu of the merging
 	 * block's shared memory (block r merges row r; one cluster barrier, then
@@ -629,7 +649,8 @@ extern "C" int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st)
 	if (a->n_tiles <= 0)
 		return 0;
 	if (a->D > CUDA_ATTN_MAX_D || a->D % 2 || a->H % a->G || a->n_split < 1 || a->n_split > 64 ||
-	    (a->n_split > 1 && !a->counters && !a->cluster) || (a->cluster && a->n_split > 8)) {
+	    (a->n_split > 1 && !a->counters && !a->cluster) || (a->cluster && a->n_split > 8) ||
+	    a->win < 0 || a->softcap < 0.0f) {
 		LOG_ERR("unsupported attention shape D=%d H=%d G=%d n_split=%d", a->D, a->H, a->G,
 		        a->n_split);
 		return -EINVAL;

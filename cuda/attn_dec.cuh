@@ -96,14 +96,17 @@ static __device__ __forceinline__ void dec_reload(dec_regs<D> &R, const __half *
 
 /* Qs [RM][D] scaled query rows (RM 8, or 4: a warp may take half of a
  * KV head's rows, so that two warps share a chunk); Pw [WARP][DEC_RM] this
- * warp's scratch; ptab: the sequence's page table; kv_end: keys in the
- * context.  pre: chunk cbeg is already in R (dec_load), else every chunk is
- * loaded here. */
+ * warp's scratch; ptab: the sequence's page table; keys [kst, kv_end) of
+ * the context are seen (kst > 0: a sliding window; chunks start at the one
+ * holding kst, so each has a key); cap > 0: scores soft-capped, cap *
+ * tanh(s / cap).  pre: chunk cbeg is already in R (dec_load), else every
+ * chunk is loaded here. */
 template <int D, int RM>
 static __device__ __forceinline__ void dec_chunks(const float *Qs, float (*Pw)[DEC_RM],
                                                   const __half *kpool, const __half *vpool,
                                                   const int32_t *ptab, int g, int G, int cbeg,
-                                                  int cend, int kv_end, float (&m)[RM],
+                                                  int cend, int kst, int kv_end, float cap,
+                                                  float (&m)[RM],
                                                   float (&l)[RM], float (&o)[RM][D / WARP],
                                                   dec_regs<D> &R, bool pre)
 {
@@ -149,10 +152,17 @@ static __device__ __forceinline__ void dec_chunks(const float *Qs, float (*Pw)[D
 				s[r] = t;
 			}
 		}
+		if (cap > 0.0f) {
+			const float ic = 1.0f / cap;
+#pragma unroll
+			for (int r = 0; r < RM; r++)
+				s[r] = tanhf(s[r] * ic) * cap;
+		}
+		const bool seen = lane < nk && c * WARP + lane >= kst;
 		float p[RM];
 #pragma unroll
 		for (int r = 0; r < RM; r++) {
-			const float sr = lane < nk ? s[r] : -INFINITY;
+			const float sr = seen ? s[r] : -INFINITY;
 			const float mn = fmaxf(m[r], warp_max(sr)); /* finite: the chunk has a key */
 			const float corr = __expf(m[r] - mn);
 			p[r] = __expf(sr - mn);

@@ -185,6 +185,52 @@ static bool q8(const struct cuda_mat *m)
 	return cuda_type_is_quant(m->type);
 }
 
+/* A stacked expert tensor [K, N, E], uploaded whole. */
+static int experts(struct up_ctx *u, const struct eng_tensor *t, struct cuda_experts *x)
+{
+	TRY(mat(u, t, &x->m));
+	x->n = (int)t->ne[2];
+	x->stride = t->nbytes / (size_t)t->ne[2];
+	if (q8(&x->m) && x->m.K % Q8_BLOCK) {
+		LOG_ERR("tensor %s: rows of %d (%s) are not a multiple of 32, which the CUDA expert "
+		        "kernels need", t->name, x->m.K, gguf_dtype_name(t->type));
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+/* The MoE tensors of one layer (router and the three stacked experts). */
+static int layer_moe(struct up_ctx *u, const struct eng_layer *s, struct cuda_layer_w *d)
+{
+	d->moe = true;
+	TRY(mat(u, &s->ffn_gate_inp, &d->router));
+	TRY(experts(u, &s->gate_exps, &d->gate_e));
+	TRY(experts(u, &s->up_exps, &d->up_e));
+	TRY(experts(u, &s->down_exps, &d->down_e));
+	if (d->gate_e.m.type != d->up_e.m.type) {
+		LOG_ERR("tensors %s (%s) and %s (%s): the CUDA backend needs gate and up experts of one type",
+		        s->gate_exps.name, gguf_dtype_name(s->gate_exps.type), s->up_exps.name,
+		        gguf_dtype_name(s->up_exps.type));
+		return -ENOTSUP;
+	}
+	d->q8_router = q8(&d->router);
+	d->q8_exp = q8(&d->gate_e.m);
+	d->q8_exp_down = q8(&d->down_e.m);
+	return 0;
+}
+
+/* The RoPE frequency divisors for max_ctx (rope_freqs, or LongRoPE's long
+ * or short factors: eng_rope_factors), [n_rot/2] F32, or NULL. */
+static const float *rope_factors(struct eng_backend *be, const struct eng_weights *w, struct up_ctx *u)
+{
+	const float *ff = eng_rope_factors(&be->cfg, w, be->p.max_ctx);
+	if (!ff)
+		return NULL;
+	const int n = be->cfg.n_rot / 2;
+	struct eng_tensor t = {"rope frequency factors", GGUF_DTYPE_F32, {n, 1, 0}, ff, (size_t)n * 4};
+	return vec(u, &t);
+}
+
 /* One pass sizes (u->base == NULL), the second uploads. */
 static int walk_weights(struct eng_backend *be, const struct eng_weights *w, struct up_ctx *u)
 {
@@ -196,15 +242,20 @@ static int walk_weights(struct eng_backend *be, const struct eng_weights *w, str
 	else
 		TRY(mat(u, &w->output, &be->output));
 	be->q8_head = q8(&be->output);
+	be->rope_glob.ff = rope_factors(be, w, u);
 	for (int l = 0; l < be->cfg.n_layer; l++) {
 		const struct eng_layer *s = &w->layers[l];
 		struct cuda_layer_w *d = &be->layers[l];
 		const struct eng_tensor *vs[] = {&s->attn_norm, &s->ffn_norm, &s->bq, &s->bk, &s->bv,
-		                                 &s->q_norm, &s->k_norm};
+		                                 &s->q_norm, &s->k_norm, &s->post_attn_norm,
+		                                 &s->post_ffn_norm};
 		for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++)
 			TRY(check_vec(vs[i]));
 		d->attn_norm = vec(u, &s->attn_norm);
 		d->ffn_norm = vec(u, &s->ffn_norm);
+		d->post_attn_norm = vec(u, &s->post_attn_norm);
+		d->post_ffn_norm = vec(u, &s->post_ffn_norm);
+		d->swa = s->swa;
 		const int D = be->cfg.head_dim, nr = be->cfg.n_rot;
 		if (be->rope_perm) {
 			d->bq = (const float *)upload_perm(u, &s->bq, D, nr);
@@ -222,11 +273,15 @@ static int walk_weights(struct eng_backend *be, const struct eng_weights *w, str
 		TRY(mat_p(u, &s->wk, &d->wk, be->rope_perm ? D : 0, nr));
 		TRY(mat(u, &s->wv, &d->wv));
 		TRY(mat(u, &s->wo, &d->wo));
+		d->q8_qkv = q8(&d->wq) || q8(&d->wk) || q8(&d->wv);
+		d->q8_wo = q8(&d->wo);
+		if (s->ffn_gate_inp.data) {
+			TRY(layer_moe(u, s, d));
+			continue;
+		}
 		TRY(mat(u, &s->w_gate, &d->gate));
 		TRY(mat(u, &s->w_up, &d->up));
 		TRY(mat(u, &s->w_down, &d->down));
-		d->q8_qkv = q8(&d->wq) || q8(&d->wk) || q8(&d->wv);
-		d->q8_wo = q8(&d->wo);
 		d->q8_ffn = q8(&d->gate) || q8(&d->up);
 		d->q8_down = q8(&d->down);
 		d->glu = d->gate.type == d->up.type && d->gate.K == d->up.K && d->gate.N == d->up.N;
@@ -254,22 +309,59 @@ static void *carve(uint8_t **p, size_t n)
 	return r;
 }
 
+/* Carves the mixture-of-experts scratch (sizes[i..], in the order of
+ * moe_sizes()). */
+static const int N_MOE_SIZES = 9;
+
+static void moe_sizes(const struct eng_backend *be, size_t *z)
+{
+	const struct eng_config *c = &be->cfg;
+	const size_t T = be->p.max_batch_tokens, E = c->n_expert, K = c->n_expert_used;
+	const size_t Fe = c->n_ff_exp, C = c->n_embd, Mt = T < CUDA_MMV_MAX_COLS ? T : CUDA_MMV_MAX_COLS;
+	const size_t z0[] = {T * E * 4, T * K * 4, T * K * 4, (2 * E + 2) * 4, T * K * 4,
+	                     Mt * K * Fe * 4, Mt * K * Fe, Mt * K * (Fe / 32 + 1) * 8,
+	                     E ? (T * K * C + T * C) * 4 : 0};
+	memcpy(z, z0, sizeof(z0));
+}
+
+static void moe_carve(struct eng_backend *be, uint8_t **p, const size_t *z)
+{
+	const size_t T = be->p.max_batch_tokens, K = be->cfg.n_expert_used;
+	int i = 0;
+	be->moe_logits = (float *)carve(p, z[i++]);
+	be->moe_sel = (int32_t *)carve(p, z[i++]);
+	be->moe_wt = (float *)carve(p, z[i++]);
+	be->moe_tab = (int32_t *)carve(p, z[i++]);
+	be->moe_pairs = (int32_t *)carve(p, z[i++]);
+	be->moe_h = (float *)carve(p, z[i++]);
+	be->moe_qs = (int8_t *)carve(p, z[i++]);
+	be->moe_ds = carve(p, z[i++]);
+	be->moe_eo = (float *)carve(p, z[i++]);
+	be->moe_xg = be->moe_eo + T * K * be->cfg.n_embd;
+}
+
+/* The largest matrix a GEMM dequantises (F16 bytes), at least 16 MiB. */
+static size_t w16_bytes(const struct eng_backend *be)
+{
+	size_t w16 = (size_t)16 << 20;
+	for (int l = 0; l < be->cfg.n_layer; l++) {
+		const struct cuda_layer_w *L = &be->layers[l];
+		const struct cuda_mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down,
+		                               &L->router, &L->gate_e.m, &L->up_e.m, &L->down_e.m};
+		for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++)
+			if ((size_t)ms[i]->N * ms[i]->K * 2 > w16)
+				w16 = (size_t)ms[i]->N * ms[i]->K * 2;
+	}
+	return w16;
+}
+
 static int alloc_scratch(struct eng_backend *be)
 {
 	const struct eng_config *c = &be->cfg;
 	const int T = be->p.max_batch_tokens, C = c->n_embd, HD = c->n_head * c->head_dim;
-	const int F = c->n_ff, V = c->n_vocab, M = CUDA_MMV_MAX_COLS, D = c->head_dim;
-	size_t w16 = 0;
-	for (int l = 0; l < c->n_layer; l++) {
-		const struct cuda_mat *ms[] = {&be->layers[l].wq, &be->layers[l].wk, &be->layers[l].wv,
-		                               &be->layers[l].wo, &be->layers[l].gate, &be->layers[l].up,
-		                               &be->layers[l].down};
-		for (int i = 0; i < 7; i++)
-			if ((size_t)ms[i]->N * ms[i]->K * 2 > w16)
-				w16 = (size_t)ms[i]->N * ms[i]->K * 2;
-	}
-	if (w16 < ((size_t)16 << 20))
-		w16 = (size_t)16 << 20;
+	const int F = c->n_ff > c->n_ff_exp ? c->n_ff : c->n_ff_exp; /* dense or expert width */
+	const int V = c->n_vocab, M = CUDA_MMV_MAX_COLS, D = c->head_dim;
+	const size_t w16 = w16_bytes(be);
 	be->ld_qkv = (c->n_head + 2 * c->n_head_kv) * D;
 	be->max_k = C > HD ? C : HD;
 	be->max_k = be->max_k > F ? be->max_k : F;
@@ -284,10 +376,14 @@ static int alloc_scratch(struct eng_backend *be)
 		(size_t)Mt * HD * be->max_split * 4, (size_t)Mt * c->n_head * be->max_split * 8,
 		cuda_sample_scratch_bytes(be->p.max_seqs, V), w16, (size_t)T * be->max_k * 2,
 		CUBLAS_WS_BYTES, (size_t)M * c->n_head_kv * 4, (size_t)M * (c->n_rot / 2 + 1) * 8,
+		(size_t)M * (c->n_rot / 2 + 1) * 8, (size_t)T * C * 4,
 	};
-	size_t total = 0;
+	size_t zm[N_MOE_SIZES], total = 0;
+	moe_sizes(be, zm);
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		total += align_up(sizes[i]);
+	for (int i = 0; i < N_MOE_SIZES; i++)
+		total += align_up(zm[i]);
 	cudaError_t e = cudaMalloc(&be->scratch, total);
 	if (e != cudaSuccess) {
 		(void)cudaGetLastError();
@@ -320,8 +416,11 @@ static int alloc_scratch(struct eng_backend *be)
 	be->attn_counters = (int32_t *)carve(&p, sizes[i]);
 	CUDA_CHECK(cudaMemset(be->attn_counters, 0, sizes[i++]));
 	be->rope_cs = carve(&p, sizes[i++]);
+	be->rope_cs_swa = carve(&p, sizes[i++]);
 	if (getenv("PROMPTFS_CUDA_NO_ROPE_TABLE") && !strcmp(getenv("PROMPTFS_CUDA_NO_ROPE_TABLE"), "1"))
-		be->rope_cs = NULL;
+		be->rope_cs = be->rope_cs_swa = NULL;
+	be->tmp = (float *)carve(&p, sizes[i++]);
+	moe_carve(be, &p, zm);
 	if (cublasSetWorkspace((cublasHandle_t)be->cublas, ws, CUBLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS) {
 		LOG_ERR("cublasSetWorkspace failed");
 		return -EIO;
@@ -342,6 +441,8 @@ static int alloc_meta(struct eng_backend *be)
 	CUDA_CHECK(cudaMalloc(&be->meta_d, be->meta_cap));
 	CUDA_CHECK(cudaMallocHost((void **)&be->tok_h, S * 4));
 	CUDA_CHECK(cudaMalloc((void **)&be->tok_d, S * 4));
+	if (be->cfg.n_expert)
+		CUDA_CHECK(cudaMallocHost((void **)&be->moe_host, 4 * (size_t)(2 * be->cfg.n_expert + 2)));
 	return 0;
 }
 
@@ -387,6 +488,7 @@ static void cuda_free_be(struct eng_backend *be)
 	cudaFree(be->tok_d);
 	cudaFreeHost(be->meta_h);
 	cudaFreeHost(be->tok_h);
+	cudaFreeHost(be->moe_host);
 	free(be->host_rows);
 	eng_sampler_free(be->host_sampler);
 	free(be->layers);
@@ -394,32 +496,28 @@ static void cuda_free_be(struct eng_backend *be)
 	free(be);
 }
 
-/* The CUDA kernels implement llama/qwen2/qwen3 (SwiGLU, no soft-caps, no
- * sliding windows, no post-norms, scores x 1/sqrt(D), unscaled RoPE without
- * frequency factors).  Any other model is
- * refused here, naming what is missing, rather than run wrongly; with
- * --backend auto the engine then falls back to the CPU. */
+/* The CUDA kernels implement every architecture engine/model.c binds
+ * (llama incl. Mixtral-style experts, qwen2, qwen3, qwen3moe, gemma2,
+ * gemma3, phi3): sliding windows, soft-caps, post-norms, GELU gates, Q
+ * scaling, RoPE scaling and frequency factors, mixtures of up to
+ * CUDA_MOE_MAX_E experts.  What they do not is refused here, naming it,
+ * rather than run wrongly; with --backend auto the engine then falls back
+ * to the CPU.  (Tensor types and expert row lengths are checked at upload.) */
 static int check_arch(const struct eng_config *cfg, const struct eng_weights *w)
 {
 	const char *missing = NULL;
+	(void)w;
 
-	if (cfg->rope_freq_scale != 1.0f || cfg->rope_attn_factor != 1.0f || w->rope_freqs.data ||
-	    w->rope_long.data || w->rope_short.data)
-		missing = "RoPE scaling and frequency factors";
-	else if (cfg->arch != ENG_ARCH_LLAMA && cfg->arch != ENG_ARCH_QWEN2 && cfg->arch != ENG_ARCH_QWEN3)
+	if (cfg->arch < 0 || cfg->arch >= ENG_ARCH_COUNT)
 		missing = "the architecture";
-	else if (cfg->n_swa)
-		missing = "sliding-window attention";
-	else if (cfg->attn_softcap || cfg->final_softcap)
-		missing = "logit soft-capping";
-	else if (cfg->has_post_norm || cfg->embd_scale || cfg->q_scale)
-		missing = "post-norms / embedding scaling / Q scaling";
-	else if (cfg->ffn_act != ENG_FFN_ACT_SILU)
-		missing = "the GELU feed-forward";
-	else if (cfg->n_expert)
-		missing = "mixture-of-experts feed-forward (grouped expert matmuls)";
+	else if (cfg->ffn_act != ENG_FFN_ACT_SILU && cfg->ffn_act != ENG_FFN_ACT_GELU)
+		missing = "the feed-forward activation";
+	else if (cfg->n_expert > CUDA_MOE_MAX_E || cfg->n_expert_used > CUDA_MOE_MAX_K)
+		missing = "mixtures of more than 256 experts or more than 32 experts per token";
+	else if (cfg->n_swa < 0 || cfg->attn_softcap < 0.0f || cfg->final_softcap < 0.0f)
+		missing = "negative windows or soft-caps";
 	if (missing) {
-		LOG_ERR("the CUDA backend does not implement %s of '%s' models yet (--backend cpu runs them)",
+		LOG_ERR("the CUDA backend does not implement %s of '%s' models (--backend cpu runs them)",
 		        missing, eng_arch_name(cfg->arch));
 		return -ENOTSUP;
 	}
@@ -493,6 +591,11 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 	be->rope_epi = !(getenv("PROMPTFS_CUDA_NO_ROPE_EPI") && !strcmp(getenv("PROMPTFS_CUDA_NO_ROPE_EPI"), "1"));
 	be->rope_perm = be->rope_epi && cfg->rope_type == ENG_ROPE_TYPE_NEOX && cfg->n_rot % 2 == 0;
 	be->rope_neox = cfg->rope_type == ENG_ROPE_TYPE_NEOX && !be->rope_perm;
+	be->rope_glob = (struct cuda_rope_freq){log2((double)cfg->rope_base), cfg->rope_freq_scale,
+	                                        cfg->rope_attn_factor, NULL};
+	be->rope_swa = cfg->n_swa ? (struct cuda_rope_freq){log2((double)cfg->rope_base_swa),
+	                                                    cfg->rope_freq_scale_swa, 1.0f, NULL}
+	                          : be->rope_glob;
 	if ((rc = upload_weights(be, w)) || (rc = alloc_kv(be)) || (rc = alloc_scratch(be)) ||
 	    (rc = alloc_meta(be)) || (rc = cuda_attn_setup()) || (rc = cuda_sample_setup()) ||
 	    (rc = cuda_fused_setup()))

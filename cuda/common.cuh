@@ -177,6 +177,33 @@ static __device__ __forceinline__ float block_sum(float v, float *red)
 	return warp_sum(v);
 }
 
+// ---- gated feed-forward activations (enum cuda_glu_act)
+
+static __device__ __forceinline__ float act_silu(float x)
+{
+	return x / (1.0f + __expf(-x));
+}
+
+/* ggml's tanh GELU as the CPU backend evaluates it (engine/cpu/ops.c
+ * gelu_ggml: through its F16 table): x rounded to F16, the GELU in f32,
+ * rounded to F16 again; |x| >= 10 short-cut to 0 / x. */
+static __device__ __forceinline__ float act_gelu(float x)
+{
+	if (x <= -10.0f)
+		return 0.0f;
+	if (x >= 10.0f)
+		return x;
+	const float h = __half2float(__float2half_rn(x));
+	const float y = 0.5f * h * (1.0f + tanhf(0.79788456080286535588f * h * (1.0f + 0.044715f * h * h)));
+	return __half2float(__float2half_rn(y));
+}
+
+/* act(g) * u; act 0 SiLU, 1 GELU (uniform per launch) */
+static __device__ __forceinline__ float glu_act(int act, float g, float u)
+{
+	return (act ? act_gelu(g) : act_silu(g)) * u;
+}
+
 static __device__ __forceinline__ float ld_half(const void *p)
 {
 	return __half2float(*(const __half *)p);

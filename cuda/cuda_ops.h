@@ -55,6 +55,21 @@ struct cuda_act {
 	const void *ds;   /* float2 [ncols][K/32] */
 };
 
+/* The gate's activation of a gated feed-forward (engine/model.h
+ * eng_ffn_act): SwiGLU silu(g) * u, or GeGLU gelu(g) * u (gemma; ggml's
+ * tanh GELU through F16 as the CPU backend computes it). */
+enum cuda_glu_act { CUDA_GLU_SILU = 0, CUDA_GLU_GELU = 1 };
+
+/* The rotary angles of one layer, as llama.cpp scales them (engine/cpu
+ * cpu_rope_cache_ext): theta_i = scale * (pos * base^(-2i/n_rot) / ff[i]),
+ * then (cos, sin) x attn.  Gemma's sliding-window layers have their own. */
+struct cuda_rope_freq {
+	double log2_base; /* log2(rope.freq_base) */
+	float scale;      /* rope_freq_scale (1 / linear factor); 1: unscaled */
+	float attn;       /* rope_attn_factor (LongRoPE); 1: none */
+	const float *ff;  /* device [n_rot/2] frequency divisors (rope_freqs, LongRoPE), or NULL */
+};
+
 // ---- dequant.cu: embedding rows, dequantisation, conversions
 
 /* y[t][:] = row ids[t] of W as f32; ids: device [T] (already validated). */
@@ -96,10 +111,10 @@ int cuda_quantize_q8(const float *x, int ldx, int K, int ncols, int8_t *qs, void
  * reads a->x. */
 int cuda_matvec(const struct cuda_mat *w, const struct cuda_act *a, int ncols, float *y, int ldy,
                 bool add, cudaStream_t st);
-/* y[c][r] = silu(dot(gate r, x[c])) * dot(up r, x[c]); gate and up of the
- * same type and shape. */
+/* y[c][r] = act(dot(gate r, x[c])) * dot(up r, x[c]); gate and up of the
+ * same type and shape; act: enum cuda_glu_act. */
 int cuda_matvec_glu(const struct cuda_mat *gate, const struct cuda_mat *up,
-                    const struct cuda_act *a, int ncols, float *y, int ldy, cudaStream_t st);
+                    const struct cuda_act *a, int ncols, float *y, int ldy, int act, cudaStream_t st);
 /* True when cuda_matvec handles this type. */
 bool cuda_matvec_supported(int type);
 
@@ -121,18 +136,19 @@ struct cuda_mmv_seg {
 struct cuda_qkv_rope {
 	int on;
 	int D, G, n_rot;
-	double log2_base;
+	struct cuda_rope_freq freq;
 	const float *bias[3];   /* q, k, v biases or NULL (rows in the weights' order) */
 	const int32_t *pos;     /* device [T] */
 	const int32_t *tok_seq; /* device [T] */
 	const int32_t *pages;   /* device [S][page_stride] */
 	int page_stride;
 	void *k_pool, *v_pool;  /* this layer's F16 pools */
-	const void *cs;         /* float2 [T][n_rot/2] from cuda_rope_table(), or NULL: computed */
+	const void *cs;         /* float2 [T][n_rot/2] from cuda_rope_table() with the same freq,
+	                         * or NULL: computed */
 };
 
 /* y_s = W_s norm(x) for up to three matrices sharing the input x (Q, K, V),
- * or y = silu(W norm(x)) * (W2 norm(x)) (GLU), in one launch.  Every block
+ * or y = act(W norm(x)) * (W2 norm(x)) (GLU), in one launch.  Every block
  * first computes the RMSNorm of x (norm_w; NULL: x as is) and quantises it
  * to q8 in shared memory, so no separate norm / quantise kernel runs.  With
  * oqs, segment 0's output is also written in q8 form (oqs [ncols][N],
@@ -150,6 +166,7 @@ struct cuda_mmv_fused {
 	int8_t *oqs;
 	void *ods;
 	struct cuda_qkv_rope rope; /* rope.on: the decode QKV epilogue above */
+	int act;             /* GLU: enum cuda_glu_act */
 };
 /* Whether the fused kernel takes this shape (shared memory, alignment). */
 bool cuda_matvec_fused_ok(const struct cuda_mmv_fused *a);
@@ -161,14 +178,25 @@ int cuda_matvec_fused(const struct cuda_mmv_fused *a, cudaStream_t st);
  * non-NULL also its q8 form (C % 32 == 0).  rows: device [n] or NULL. */
 int cuda_rmsnorm(const float *x, int ldx, const int32_t *rows, int n, int C, const float *w,
                  float eps, float *y, int ldy, int8_t *qs, void *ds, cudaStream_t st);
+/* x[t] += rmsnorm(y[t]) * w for t < T (C columns): gemma's post-attention
+ * and post-FFN norms before the residual add. */
+int cuda_rmsnorm_add(float *x, int ldx, const float *y, int ldy, int T, int C, const float *w,
+                     float eps, cudaStream_t st);
 
 // ---- act.cu
 
 /* y[t][i] = silu(g[t][i]) * u[t][i] for i < F. */
 int cuda_swiglu(const float *g, const float *u, int ld, int T, int F, float *y, int ldy,
                 cudaStream_t st);
+/* y[t][i] = act(g[t][i]) * u[t][i] for i < F; act: enum cuda_glu_act. */
+int cuda_glu(int act, const float *g, const float *u, int ld, int T, int F, float *y, int ldy,
+             cudaStream_t st);
 /* y[t][i] += b[i] */
 int cuda_add_bias(float *y, int ldy, int T, int N, const float *b, cudaStream_t st);
+/* x[t][i] *= s for i < N (gemma's embedding x sqrt(C)). */
+int cuda_scale(float *x, int ldx, int T, int N, float s, cudaStream_t st);
+/* x[t][i] = cap * tanh(x[t][i] / cap) for i < N (logit soft-capping), cap > 0. */
+int cuda_softcap(float *x, int ldx, int T, int N, float cap, cudaStream_t st);
 
 // ---- rope.cu: bias, Q/K norm, RoPE and the KV store, fused
 
@@ -177,7 +205,7 @@ struct cuda_rope_args {
 	int ld;
 	int T, H, G, D, n_rot;
 	int neox;              /* 0: adjacent pairs (NORM), 1: halves (NEOX) */
-	float base;            /* rope.freq_base */
+	struct cuda_rope_freq freq; /* this layer's angles */
 	const float *bq, *bk, *bv;         /* [H*D], [G*D], [G*D] or NULL */
 	const float *q_norm, *k_norm;      /* [D] or NULL (qwen3) */
 	float eps;
@@ -190,7 +218,8 @@ struct cuda_rope_args {
 int cuda_rope_store(const struct cuda_rope_args *a, cudaStream_t st);
 /* cs float2 [T][n_rot/2] = (cos, sin) of every rotary pair at pos[t] (the
  * angles rope_cs() forms), for kernels that read them instead. */
-int cuda_rope_table(const int32_t *pos, int T, int n_rot, double log2_base, void *cs, cudaStream_t st);
+int cuda_rope_table(const int32_t *pos, int T, int n_rot, const struct cuda_rope_freq *f, void *cs,
+                    cudaStream_t st);
 
 // ---- attn.cu
 
@@ -222,7 +251,8 @@ struct cuda_attn_args {
 	                         * owning their position stores (no rope pass) */
 	const float *k_new, *v_new; /* raw k, v rows [T][ldq], KV head g at g*D */
 	const float *bq, *bk, *bv, *q_norm, *k_norm;
-	float eps, base;
+	float eps;
+	struct cuda_rope_freq freq; /* this layer's angles */
 	int n_rot, neox;
 	int32_t *counters;      /* [n_tiles * G] zeros (needed when n_split > 1): the last
 	                         * split block of each (tile, g) combines; left zero again */
@@ -237,10 +267,83 @@ struct cuda_attn_args {
 	                         * kernel) no q/k/v preparation, 16 (decode kernel) empty;
 	                         * 32 (decode kernel, A/B) pull merge instead of push, 64
 	                         * (decode kernel, A/B) no K/V preload before the wait */
+	/* gemma (both 0 = off) */
+	int win;                /* sliding window: a query at p sees keys p - win < j <= p */
+	float softcap;          /* scores (after scale) = cap * tanh(score / cap) (gemma2) */
 };
 /* Tokens per tile for H/G heads per group and head dim D. */
 int cuda_attn_tile_tokens(int H, int G, int D);
 int cuda_attn(const struct cuda_attn_args *a, cudaStream_t st);
+// ---- moe.cu: mixture of experts (router top-k, grouping by expert, grouped products)
+
+/* Most experts (E) and experts per token (K) the routing kernel takes. */
+#define CUDA_MOE_MAX_E 256
+#define CUDA_MOE_MAX_K 32
+
+/* A stacked expert tensor: E matrices of N rows x K, expert e at
+ * m.d + e * stride (GGUF [K, N, E]). */
+struct cuda_experts {
+	struct cuda_mat m; /* one expert's shape and type; m.d: expert 0 */
+	size_t stride;     /* bytes per expert */
+	int n;             /* E */
+};
+
+/* Routing of T tokens (engine/cpu/forward.c item_route): softmax over the E
+ * router logits, the K largest (best first, the lower id on ties), their
+ * probabilities renormalised to sum 1 (the sum clamped at 2^-14 as
+ * llama.cpp).  Pair p = t * K + k is token t's k-th choice.  Then the pairs
+ * grouped by expert, so that each chosen expert's weights are read once per
+ * batch: slots 0 .. n_used-1 hold the used experts in increasing id, slot s
+ * owning pairs[slot_off[s] .. slot_off[s + 1]) in increasing pair order;
+ * slots past n_used hold expert -1 (and empty ranges).  Any T: one block. */
+struct cuda_moe_route {
+	int T, E, K;
+	const float *logits; /* [T][ld] */
+	int ld;
+	int32_t *sel;        /* [T*K] chosen experts */
+	float *wt;           /* [T*K] their weights */
+	int32_t *slot_exp;   /* [E] */
+	int32_t *slot_off;   /* [E + 1] */
+	int32_t *pairs;      /* [T*K] */
+	int32_t *n_used;     /* [1] */
+};
+int cuda_moe_route(const struct cuda_moe_route *r, cudaStream_t st);
+
+/* Grouped expert mat-vec of decode (T <= CUDA_MMV_MAX_COLS tokens): a block
+ * of grid row y takes slot y (its expert e; nothing when e == -1) and rows
+ * of e's matrix against the columns of every pair routed to e (at most T),
+ * so each chosen expert's rows are read once for the whole batch:
+ *   GLU (w2.m.d != NULL): y[p][r] = act(gate_e r . x[p / div]) * (up_e r . x[p / div])
+ *   else:                  y[p][r] = wt[p] * (W_e r . x[p / div])
+ * Activations by column: q8 qs/ds (quantised W) or f32 x (float W). */
+struct cuda_moe_mv {
+	struct cuda_experts w, w2;
+	const int32_t *slot_exp, *slot_off, *pairs; /* from cuda_moe_route */
+	const float *wt;
+	int n_slots;     /* slots launched: min(E, T * K) */
+	int max_cols;    /* T: most pairs of one slot */
+	int div;         /* column of pair p: p / div (K: token rows; 1: pair rows) */
+	const float *x;  /* [cols][ldx] */
+	int ldx;
+	const int8_t *qs; /* [cols][K] */
+	const void *ds;   /* float2 [cols][K/32] */
+	float *y;        /* [T*K][ldy] */
+	int ldy;
+	int act;         /* GLU: enum cuda_glu_act */
+};
+int cuda_moe_matvec(const struct cuda_moe_mv *a, cudaStream_t st);
+
+/* Prefill's grouped products run one GEMM per used expert over its rows:
+ * y[j] = x[pairs[j] / div] for j < n (C columns) gathers them, */
+int cuda_moe_gather(const float *x, int ldx, int C, const int32_t *pairs, int n, int div, float *y,
+                    int ldy, cudaStream_t st);
+/* eo[pairs[j]] = wt[pairs[j]] * y[j] scatters the weighted outputs, */
+int cuda_moe_scatter(const float *y, int ldy, int C, const int32_t *pairs, int n, const float *wt,
+                     float *eo, cudaStream_t st);
+/* and x[t] += eo[t*K] + eo[t*K+1] + ... (in rank order, as the CPU) adds
+ * them to the residual.  eo: [T*K][C]. */
+int cuda_moe_sum(const float *eo, int K, int T, int C, float *x, int ldx, cudaStream_t st);
+
 // ---- sample.cu
 
 /* Per-sequence sampling settings as the kernels read them (device). */

@@ -9,6 +9,16 @@
  *   T > CUDA_MMV_MAX_COLS (prefill): dequantise + cuBLAS GEMM, residual by
  *     beta = 1, one attention pass over query tiles.
  *
+ * The newer architectures (engine/model.h) change the same loop: gemma's
+ * embedding x sqrt(C), post-norms after the attention and FFN outputs
+ * (written to tmp, then normed into the residual), GELU gates, sliding-
+ * window layers with their own RoPE angles, gemma2's soft-capped scores
+ * and logits; the RoPE scaling / frequency factors of Llama 3.1 and phi3
+ * (struct cuda_rope_freq); and the mixture-of-experts FFN (moe.cu):
+ * router + top-k + grouped expert mat-vecs in decode, one GEMM per used
+ * expert in prefill (the slot table read back on the host, so MoE steps
+ * of more than CUDA_MMV_MAX_COLS tokens are never captured in a graph).
+ *
  * Graphs: a step whose sequences each bring one token (decode) is recorded
  * once per (S, sampled) and replayed.  Nothing in it depends on positions:
  * every kernel reads tokens, positions, page tables, tiles and sampling
@@ -81,6 +91,9 @@ static void make_layout(struct layout *l, const struct shape *sh, int page_strid
 
 #define M32(be, off) ((int32_t *)((uint8_t *)(be)->meta_d + (off)))
 
+static_assert((int)CUDA_GLU_SILU == (int)ENG_FFN_ACT_SILU && (int)CUDA_GLU_GELU == (int)ENG_FFN_ACT_GELU,
+              "the kernels take eng_ffn_act as enum cuda_glu_act");
+
 // ---- profiling
 
 /* Runs stmt; with profiling on, times it with events (synchronous). */
@@ -106,7 +119,7 @@ static void prof_stop(struct eng_backend *be, int op)
 
 static const char *const prof_names[CUDA_PROF_COUNT] = {
 	"embed", "rmsnorm", "qkv", "rope+kv", "attention", "wo+res",
-	"gate/up(+glu)", "quantize", "down+res", "lm-head", "sample", "copies",
+	"gate/up(+glu)", "quantize", "down+res", "lm-head", "sample", "copies", "router+top-k",
 };
 
 extern "C" void cuda_backend_set_profile(struct eng_backend *be, bool on)
@@ -133,17 +146,27 @@ extern "C" void cuda_backend_profile_report(struct eng_backend *be, FILE *f)
 
 // ---- the layer loop
 
+/* The RoPE angles of layer il (gemma's sliding-window layers have theirs). */
+static const struct cuda_rope_freq *layer_freq(const struct eng_backend *be, int il)
+{
+	return be->layers[il].swa ? &be->rope_swa : &be->rope_glob;
+}
+
 static struct cuda_attn_args attn_args(struct eng_backend *be, const struct shape *sh, int il)
 {
 	const struct eng_config *c = &be->cfg;
 	const int H = c->n_head, G = c->n_head_kv, D = c->head_dim;
 	uint8_t *kpool = (uint8_t *)be->kv + (size_t)(2 * il) * be->kv_pool_bytes;
+	/* gemma and phi3 scale Q (q_scale) where the others scale the scores */
+	const float scale = c->q_scale ? c->q_scale : 1.0f / sqrtf((float)D);
 	struct cuda_attn_args aa = {
-		be->qkv, be->ld_qkv, kpool, kpool + be->kv_pool_bytes, H, G, D, 1.0f / sqrtf((float)D),
+		be->qkv, be->ld_qkv, kpool, kpool + be->kv_pool_bytes, H, G, D, scale,
 		sh->n_tiles, M32(be, sh->ml.tile_seq), M32(be, sh->ml.tile_tok0), M32(be, sh->ml.tile_ntok),
 		M32(be, sh->ml.pos), M32(be, sh->ml.pages), be->page_stride, sh->qt, sh->n_split,
 		be->attn, H * D, be->part_o, be->part_ml, sh->T,
 	};
+	aa.win = be->layers[il].swa ? c->n_swa : 0;
+	aa.softcap = c->attn_softcap;
 	return aa;
 }
 
@@ -154,7 +177,7 @@ static int rope_pass(struct eng_backend *be, const struct shape *sh, int il)
 	const struct cuda_attn_args aa = attn_args(be, sh, il);
 	struct cuda_rope_args ra = {
 		be->qkv, be->ld_qkv, sh->T, c->n_head, c->n_head_kv, c->head_dim, c->n_rot,
-		be->rope_neox, c->rope_base, L->bq, L->bk, L->bv, L->q_norm,
+		be->rope_neox, *layer_freq(be, il), L->bq, L->bk, L->bv, L->q_norm,
 		L->k_norm, c->rms_eps, M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq),
 		M32(be, sh->ml.pages), be->page_stride, (void *)aa.k_pool, (void *)aa.v_pool,
 	};
@@ -162,10 +185,108 @@ static int rope_pass(struct eng_backend *be, const struct shape *sh, int il)
 	return 0;
 }
 
+/* A block's output y (wo or down) into the residual: x += y, or with a
+ * post-norm (gemma) x += rmsnorm(y) * w.  y is be->tmp then. */
+static int residual_post(struct eng_backend *be, int T, const float *post)
+{
+	const int C = be->cfg.n_embd;
+	if (post)
+		OP(be, CUDA_PROF_NORM, cuda_rmsnorm_add(be->x, C, be->tmp, C, T, C, post, be->cfg.rms_eps, be->st));
+	return 0;
+}
+
+static struct cuda_moe_route moe_route_args(struct eng_backend *be, int T)
+{
+	const struct eng_config *c = &be->cfg;
+	const int E = c->n_expert;
+	struct cuda_moe_route r = {T, E, c->n_expert_used, be->moe_logits, E, be->moe_sel, be->moe_wt,
+	                           be->moe_tab + 1, be->moe_tab + 1 + E, be->moe_pairs, be->moe_tab};
+	return r;
+}
+
+/* Decode's MoE FFN: norm (+q8), router, top-k + grouping, the chosen
+ * experts' gate/up (GLU) and down as grouped mat-vecs, the weighted sum
+ * into the residual — seven launches, shapes fixed by T. */
+static int moe_mmv(struct eng_backend *be, const struct shape *sh, int il)
+{
+	const struct eng_config *c = &be->cfg;
+	const struct cuda_layer_w *L = &be->layers[il];
+	const int T = sh->T, C = c->n_embd, E = c->n_expert, K = c->n_expert_used, Fe = c->n_ff_exp;
+	const int n_slots = E < T * K ? E : T * K;
+	const struct cuda_moe_route r = moe_route_args(be, T);
+	cudaStream_t st = be->st;
+	OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->ffn_norm, c->rms_eps, be->xn, C,
+	                                    L->q8_router || L->q8_exp ? be->q8s : NULL, be->q8d, st));
+	const struct cuda_act a = {be->xn, C, be->q8s, be->q8d};
+	OP(be, CUDA_PROF_ROUTE, cuda_matvec(&L->router, &a, T, be->moe_logits, E, false, st));
+	OP(be, CUDA_PROF_ROUTE, cuda_moe_route(&r, st));
+	const struct cuda_moe_mv gu = {L->gate_e, L->up_e, r.slot_exp, r.slot_off, r.pairs, r.wt, n_slots, T, K,
+	                               be->xn, C, be->q8s, be->q8d, be->moe_h, Fe, (int)c->ffn_act};
+	OP(be, CUDA_PROF_GATE_UP, cuda_moe_matvec(&gu, st));
+	if (L->q8_exp_down)
+		OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->moe_h, Fe, Fe, T * K, be->moe_qs, be->moe_ds, st));
+	const struct cuda_moe_mv dn = {L->down_e, {}, r.slot_exp, r.slot_off, r.pairs, r.wt, n_slots, T, 1,
+	                               be->moe_h, Fe, be->moe_qs, be->moe_ds, be->moe_eo, C, 0};
+	OP(be, CUDA_PROF_DOWN, cuda_moe_matvec(&dn, st));
+	OP(be, CUDA_PROF_DOWN, cuda_moe_sum(be->moe_eo, K, T, C, be->x, C, st));
+	return 0;
+}
+
+static struct cuda_mat expert_mat(const struct cuda_experts *x, int e)
+{
+	struct cuda_mat m = x->m;
+	m.d = (const uint8_t *)x->m.d + (size_t)e * x->stride;
+	return m;
+}
+
+/* Prefill's MoE FFN: router GEMM, top-k + grouping, the slot table to the
+ * host (one synchronisation per layer), then per used expert its rows
+ * gathered, gate/up/down as GEMMs (each expert's weights read once), the
+ * outputs weighted and scattered; the weighted sum into the residual. */
+static int moe_gemm(struct eng_backend *be, const struct shape *sh, int il)
+{
+	const struct eng_config *c = &be->cfg;
+	const struct cuda_layer_w *L = &be->layers[il];
+	const int T = sh->T, C = c->n_embd, E = c->n_expert, K = c->n_expert_used, Fe = c->n_ff_exp;
+	const struct cuda_moe_route r = moe_route_args(be, T);
+	cudaStream_t st = be->st;
+	enum cuda_x16_state x16 = CUDA_X16_NONE;
+	OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->ffn_norm, c->rms_eps, be->xn, C,
+	                                    NULL, NULL, st));
+	OP(be, CUDA_PROF_ROUTE, cuda_gemm(&be->gemm, &L->router, be->xn, C, T, be->moe_logits, E, false, &x16, st));
+	OP(be, CUDA_PROF_ROUTE, cuda_moe_route(&r, st));
+	CUDA_CHECK(cudaMemcpyAsync(be->moe_host, be->moe_tab, 4 * (size_t)(2 * E + 2), cudaMemcpyDeviceToHost, st));
+	CUDA_CHECK(cudaStreamSynchronize(st));
+	const int n_used = be->moe_host[0], *sexp = be->moe_host + 1, *soff = be->moe_host + 1 + E;
+	if (n_used < 1 || n_used > E) {
+		LOG_ERR("layer %d: the router kernel reports %d experts in use (of %d)", il, n_used, E);
+		return -EIO;
+	}
+	for (int s = 0; s < n_used; s++) {
+		const int e = sexp[s], o = soff[s], n = soff[s + 1] - o;
+		if (e < 0 || e >= E || o < 0 || n < 1 || n > T || o + n > T * K) {
+			LOG_ERR("layer %d: slot %d of the routing table is bad (expert %d, pairs %d + %d)", il, s, e, o, n);
+			return -EIO;
+		}
+		const struct cuda_mat ge = expert_mat(&L->gate_e, e), ue = expert_mat(&L->up_e, e);
+		const struct cuda_mat de = expert_mat(&L->down_e, e);
+		OP(be, CUDA_PROF_GATE_UP, cuda_moe_gather(be->xn, C, C, r.pairs + o, n, K, be->moe_xg, C, st));
+		x16 = CUDA_X16_NONE;
+		OP(be, CUDA_PROF_GATE_UP, cuda_gemm(&be->gemm, &ge, be->moe_xg, C, n, be->ffn_g, Fe, false, &x16, st));
+		OP(be, CUDA_PROF_GATE_UP, cuda_gemm(&be->gemm, &ue, be->moe_xg, C, n, be->ffn_u, Fe, false, &x16, st));
+		OP(be, CUDA_PROF_GATE_UP, cuda_glu((int)c->ffn_act, be->ffn_g, be->ffn_u, Fe, n, Fe, be->ffn_h, Fe, st));
+		x16 = CUDA_X16_NONE;
+		OP(be, CUDA_PROF_DOWN, cuda_gemm(&be->gemm, &de, be->ffn_h, Fe, n, be->tmp, C, false, &x16, st));
+		OP(be, CUDA_PROF_DOWN, cuda_moe_scatter(be->tmp, C, C, r.pairs + o, n, r.wt, be->moe_eo, st));
+	}
+	OP(be, CUDA_PROF_DOWN, cuda_moe_sum(be->moe_eo, K, T, C, be->x, C, st));
+	return 0;
+}
+
 /* Decode (T <= CUDA_MMV_MAX_COLS): five launches per layer where the shapes
  * allow — QKV (norm prologue), attention (RoPE, KV store, split combine, q8),
  * wo + residual, gate/up/SwiGLU (norm prologue, q8 epilogue), down +
- * residual — else the unfused kernels. */
+ * residual — else the unfused kernels; post-norms and MoE as above. */
 static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 {
 	const struct eng_config *c = &be->cfg;
@@ -186,9 +307,10 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	bool roped = false;
 	if (be->fuse && be->rope_epi && decode && !L->q_norm && !L->k_norm) {
 		uint8_t *kpool = (uint8_t *)be->kv + (size_t)(2 * il) * be->kv_pool_bytes;
-		fq.rope = (struct cuda_qkv_rope){1, D, G, c->n_rot, log2((double)c->rope_base), {L->bq, L->bk, L->bv},
+		fq.rope = (struct cuda_qkv_rope){1, D, G, c->n_rot, *layer_freq(be, il), {L->bq, L->bk, L->bv},
 		                                 M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq), M32(be, sh->ml.pages),
-		                                 be->page_stride, kpool, kpool + be->kv_pool_bytes, be->rope_cs};
+		                                 be->page_stride, kpool, kpool + be->kv_pool_bytes,
+		                                 L->swa ? be->rope_cs_swa : be->rope_cs};
 		if (!cuda_matvec_fused_ok(&fq) || !be->fuse_qkv)
 			fq.rope.on = 0;
 	}
@@ -213,7 +335,7 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 		aa.k_new = be->qkv + HD;
 		aa.v_new = be->qkv + HD + G * D;
 		aa.bq = L->bq, aa.bk = L->bk, aa.bv = L->bv, aa.q_norm = L->q_norm, aa.k_norm = L->k_norm;
-		aa.eps = c->rms_eps, aa.base = c->rope_base, aa.n_rot = c->n_rot;
+		aa.eps = c->rms_eps, aa.freq = *layer_freq(be, il), aa.n_rot = c->n_rot;
 		aa.neox = be->rope_neox;
 	} else {
 		TRY(rope_pass(be, sh, il));
@@ -231,12 +353,17 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 		OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->attn, HD, HD, T, be->q8s, be->q8d, st));
 	a = (struct cuda_act){be->attn, HD, be->q8s, be->q8d};
 	if (!(be->skip & 4))
-		OP(be, CUDA_PROF_WO, cuda_matvec(&L->wo, &a, T, be->x, C, true, st));
+		OP(be, CUDA_PROF_WO, cuda_matvec(&L->wo, &a, T, L->post_attn_norm ? be->tmp : be->x, C,
+		                                 !L->post_attn_norm, st));
+	TRY(residual_post(be, T, L->post_attn_norm));
 
 	/* feed-forward block */
+	if (L->moe)
+		return moe_mmv(be, sh, il);
 	const bool q8h = L->q8_down && F % Q8_BLOCK == 0;
 	struct cuda_mmv_fused fg = {1, {{L->gate, L->up.d, be->ffn_h, F}}, C, T, be->x, C, L->ffn_norm,
 	                            c->rms_eps, 2, q8h ? be->q8s : NULL, be->q8d};
+	fg.act = (int)c->ffn_act;
 	bool h_q8 = false;
 	if (be->skip & 8) {
 		h_q8 = true; /* timing experiment: no gate/up */
@@ -248,19 +375,22 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 		                                    L->q8_ffn ? be->q8s : NULL, be->q8d, st));
 		a = (struct cuda_act){be->xn, C, be->q8s, be->q8d};
 		if (L->glu) {
-			OP(be, CUDA_PROF_GATE_UP, cuda_matvec_glu(&L->gate, &L->up, &a, T, be->ffn_h, F, st));
+			OP(be, CUDA_PROF_GATE_UP, cuda_matvec_glu(&L->gate, &L->up, &a, T, be->ffn_h, F,
+			                                          (int)c->ffn_act, st));
 		} else {
 			OP(be, CUDA_PROF_GATE_UP, cuda_matvec(&L->gate, &a, T, be->ffn_g, F, false, st));
 			OP(be, CUDA_PROF_GATE_UP, cuda_matvec(&L->up, &a, T, be->ffn_u, F, false, st));
-			OP(be, CUDA_PROF_GATE_UP, cuda_swiglu(be->ffn_g, be->ffn_u, F, T, F, be->ffn_h, F, st));
+			OP(be, CUDA_PROF_GATE_UP, cuda_glu((int)c->ffn_act, be->ffn_g, be->ffn_u, F, T, F,
+			                                   be->ffn_h, F, st));
 		}
 	}
 	if (L->q8_down && !h_q8)
 		OP(be, CUDA_PROF_QUANT, cuda_quantize_q8(be->ffn_h, F, F, T, be->q8s, be->q8d, st));
 	a = (struct cuda_act){be->ffn_h, F, be->q8s, be->q8d};
 	if (!(be->skip & 16))
-		OP(be, CUDA_PROF_DOWN, cuda_matvec(&L->down, &a, T, be->x, C, true, st));
-	return 0;
+		OP(be, CUDA_PROF_DOWN, cuda_matvec(&L->down, &a, T, L->post_ffn_norm ? be->tmp : be->x, C,
+		                                   !L->post_ffn_norm, st));
+	return residual_post(be, T, L->post_ffn_norm);
 }
 
 /* Prefill (T > CUDA_MMV_MAX_COLS): dequantise + GEMM on the tensor cores. */
@@ -283,17 +413,22 @@ static int layer_gemm(struct eng_backend *be, const struct shape *sh, int il)
 	struct cuda_attn_args aa = attn_args(be, sh, il);
 	OP(be, CUDA_PROF_ATTN, cuda_attn(&aa, st));
 	x16 = CUDA_X16_NONE;
-	OP(be, CUDA_PROF_WO, cuda_gemm(&be->gemm, &L->wo, be->attn, HD, T, be->x, C, true, &x16, st));
+	OP(be, CUDA_PROF_WO, cuda_gemm(&be->gemm, &L->wo, be->attn, HD, T, L->post_attn_norm ? be->tmp : be->x,
+	                               C, !L->post_attn_norm, &x16, st));
+	TRY(residual_post(be, T, L->post_attn_norm));
 
+	if (L->moe)
+		return moe_gemm(be, sh, il);
 	OP(be, CUDA_PROF_NORM, cuda_rmsnorm(be->x, C, NULL, T, C, L->ffn_norm, c->rms_eps, be->xn, C,
 	                                    NULL, NULL, st));
 	x16 = CUDA_X16_NONE;
 	OP(be, CUDA_PROF_GATE_UP, cuda_gemm(&be->gemm, &L->gate, be->xn, C, T, be->ffn_g, F, false, &x16, st));
 	OP(be, CUDA_PROF_GATE_UP, cuda_gemm(&be->gemm, &L->up, be->xn, C, T, be->ffn_u, F, false, &x16, st));
-	OP(be, CUDA_PROF_GATE_UP, cuda_swiglu(be->ffn_g, be->ffn_u, F, T, F, be->ffn_h, F, st));
+	OP(be, CUDA_PROF_GATE_UP, cuda_glu((int)c->ffn_act, be->ffn_g, be->ffn_u, F, T, F, be->ffn_h, F, st));
 	x16 = CUDA_X16_NONE;
-	OP(be, CUDA_PROF_DOWN, cuda_gemm(&be->gemm, &L->down, be->ffn_h, F, T, be->x, C, true, &x16, st));
-	return 0;
+	OP(be, CUDA_PROF_DOWN, cuda_gemm(&be->gemm, &L->down, be->ffn_h, F, T, L->post_ffn_norm ? be->tmp : be->x,
+	                                 C, !L->post_ffn_norm, &x16, st));
+	return residual_post(be, T, L->post_ffn_norm);
 }
 
 static int layer(struct eng_backend *be, const struct shape *sh, int il)
@@ -317,6 +452,8 @@ static int head(struct eng_backend *be, const int32_t *rows, int n)
 		OP(be, CUDA_PROF_HEAD, cuda_gemm(&be->gemm, &be->output, be->xn, C, n, be->logits, c->n_vocab,
 		                                 false, &x16, be->st));
 	}
+	if (c->final_softcap) /* gemma2 */
+		OP(be, CUDA_PROF_HEAD, cuda_softcap(be->logits, c->n_vocab, n, c->n_vocab, c->final_softcap, be->st));
 	return 0;
 }
 
@@ -342,11 +479,17 @@ static int body(struct eng_backend *be, const struct shape *sh)
 {
 	OP(be, CUDA_PROF_COPY, copy_async(be->meta_d, be->meta_h, sh->ml.total,
 	                                  cudaMemcpyHostToDevice, be->st));
-	OP(be, CUDA_PROF_EMBED, cuda_get_rows(&be->tok_embd, M32(be, sh->ml.tok), sh->T, be->x,
-	                                      be->cfg.n_embd, be->st));
-	if (be->rope_cs && be->fuse && be->rope_epi && sh->mmv && sh->T == sh->S) /* read by the QKV epilogues */
-		OP(be, CUDA_PROF_ROPE, cuda_rope_table(M32(be, sh->ml.pos), sh->T, be->cfg.n_rot,
-		                                       log2((double)be->cfg.rope_base), be->rope_cs, be->st));
+	const int C = be->cfg.n_embd;
+	OP(be, CUDA_PROF_EMBED, cuda_get_rows(&be->tok_embd, M32(be, sh->ml.tok), sh->T, be->x, C, be->st));
+	if (be->cfg.embd_scale) /* gemma: as the CPU, one f32 multiply by sqrtf(C) */
+		OP(be, CUDA_PROF_EMBED, cuda_scale(be->x, C, sh->T, C, sqrtf((float)C), be->st));
+	if (be->rope_cs && be->fuse && be->rope_epi && sh->mmv && sh->T == sh->S) { /* read by the QKV epilogues */
+		OP(be, CUDA_PROF_ROPE, cuda_rope_table(M32(be, sh->ml.pos), sh->T, be->cfg.n_rot, &be->rope_glob,
+		                                       be->rope_cs, be->st));
+		if (be->cfg.n_swa)
+			OP(be, CUDA_PROF_ROPE, cuda_rope_table(M32(be, sh->ml.pos), sh->T, be->cfg.n_rot,
+			                                       &be->rope_swa, be->rope_cs_swa, be->st));
+	}
 	for (int il = 0; il < be->cfg.n_layer; il++)
 		TRY(layer(be, sh, il));
 	return 0;
@@ -575,7 +718,9 @@ static void plan(struct eng_backend *be, const struct eng_batch *b, const struct
 	sh->sample = samp != NULL && nrec <= be->recent_cap;
 	for (int s = 0; samp && s < b->n_seqs; s++)
 		sh->sample = sh->sample && device_samplable(&samp[s]);
-	*graph = be->use_graphs && !be->prof && T == sh->S && !(want_logits && samp);
+	/* (MoE prefill reads the slot table back on the host: no graph) */
+	*graph = be->use_graphs && !be->prof && T == sh->S && !(want_logits && samp) &&
+	         (sh->mmv || !c->n_expert);
 	for (int s = 0; *graph && sh->sample && s < b->n_seqs; s++)
 		if (samp[s].p.repeat_penalty != 1.0f && samp[s].n_recent > CUDA_GRAPH_RECENT_CAP)
 			*graph = false;

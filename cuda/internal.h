@@ -30,7 +30,7 @@ extern "C" {
 enum cuda_prof_op {
 	CUDA_PROF_EMBED = 0, CUDA_PROF_NORM, CUDA_PROF_QKV, CUDA_PROF_ROPE, CUDA_PROF_ATTN,
 	CUDA_PROF_WO, CUDA_PROF_GATE_UP, CUDA_PROF_QUANT, CUDA_PROF_DOWN,
-	CUDA_PROF_HEAD, CUDA_PROF_SAMPLE, CUDA_PROF_COPY, CUDA_PROF_COUNT,
+	CUDA_PROF_HEAD, CUDA_PROF_SAMPLE, CUDA_PROF_COPY, CUDA_PROF_ROUTE, CUDA_PROF_COUNT,
 };
 
 struct cuda_layer_w {
@@ -40,6 +40,14 @@ struct cuda_layer_w {
 	const float *q_norm, *k_norm;       /* [D] or NULL */
 	bool q8_qkv, q8_wo, q8_ffn, q8_down; /* inputs needing the q8 form */
 	bool glu;                            /* gate and up fuse in one mat-vec */
+	const float *post_attn_norm, *post_ffn_norm; /* [C] or NULL (gemma: norm before the residual add) */
+	bool swa;                            /* sliding-window layer (cfg.n_swa keys, rope_swa angles) */
+	/* mixture of experts (then gate, up, down are unused) */
+	bool moe;
+	struct cuda_mat router;              /* rows E, row length C */
+	struct cuda_experts gate_e, up_e;    /* E x (rows F_exp, row length C) */
+	struct cuda_experts down_e;          /* E x (rows C, row length F_exp) */
+	bool q8_router, q8_exp, q8_exp_down;
 };
 
 struct cuda_graph_slot {
@@ -68,6 +76,7 @@ struct eng_backend {
 	void *scratch;
 	size_t scratch_bytes;
 	float *x, *xn, *qkv, *attn, *ffn_g, *ffn_u, *ffn_h, *logits;
+	float *tmp;             /* [T][C] a block's output before its post-norm (gemma) */
 	int8_t *q8s;
 	void *q8d;
 	float *part_o;
@@ -92,6 +101,20 @@ struct eng_backend {
 	bool rope_neox;         /* the RoPE pairing the kernels apply: NEOX unless rope_perm */
 	void *rope_cs;          /* float2 [CUDA_MMV_MAX_COLS][n_rot/2]: this step's RoPE angles
 	                         * (decode with rope_epi; PROMPTFS_CUDA_NO_ROPE_TABLE=1: none) */
+	void *rope_cs_swa;      /* the same with rope_swa (models with sliding-window layers) */
+	struct cuda_rope_freq rope_glob, rope_swa; /* the angles of global / sliding-window layers */
+	/* mixture of experts (K = n_expert_used, E = n_expert, Fe = n_ff_exp, M = CUDA_MMV_MAX_COLS) */
+	float *moe_logits;      /* [T][E] router logits */
+	int32_t *moe_sel;       /* [T*K] chosen experts */
+	float *moe_wt;          /* [T*K] their weights */
+	int32_t *moe_tab;       /* [1 + E + E + 1]: n_used, slot_exp[E], slot_off[E + 1] (cuda_moe_route) */
+	int32_t *moe_pairs;     /* [T*K] pairs grouped by slot */
+	float *moe_h;           /* [M*K][Fe] decode: the experts' GLU outputs */
+	int8_t *moe_qs;         /* [M*K][Fe] their q8 form */
+	void *moe_ds;
+	float *moe_eo;          /* [T*K][C] weighted expert outputs */
+	float *moe_xg;          /* [T][C] prefill: one expert's gathered input rows */
+	int32_t *moe_host;      /* pinned copy of moe_tab (prefill) */
 	bool rope_epi;          /* decode: bias + RoPE + KV store in the QKV epilogue
 	                         * (PROMPTFS_CUDA_NO_ROPE_EPI=1: in the attention kernel) */
 	int attn_dbg;           /* PROMPTFS_CUDA_ATTN_DBG (timing only, see cuda_attn_args.dbg) */

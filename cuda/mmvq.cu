@@ -14,7 +14,7 @@
  * loads where the row length allows.
  *
  * Epilogues: add (residual: y += W x, one writer per element, no race) and
- * GLU (silu(gate) * up from two matrices in one pass).
+ * GLU (act(gate) * up from two matrices in one pass; act SiLU or GELU).
  */
 #include <stdlib.h>
 
@@ -22,11 +22,6 @@
 #include "quant.cuh"
 
 #define MMV_WARPS 4 /* rows per block, one per warp */
-
-static __device__ __forceinline__ float silu(float x)
-{
-	return x / (1.0f + __expf(-x));
-}
 
 // ---- q8 quantisation of activations
 
@@ -64,7 +59,7 @@ template <int TYPE, int NC, bool GLU, int WR>
 static __global__ void __launch_bounds__(MMV_WARPS *WARP)
 mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_t row_bytes, int K,
             int N, const int8_t *__restrict__ qs, const float2 *__restrict__ ds, float *y, int ldy,
-            int add)
+            int add, int act)
 {
 	__shared__ float red[MMV_WARPS][2][NC];
 	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
@@ -136,7 +131,7 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 	if (lane == 0)
 #pragma unroll
 		for (int c = 0; c < NC; c++) {
-			float v = GLU ? silu(acc[c]) * acc2[c] : acc[c];
+			float v = GLU ? glu_act(act, acc[c], acc2[c]) : acc[c];
 			float *o = y + (size_t)c * ldy + row;
 			*o = add ? (add == 2 ? old[c] : *o) + v : v;
 		}
@@ -147,7 +142,7 @@ mmvq_kernel(const uint8_t *__restrict__ W, const uint8_t *__restrict__ W2, size_
 template <int TYPE, int NC, bool GLU, bool VEC>
 static __global__ void __launch_bounds__(MMV_WARPS *WARP)
 mmvf_kernel(const void *__restrict__ W, const void *__restrict__ W2, int K, int N,
-            const float *__restrict__ x, int ldx, float *y, int ldy, int add)
+            const float *__restrict__ x, int ldx, float *y, int ldy, int add, int act)
 {
 	pdl_enter();
 	const int row = blockIdx.x * MMV_WARPS + threadIdx.x / WARP;
@@ -193,7 +188,7 @@ mmvf_kernel(const void *__restrict__ W, const void *__restrict__ W2, int K, int 
 		float s = warp_sum(acc[c]);
 		float u = GLU ? warp_sum(acc2[c]) : 0.0f;
 		if (lane == 0) {
-			float v = GLU ? silu(s) * u : s;
+			float v = GLU ? glu_act(act, s, u) : s;
 			float *o = y + (size_t)c * ldy + row;
 			*o = add ? (add == 2 ? old[c] : *o) + v : v;
 		}
@@ -204,7 +199,7 @@ mmvf_kernel(const void *__restrict__ W, const void *__restrict__ W2, int K, int 
 
 template <int TYPE, bool GLU, int WR>
 static void launch_qw(const struct cuda_mat *w, const struct cuda_mat *w2, const struct cuda_act *a,
-                      int nc, float *y, int ldy, int add, cudaStream_t st)
+                      int nc, float *y, int ldy, int add, int act, cudaStream_t st)
 {
 	dim3 grid(cdiv(w->N, MMV_WARPS / WR)), block(MMV_WARPS * WARP);
 	const uint8_t *W = (const uint8_t *)w->d, *W2 = w2 ? (const uint8_t *)w2->d : nullptr;
@@ -212,7 +207,7 @@ static void launch_qw(const struct cuda_mat *w, const struct cuda_mat *w2, const
 #define L(n)                                                                                      \
 	case n:                                                                                   \
 		launch_k(mmvq_kernel<TYPE, n, GLU, WR>, grid, block, 0, st, W, W2, w->row_bytes, w->K, w->N, \
-		                                                      a->qs, ds, y, ldy, add);    \
+		                                                      a->qs, ds, y, ldy, add, act); \
 		break;
 	switch (nc) {
 		L(1) L(2) L(3) L(4) L(5) L(6) L(7) L(8)
@@ -223,24 +218,24 @@ static void launch_qw(const struct cuda_mat *w, const struct cuda_mat *w2, const
 /* Rows of 128 groups and more (K >= 4096) get four warps each. */
 template <int TYPE, bool GLU>
 static void launch_q(const struct cuda_mat *w, const struct cuda_mat *w2, const struct cuda_act *a,
-                     int nc, float *y, int ldy, int add, cudaStream_t st)
+                     int nc, float *y, int ldy, int add, int act, cudaStream_t st)
 {
 	if (w->K / Q8_BLOCK >= 128 && !GLU)
-		launch_qw<TYPE, GLU, 4>(w, w2, a, nc, y, ldy, add, st);
+		launch_qw<TYPE, GLU, 4>(w, w2, a, nc, y, ldy, add, act, st);
 	else
-		launch_qw<TYPE, GLU, 1>(w, w2, a, nc, y, ldy, add, st);
+		launch_qw<TYPE, GLU, 1>(w, w2, a, nc, y, ldy, add, act, st);
 }
 
 template <int TYPE, bool GLU, bool VEC>
 static void launch_f(const struct cuda_mat *w, const struct cuda_mat *w2, const struct cuda_act *a,
-                     int nc, float *y, int ldy, int add, cudaStream_t st)
+                     int nc, float *y, int ldy, int add, int act, cudaStream_t st)
 {
 	dim3 grid(cdiv(w->N, MMV_WARPS)), block(MMV_WARPS * WARP);
 	const void *W2 = w2 ? w2->d : nullptr;
 #define L(n)                                                                                  \
 	case n:                                                                               \
 		launch_k(mmvf_kernel<TYPE, n, GLU, VEC>, grid, block, 0, st, w->d, W2, w->K, w->N, a->x, \
-		                                                       a->ldx, y, ldy, add);  \
+		                                                       a->ldx, y, ldy, add, act); \
 		break;
 	switch (nc) {
 		L(1) L(2) L(3) L(4) L(5) L(6) L(7) L(8)
@@ -250,7 +245,7 @@ static void launch_f(const struct cuda_mat *w, const struct cuda_mat *w2, const 
 
 template <bool GLU>
 static int matvec_any(const struct cuda_mat *w, const struct cuda_mat *w2, const struct cuda_act *a,
-                      int nc, float *y, int ldy, bool add, cudaStream_t st)
+                      int nc, float *y, int ldy, bool add, int act, cudaStream_t st)
 {
 	if (nc < 1 || nc > CUDA_MMV_MAX_COLS) {
 		LOG_ERR("ncols %d out of range 1..%d", nc, CUDA_MMV_MAX_COLS);
@@ -268,16 +263,16 @@ static int matvec_any(const struct cuda_mat *w, const struct cuda_mat *w2, const
 	switch (w->type) {
 #define X(t)                                                            \
 	case t:                                                         \
-		launch_q<t, GLU>(w, w2, a, nc, y, ldy, addm, st);        \
+		launch_q<t, GLU>(w, w2, a, nc, y, ldy, addm, act, st);   \
 		break;
 		CUDA_QUANT_TYPES(X)
 #undef X
 #define F(t)                                                                    \
 	case t:                                                                 \
 		if (vec)                                                        \
-			launch_f<t, GLU, true>(w, w2, a, nc, y, ldy, addm, st);  \
-		else                                                            \
-			launch_f<t, GLU, false>(w, w2, a, nc, y, ldy, addm, st); \
+			launch_f<t, GLU, true>(w, w2, a, nc, y, ldy, addm, act, st);  \
+		else                                                                 \
+			launch_f<t, GLU, false>(w, w2, a, nc, y, ldy, addm, act, st); \
 		break;
 		F(GGUF_DTYPE_F32) F(GGUF_DTYPE_F16) F(GGUF_DTYPE_BF16)
 #undef F
@@ -297,11 +292,11 @@ extern "C" bool cuda_matvec_supported(int type)
 extern "C" int cuda_matvec(const struct cuda_mat *w, const struct cuda_act *a, int ncols, float *y,
                            int ldy, bool add, cudaStream_t st)
 {
-	return matvec_any<false>(w, nullptr, a, ncols, y, ldy, add, st);
+	return matvec_any<false>(w, nullptr, a, ncols, y, ldy, add, CUDA_GLU_SILU, st);
 }
 
 extern "C" int cuda_matvec_glu(const struct cuda_mat *gate, const struct cuda_mat *up,
-                               const struct cuda_act *a, int ncols, float *y, int ldy,
+                               const struct cuda_act *a, int ncols, float *y, int ldy, int act,
                                cudaStream_t st)
 {
 	if (gate->type != up->type || gate->K != up->K || gate->N != up->N ||
@@ -310,5 +305,5 @@ extern "C" int cuda_matvec_glu(const struct cuda_mat *gate, const struct cuda_ma
 		        gguf_dtype_name(up->type));
 		return -EINVAL;
 	}
-	return matvec_any<true>(gate, up, a, ncols, y, ldy, false, st);
+	return matvec_any<true>(gate, up, a, ncols, y, ldy, false, act, st);
 }

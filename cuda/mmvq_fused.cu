@@ -7,7 +7,8 @@
  *     quantises it to q8 in shared memory (and keeps f32 for float weights);
  *   - several matrices per launch: Q, K and V (types may differ: the block's
  *     segment picks the kernel body with one uniform switch);
- *   - GLU: silu(gate x) * (up x) from one pass over both matrices;
+ *   - GLU: act(gate x) * (up x) from one pass over both matrices (SiLU, or
+ *     GELU for gemma);
  *   - epilogue: 32 consecutive rows per block (rows_per_warp 2) so the block
  *     can quantise its outputs to q8 for the next mat-vec (down).
  * Same numerics as mmvq.cu (dp4a on q8 activations; f32 for float types).
@@ -21,11 +22,6 @@
 
 #define FW 16 /* warps per block; rows per block FW * rows_per_warp */
 #define FUSED_MAX_SMEM (160 * 1024)
-
-static __device__ __forceinline__ float silu_f(float x)
-{
-	return x / (1.0f + __expf(-x));
-}
 
 /* NR rows at once (their weight loads in flight together), NC columns. */
 template <int TYPE, int NC, int NR>
@@ -96,7 +92,7 @@ struct fused_dev {
 template <int TYPE, int NC, int RPW>
 static __device__ __forceinline__ void rows_t(const struct cuda_mmv_seg &s, int row0, int K,
                                               const int8_t *xq, const float2 *xd, const float *xf,
-                                              float (*outv)[WARP])
+                                              float (*outv)[WARP], int act)
 {
 	const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
 	int rows[RPW];
@@ -128,7 +124,7 @@ static __device__ __forceinline__ void rows_t(const struct cuda_mmv_seg &s, int 
 		for (int c = 0; c < NC; c++) {
 			const float p = warp_sum(acc[r][c]);
 			const float u = s.w2 ? warp_sum(acc2[r][c]) : 0.0f;
-			const float v = s.w2 ? silu_f(p) * u : p;
+			const float v = s.w2 ? glu_act(act, p, u) : p;
 			if (lane == 0 && rows[r] < s.w.N) {
 				s.y[(size_t)c * s.ldy + rows[r]] = v;
 				outv[c][(warp * RPW + r) % WARP] = v;
@@ -138,16 +134,16 @@ static __device__ __forceinline__ void rows_t(const struct cuda_mmv_seg &s, int 
 
 template <int NC, int RPW, int TYPE>
 static __device__ void rows_any(const struct cuda_mmv_seg &s, int row0, int K, const int8_t *xq,
-                                const float2 *xd, const float *xf, float (*outv)[WARP])
+                                const float2 *xd, const float *xf, float (*outv)[WARP], int act)
 {
 	if constexpr (TYPE >= 0) {
-		rows_t<TYPE, NC, RPW>(s, row0, K, xq, xd, xf, outv);
+		rows_t<TYPE, NC, RPW>(s, row0, K, xq, xd, xf, outv, act);
 		return;
 	}
 	switch (s.w.type) {
-#define X(t)                                                          \
-	case t:                                                       \
-		rows_t<t, NC, RPW>(s, row0, K, xq, xd, xf, outv);     \
+#define X(t)                                                               \
+	case t:                                                            \
+		rows_t<t, NC, RPW>(s, row0, K, xq, xd, xf, outv, act);     \
 		break;
 		CUDA_QUANT_TYPES(X)
 		X(GGUF_DTYPE_F32) X(GGUF_DTYPE_F16) X(GGUF_DTYPE_BF16)
@@ -223,7 +219,7 @@ static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) 
 	}
 
 	/* rows */
-	rows_any<NC, RPW, TYPE>(sg, row0, K, xq, xd, xf, outv);
+	rows_any<NC, RPW, TYPE>(sg, row0, K, xq, xd, xf, outv, a.act);
 	if (a.rope.on) {
 		/* bias, RoPE of the adjacent pair (rows r, r ^ 1 are in this block),
 		 * q back to y, k and v into the cache; thread = (column, row) */
@@ -237,7 +233,7 @@ static __global__ void __launch_bounds__(FW *WARP, RPW == 2 && NC <= 2 ? 2 : 1) 
 			const int d = r % q.D, pos = q.pos[c];
 			float v = x;
 			if (s < 2 && d < q.n_rot) {
-				const float2 cs = q.cs ? cs_pre : rope_cs(pos, d / 2, q.n_rot, q.log2_base);
+				const float2 cs = q.cs ? cs_pre : rope_cs(pos, d / 2, q.n_rot, q.freq);
 				v = (d & 1) ? xp * cs.y + x * cs.x : x * cs.x - xp * cs.y;
 			}
 			if (s == 0) {

@@ -1,7 +1,8 @@
 /*
  * norm.cu — RMSNorm, fused with the q8 quantisation of its output for the
  * next mat-vec (one pass instead of two in decode), and with a row gather
- * (the final norm runs only on the rows whose logits are wanted).
+ * (the final norm runs only on the rows whose logits are wanted); and the
+ * post-norm + residual add of gemma's blocks.
  *   y = x / sqrt(mean(x^2) + eps) * w
  */
 #include "cuda_ops.h"
@@ -49,6 +50,34 @@ extern "C" int cuda_rmsnorm(const float *x, int ldx, const int32_t *rows, int n,
 		return -EINVAL;
 	}
 	launch_k(rmsnorm_kernel, n, NORM_THREADS, 0, st, x, ldx, rows, C, w, eps, y, ldy, qs, (float2 *)ds);
+	CUDA_CHECK_LAUNCH();
+	return 0;
+}
+
+/* x[r] += y[r] / rms(y[r]) * w: one block per row */
+static __global__ void __launch_bounds__(NORM_THREADS)
+rmsnorm_add_kernel(float *x, int ldx, const float *y, int ldy, int C, const float *w, float eps)
+{
+	pdl_enter();
+	__shared__ float red[32];
+	const int r = blockIdx.x;
+	const float *in = y + (size_t)r * ldy;
+	float *out = x + (size_t)r * ldx;
+	float ss = 0.0f;
+	for (int e = threadIdx.x; e < C; e += blockDim.x)
+		ss += in[e] * in[e];
+	ss = block_sum(ss, red);
+	const float scale = rsqrtf(ss / (float)C + eps);
+	for (int e = threadIdx.x; e < C; e += blockDim.x)
+		out[e] += in[e] * scale * w[e];
+}
+
+extern "C" int cuda_rmsnorm_add(float *x, int ldx, const float *y, int ldy, int T, int C,
+                                const float *w, float eps, cudaStream_t st)
+{
+	if (T <= 0)
+		return 0;
+	launch_k(rmsnorm_add_kernel, T, NORM_THREADS, 0, st, x, ldx, y, ldy, C, w, eps);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

@@ -3,7 +3,9 @@
  * prefill: bias add (qwen2), per-head Q/K RMSNorm (qwen3) and the rotary
  * embedding (rope.cuh) for every head of every token, then K and V rounded
  * to F16 into their KV pages and Q written back in place (f32).  Decode
- * does the same inside the attention kernel (attn.cu).
+ * does the same inside the attention kernel (attn.cu) or the QKV mat-vec's
+ * epilogue (mmvq_fused.cu).  The angles are the layer's (a.freq: gemma's
+ * sliding-window layers have their own base).
  *
  * One warp per head (Q heads, then K heads, then V heads).
  */
@@ -29,7 +31,7 @@ static __global__ void __launch_bounds__(ROPE_WARPS *WARP) rope_store_kernel(str
 	float *s = sh[w];
 	const int pos = a.pos[t];
 	head_prep(s, v, bias ? bias + bh * D : nullptr, is_q ? a.q_norm : is_k ? a.k_norm : nullptr,
-	          a.eps, D, is_q || is_k, pos, a.n_rot, a.neox, a.base);
+	          a.eps, D, is_q || is_k, pos, a.n_rot, a.neox, a.freq);
 	if (is_q) {
 		for (int d = lane; d < D; d += WARP)
 			v[d] = s[d];
@@ -44,14 +46,15 @@ static __global__ void __launch_bounds__(ROPE_WARPS *WARP) rope_store_kernel(str
 }
 
 /* cs[t][i] = (cos, sin) of pair i at pos[t]: grid T, block n_rot / 2 */
-static __global__ void rope_table_kernel(const int32_t *pos, int n_rot, double lb, float2 *cs)
+static __global__ void rope_table_kernel(const int32_t *pos, int n_rot, struct cuda_rope_freq f,
+                                         float2 *cs)
 {
 	pdl_enter();
-	cs[blockIdx.x * (n_rot / 2) + threadIdx.x] = rope_cs(pos[blockIdx.x], threadIdx.x, n_rot, lb);
+	cs[blockIdx.x * (n_rot / 2) + threadIdx.x] = rope_cs(pos[blockIdx.x], threadIdx.x, n_rot, f);
 }
 
-extern "C" int cuda_rope_table(const int32_t *pos, int T, int n_rot, double log2_base, void *cs,
-                               cudaStream_t st)
+extern "C" int cuda_rope_table(const int32_t *pos, int T, int n_rot, const struct cuda_rope_freq *f,
+                               void *cs, cudaStream_t st)
 {
 	if (T <= 0)
 		return 0;
@@ -59,7 +62,7 @@ extern "C" int cuda_rope_table(const int32_t *pos, int T, int n_rot, double log2
 		LOG_ERR("unsupported n_rot %d", n_rot);
 		return -EINVAL;
 	}
-	launch_k(rope_table_kernel, T, n_rot / 2, 0, st, pos, n_rot, log2_base, (float2 *)cs);
+	launch_k(rope_table_kernel, T, n_rot / 2, 0, st, pos, n_rot, *f, (float2 *)cs);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

@@ -6,7 +6,9 @@
  * kernel, which applies it itself (attn.cu).
  *
  * NORM rotates pairs (2i, 2i+1), NEOX pairs (i, i + n_rot/2); theta =
- * pos * base^(-2i/n_rot); dims >= n_rot are left alone.  The angle is
+ * scale * (pos * base^(-2i/n_rot) / ff[i]), (cos, sin) x attn (struct
+ * cuda_rope_freq: llama.cpp's linear scaling, Llama 3.1's rope_freqs and
+ * phi3's LongRoPE factors); dims >= n_rot are left alone.  The angle is
  * formed and reduced to [-pi, pi] in double (fast-math sinf is inaccurate
  * for the large arguments of long contexts: pos * 1 rad at pos 4096), then
  * __sincosf on the reduced angle (absolute error ~4e-7).
@@ -15,15 +17,19 @@
 #define PROMPTFS_CUDA_ROPE_CUH
 
 #include "common.cuh"
+#include "cuda_ops.h"
 
-/* (cos, sin) of pair i's angle at pos; lb = log2(base). */
-static __device__ __forceinline__ float2 rope_cs(int pos, int i, int n_rot, double lb)
+/* (cos, sin) of pair i's angle at pos. */
+static __device__ __forceinline__ float2 rope_cs(int pos, int i, int n_rot, const struct cuda_rope_freq &f)
 {
-	const double th = (double)pos * exp2(-2.0 * i / (double)n_rot * lb);
+	double th = (double)pos * exp2(-2.0 * i / (double)n_rot * f.log2_base);
+	if (f.ff)
+		th /= (double)f.ff[i];
+	th *= (double)f.scale;
 	const double r = th - 6.283185307179586 * rint(th * 0.15915494309189535);
 	float sn, cs;
 	__sincosf((float)r, &sn, &cs);
-	return make_float2(cs, sn);
+	return make_float2(cs * f.attn, sn * f.attn);
 }
 
 /* Rotates pair i of s[] by (cos, sin). */
@@ -62,16 +68,16 @@ static __device__ __forceinline__ void head_bias_norm(float *s, const float *bia
  * bias, nw may be NULL; rotate false for V. */
 static __device__ __forceinline__ void head_prep(float *s, const float *raw, const float *bias,
                                                  const float *nw, float eps, int D, bool rotate,
-                                                 int pos, int n_rot, bool neox, float base)
+                                                 int pos, int n_rot, bool neox,
+                                                 const struct cuda_rope_freq &f)
 {
 	const int lane = threadIdx.x % WARP;
 	for (int d = lane; d < D; d += WARP) /* both loads in flight at once */
 		s[d] = raw[d] + (bias ? bias[d] : 0.0f);
 	head_bias_norm(s, nullptr, nw, eps, D);
 	if (rotate) {
-		const double lb = log2((double)base);
 		for (int i = lane; i < n_rot / 2; i += WARP)
-			rope_pair(s, i, n_rot, neox, rope_cs(pos, i, n_rot, lb));
+			rope_pair(s, i, n_rot, neox, rope_cs(pos, i, n_rot, f));
 		__syncwarp();
 	}
 }

@@ -261,7 +261,9 @@ static int build_plan(const struct eng_synth_opts *o, struct gguf_writer *w, str
 		gguf_free(src);
 		return err;
 	}
-	if ((err = synth_preset_plan(o->preset, o->vocab, w, p)))
+	if (!synth_arch_build(o->preset, o->vocab, w, p, &err))
+		err = synth_preset_plan(o->preset, o->vocab, w, p);
+	if (err)
 		return err;
 	if (o->type >= 0)
 		for (int k = 0; k < p->n; k++)

@@ -91,4 +91,25 @@ int synth_preset_name(int i, char *buf, size_t size);
  * shared/ places).  0 / -EINVAL unknown name / -errno, with a log line. */
 int synth_preset_plan(const char *name, const char *vocab, struct gguf_writer *w, struct synth_plan *p);
 
+/* llama.cpp's use_more_bits(i, n): the layers whose attn_v / ffn_down get
+ * more bits in K_M files (synth_mix.c). */
+bool synth_more_bits(int i, int n);
+/* shared/models/vocab/<file> (or `given`) into path.  0 / -ENOENT
+ * (synth_presets.c). */
+int synth_find_vocab(const char *given, const char *file, char *path, size_t size);
+/* gguf_writer_copy_kv filter: true for keys other than tokenizer.* (skipped). */
+bool synth_skip_non_tokenizer(const char *key, void *user);
+
+// ---- GPU test layouts of the newer dense architectures (synth_arch.c)
+
+/* gemma3-270m-q4_k_m, gemma2-small-q4_k_m, phi3-small-q4_k_m,
+ * llama3.1-small-q4_k_m: accepted by --preset but not listed (the mix is
+ * llama.cpp's in outline only, so test_synth_mix does not check them).
+ * The i-th name (NULL past the last); and the plan and metadata of preset
+ * `name` when it is one of them: 1 (built, or an error in *err), 0 when it
+ * is not. */
+const char *synth_arch_preset_name(int i);
+int synth_arch_build(const char *name, const char *vocab, struct gguf_writer *w, struct synth_plan *p,
+                     int *err);
+
 #endif /* PROMPTFS_ENGINE_SYNTH_INTERNAL_H */

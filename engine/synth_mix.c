@@ -122,7 +122,7 @@ static bool quantizable(const struct synth_tensor *t)
 	       !strstr(t->name, "_norm.weight") && !strstr(t->name, "ffn_gate_inp.weight");
 }
 
-static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+bool synth_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 // ---- llama.cpp's order
 
@@ -183,7 +183,7 @@ static enum gguf_dtype rule(struct mix_state *s, const struct synth_tensor *t, i
 		else if (type != GGUF_DTYPE_Q8_0)
 			type = GGUF_DTYPE_Q6_K;
 	} else if (r == ROLE_ATTN_V) {
-		if (km && use_more_bits(s->i_attn_v, s->n_attn_v))
+		if (km && synth_more_bits(s->i_attn_v, s->n_attn_v))
 			type = GGUF_DTYPE_Q6_K;
 		if (s->is_70b && (type == GGUF_DTYPE_Q3_K || type == GGUF_DTYPE_Q4_K))
 			type = GGUF_DTYPE_Q5_K;
@@ -199,7 +199,7 @@ static enum gguf_dtype rule(struct mix_state *s, const struct synth_tensor *t, i
 			LOG_ERR("tensor '%s': layer %d outside [0, %d)", t->name, il, s->m->n_layer);
 			*err = -EINVAL;
 		}
-		if (km && use_more_bits(il, s->m->n_layer))
+		if (km && synth_more_bits(il, s->m->n_layer))
 			type = GGUF_DTYPE_Q6_K;
 		s->i_ffn_down++;
 	} else if (r == ROLE_ATTN_OUTPUT) {

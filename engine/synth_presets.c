@@ -85,6 +85,21 @@ static const struct model models[] = {
 	  .vocab = "ggml-vocab-llama-spm.gguf", .L = 8, .C = 1024, .H = 16, .G = 4, .D = 64, .F = 3584, .V = 32000,
 	  .ctx = 32768, .E = 8, .K = 2, .Fe = 3584, .rope_base = 1000000.0f, .eps = 1e-5f, .eos = -1,
 	  .keys = KEY_HEAD_DIMS },
+	/* for the GPU's whole-model checks (tests/gpu/run.sh moe): two of
+	 * Qwen3-30B-A3B's layers (its routing: 128 experts, 8 per token), and
+	 * mini models of both families that fit F32 (--type f32) */
+	{ .name = "qwen3-30b-a3b-2l", .title = "Qwen3 30B A3B, 2 layers", .arch = "qwen3moe",
+	  .vocab = "ggml-vocab-qwen2.gguf", .L = 2, .C = 2048, .H = 32, .G = 4, .D = 128, .F = 6144, .V = 151936,
+	  .ctx = 40960, .E = 128, .K = 8, .Fe = 768, .rope_base = 1000000.0f, .eps = 1e-6f, .qk_norm = true,
+	  .eos = 151645, .keys = KEY_HEAD_DIMS },
+	{ .name = "qwen3moe-mini", .title = "Qwen3 MoE layout, mini", .arch = "qwen3moe",
+	  .vocab = "ggml-vocab-qwen2.gguf", .L = 2, .C = 512, .H = 8, .G = 2, .D = 64, .F = 1536, .V = 151936,
+	  .ctx = 40960, .E = 128, .K = 8, .Fe = 256, .rope_base = 1000000.0f, .eps = 1e-6f, .qk_norm = true,
+	  .eos = 151645, .keys = KEY_HEAD_DIMS },
+	{ .name = "mixtral-mini", .title = "Mixtral layout, mini", .arch = "llama",
+	  .vocab = "ggml-vocab-llama-spm.gguf", .L = 2, .C = 512, .H = 8, .G = 2, .D = 64, .F = 1024, .V = 32000,
+	  .ctx = 32768, .E = 8, .K = 2, .Fe = 1024, .rope_base = 1000000.0f, .eps = 1e-5f, .eos = -1,
+	  .keys = KEY_HEAD_DIMS },
 };
 #define N_MODELS ((int)(sizeof(models) / sizeof(models[0])))
 
@@ -223,14 +238,14 @@ static int plan_model(struct synth_plan *p, const struct model *m)
 
 // ---- metadata
 
-static bool skip_non_tokenizer(const char *key, void *user)
+bool synth_skip_non_tokenizer(const char *key, void *user)
 {
 	(void)user;
 	return strncmp(key, "tokenizer.", 10) != 0;
 }
 
 /* The places a checkout keeps shared/models/vocab/<file>. */
-static int find_vocab(const char *given, const char *file, char *path, size_t size)
+int synth_find_vocab(const char *given, const char *file, char *path, size_t size)
 {
 	char rel[128], exe[PATH_MAX], exe_a[PATH_MAX + 16], exe_b[PATH_MAX + 16];
 	const char *dirs[6] = { getenv("PROMPTFS_SHARED"), "shared", "../shared", "../../shared", NULL, NULL };
@@ -323,7 +338,7 @@ static int tokenizer_kv(struct gguf_writer *w, const struct model *m, const char
 		LOG_ERR("%s: %llu tokens, %s wants %d (or a few hundred fewer, padded)", vocab_path,
 			(unsigned long long)n, m->name, m->V);
 		err = -EINVAL;
-	} else if (!(err = gguf_writer_copy_kv(w, v, skip_non_tokenizer, NULL)) && n < (uint64_t)m->V) {
+	} else if (!(err = gguf_writer_copy_kv(w, v, synth_skip_non_tokenizer, NULL)) && n < (uint64_t)m->V) {
 		err = pad_vocab(w, v, tok, m->V);
 	}
 	gguf_free(v);
@@ -386,7 +401,7 @@ int synth_preset_plan(const char *name, const char *vocab, struct gguf_writer *w
 	}
 	const struct synth_mix_model mm = { .arch = m->arch, .n_layer = m->L, .n_head = m->H, .n_head_kv = m->G,
 	                                    .n_expert = m->E, .name_order = m->name_order };
-	if ((err = find_vocab(vocab, m->vocab, path, sizeof(path))) || (err = model_kv(w, m, name, ftype, path)) ||
+	if ((err = synth_find_vocab(vocab, m->vocab, path, sizeof(path))) || (err = model_kv(w, m, name, ftype, path)) ||
 	    (err = plan_model(p, m)))
 		return err;
 	return synth_mix_apply(p, &mm, ftype);

@@ -245,42 +245,13 @@ static void matmul(struct eng_backend *be, const struct eng_tensor *w, const flo
 
 // ---- mixture of experts
 
-/* Token t: softmax over the router logits (sum in double, as ggml), the K
- * largest (argsort order: best first, lower id on ties), their
- * probabilities renormalised to sum 1 (clamped as llama.cpp). */
+/* Token t: its router logits → the K chosen experts and their weights
+ * (cpu_moe_route: softmax, top K, renormalised). */
 static void item_route(struct eng_backend *be, const void *a, int t, int ith)
 {
 	const int E = be->cfg.n_expert, K = be->cfg.n_expert_used;
-	float *p = be->router + (size_t)t * E, max = -INFINITY;
-	int32_t *sel = be->esel + (size_t)t * K;
-	float *w = be->ewt + (size_t)t * K;
-	double sum = 0.0;
-	float wsum = 0.0f;
 
-	for (int e = 0; e < E; e++)
-		max = p[e] > max ? p[e] : max;
-	for (int e = 0; e < E; e++) {
-		p[e] = expf(p[e] - max);
-		sum += (double)p[e];
-	}
-	for (int e = 0; e < E; e++)
-		p[e] *= (float)(1.0 / sum);
-	for (int k = 0; k < K; k++) { /* K is small: selection by repeated scans */
-		int best = -1;
-		for (int e = 0; e < E; e++) {
-			bool taken = false;
-			for (int j = 0; j < k; j++)
-				taken |= sel[j] == e;
-			if (!taken && (best < 0 || p[e] > p[best]))
-				best = e;
-		}
-		sel[k] = best;
-		w[k] = p[best];
-		wsum += w[k];
-	}
-	wsum = wsum < 6.103515625e-5f ? 6.103515625e-5f : wsum;
-	for (int k = 0; k < K; k++)
-		w[k] /= wsum;
+	cpu_moe_route(be->router + (size_t)t * E, E, K, be->esel + (size_t)t * K, be->ewt + (size_t)t * K);
 }
 
 /* Token t: tmp[t] = sum over ranks of eout[t][rank] (llama.cpp adds them in rank order). */

@@ -13,6 +13,7 @@
 #include "ops.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <string.h>
 
@@ -203,6 +204,37 @@ void cpu_scale(float *x, int n, float s)
 {
 	for (int i = 0; i < n; i++)
 		x[i] *= s;
+}
+
+void cpu_moe_route(float *p, int E, int K, int32_t *sel, float *w)
+{
+	float max = -INFINITY, wsum = 0.0f;
+	double sum = 0.0;
+
+	for (int e = 0; e < E; e++)
+		max = p[e] > max ? p[e] : max;
+	for (int e = 0; e < E; e++) {
+		p[e] = expf(p[e] - max);
+		sum += (double)p[e];
+	}
+	for (int e = 0; e < E; e++)
+		p[e] *= (float)(1.0 / sum);
+	for (int k = 0; k < K; k++) { /* K is small: selection by repeated scans */
+		int best = -1;
+		for (int e = 0; e < E; e++) {
+			bool taken = false;
+			for (int j = 0; j < k; j++)
+				taken |= sel[j] == e;
+			if (!taken && (best < 0 || p[e] > p[best]))
+				best = e;
+		}
+		sel[k] = best;
+		w[k] = p[best];
+		wsum += w[k];
+	}
+	wsum = wsum < 6.103515625e-5f ? 6.103515625e-5f : wsum;
+	for (int k = 0; k < K; k++)
+		w[k] /= wsum;
 }
 
 int cpu_embed(float *y, const struct eng_tensor *emb, int32_t tok)

@@ -39,6 +39,11 @@ void cpu_geglu(float *y, const float *g, const float *u, int n);
 void cpu_softcap(float *x, int n, float cap);
 /* x[n] *= s */
 void cpu_scale(float *x, int n, float s);
+/* Mixture-of-experts routing of one token: p[E] router logits become the
+ * softmax probabilities (sum in double, as ggml); sel[K] the K largest
+ * (best first, the lower id on ties), w[K] their probabilities renormalised
+ * to sum 1 (the sum clamped at 2^-14, as llama.cpp). */
+void cpu_moe_route(float *p, int E, int K, int32_t *sel, float *w);
 /* y[C] = row `tok` of the embedding (any weight type, dequantised).
  * 0, or -EINVAL when tok is out of range or the type unsupported. */
 int cpu_embed(float *y, const struct eng_tensor *emb, int32_t tok);

@@ -3,7 +3,12 @@
  * (prefill tiles, split decode + combine, grouped heads, contexts past 4k,
  * shuffled page tables) and device sampling, each against a float64
  * reference and against the CPU backend's op (engine/cpu/ops.h,
- * engine/sampler.c).  Outputs are poisoned (NaN) before each run.
+ * engine/sampler.c).  Outputs are poisoned (NaN) before each run.  The
+ * newer architectures' attention: RoPE with linear scaling, frequency
+ * divisors and attn_factor (Llama 3.1, phi3 LongRoPE), gemma's sliding
+ * windows (keys p - win < j <= p, windows not a multiple of the page or the
+ * 32-key chunk) and gemma2's soft-capped scores, in every kernel (prefill
+ * tiles, split decode, clusters, fused RoPE).
  *
  *   build/gpu/gpu_attn [-v] [seed]
  *
@@ -90,7 +95,22 @@ struct rope_cfg {
 	int H, G, D, n_rot, neox;
 	float base;
 	bool bias, qknorm;
+	float scale, attn; /* RoPE scaling (0: 1) and attn_factor (0: 1) */
+	bool factors;      /* frequency divisors (rope_freqs / LongRoPE) */
 };
+
+/* The device form of a host RoPE setting; ff: device divisors or NULL. */
+static struct cuda_rope_freq freq_of(float base, float scale, float attn, const float *dff)
+{
+	struct cuda_rope_freq f = {log2((double)base), scale ? scale : 1.0f, attn ? attn : 1.0f, dff};
+	return f;
+}
+
+/* theta of pair i at pos, float64, with the scaling of freq_of() */
+static double theta_ref(int pos, int i, int n_rot, float base, float scale, const float *ff)
+{
+	return (scale ? scale : 1.0) * pos * pow(base, -2.0 * i / n_rot) / (ff ? ff[i] : 1.0);
+}
 
 static void test_rope(const struct rope_cfg *c)
 {
@@ -117,7 +137,16 @@ static void test_rope(const struct rope_cfg *c)
 	size_t pool_n = (size_t)b.n_pages * G * P * D;
 	float *dqkv = dup_dev(qkv, 4 * (size_t)T * ld);
 	gguf_half *dk = dalloc(2 * pool_n), *dv = dalloc(2 * pool_n);
-	struct cuda_rope_args a = {dqkv, ld, T, H, G, D, c->n_rot, c->neox, c->base, dbq, dbk, dbv,
+	float *ff = NULL, *dff = NULL;
+	if (c->factors) {
+		ff = xmalloc(4 * (size_t)c->n_rot / 2);
+		for (int i = 0; i < c->n_rot / 2; i++)
+			ff[i] = 1.0f + 30.0f * (float)rng_unif();
+		dff = dup_dev(ff, 4 * (size_t)c->n_rot / 2);
+	}
+	const float attn = c->attn ? c->attn : 1.0f;
+	struct cuda_rope_args a = {dqkv, ld, T, H, G, D, c->n_rot, c->neox,
+	                           freq_of(c->base, c->scale, c->attn, dff), dbq, dbk, dbv,
 	                           dqn, dkn, 1e-6f, b.dpos, b.dtseq, b.dpages, b.stride, dk, dv};
 	int rc = cuda_rope_store(&a, 0);
 	float *oq = xmalloc(4 * (size_t)T * ld);
@@ -134,7 +163,9 @@ static void test_rope(const struct rope_cfg *c)
 	for (int t = 0; t < T; t++) {
 		const int pos = b.pos[t], s = b.tseq[t];
 		const int page = b.pages[s * b.stride + pos / P];
-		cpu_rope_cache(cs, pos, c->n_rot, c->base);
+		cpu_rope_cache_ext(cs, pos, c->n_rot, c->base, c->scale ? c->scale : 1.0f, ff);
+		if (attn != 1.0f) /* as the CPU backend's batch_prepare */
+			cpu_scale(cs, c->n_rot, attn);
 		for (int hh = 0; hh < nh; hh++) {
 			const bool isq = hh < H, isk = !isq && hh < H + G;
 			const int bh = isq ? hh : isk ? hh - H : hh - H - G;
@@ -156,10 +187,10 @@ static void test_rope(const struct rope_cfg *c)
 			if (isq || isk) {
 				for (int i = 0; i < c->n_rot / 2; i++) {
 					int i0 = c->neox ? i : 2 * i, i1 = c->neox ? i + c->n_rot / 2 : 2 * i + 1;
-					double th = pos * pow(c->base, -2.0 * i / c->n_rot);
+					double th = theta_ref(pos, i, c->n_rot, c->base, c->scale, ff);
 					double x0 = v[i0], x1 = v[i1];
-					v[i0] = x0 * cos(th) - x1 * sin(th);
-					v[i1] = x0 * sin(th) + x1 * cos(th);
+					v[i0] = (x0 * cos(th) - x1 * sin(th)) * attn;
+					v[i1] = (x0 * sin(th) + x1 * cos(th)) * attn;
 				}
 				cpu_rope(tmp, 1, D, c->n_rot, cs, c->neox ? ENG_ROPE_TYPE_NEOX : ENG_ROPE_TYPE_NORM);
 			}
@@ -177,12 +208,14 @@ static void test_rope(const struct rope_cfg *c)
 		}
 	}
 	char name[96];
-	snprintf(name, sizeof(name), "H=%d G=%d D=%d rot=%d %s base=%g%s%s", H, G, D, c->n_rot,
-	         c->neox ? "neox" : "norm", c->base, c->bias ? " bias" : "", c->qknorm ? " qknorm" : "");
+	snprintf(name, sizeof(name), "H=%d G=%d D=%d rot=%d %s base=%g%s%s%s%s", H, G, D, c->n_rot,
+	         c->neox ? "neox" : "norm", c->base, c->bias ? " bias" : "", c->qknorm ? " qknorm" : "",
+	         c->scale ? " scaled" : "", c->factors ? " factors" : "");
 	gpu_record("rope_q", rc ? INFINITY : nmse_fd(gq, rq, (size_t)T * H * D), 1e-11, "%s", name);
 	gpu_record("rope_q/cpu", rc ? INFINITY : nmse_f(gq, cq, (size_t)T * H * D), 1e-7, "%s", name);
 	gpu_record("rope_kv_store", rc ? INFINITY : nmse_fd(gkv, rkv, (size_t)T * 2 * G * D), 1e-6, "%s", name);
-	cudaFree(dqkv); cudaFree(dk); cudaFree(dv);
+	cudaFree(dqkv); cudaFree(dk); cudaFree(dv); cudaFree(dff);
+	free(ff);
 	cudaFree(dbq); cudaFree(dbk); cudaFree(dbv); cudaFree(dqn); cudaFree(dkn);
 	free(qkv); free(bq); free(bk); free(bv); free(qn); free(kn); free(oq); free(hk); free(hv);
 	free(gq); free(gkv); free(cq); free(rq); free(rkv); free(cs); free(tmp);
@@ -221,6 +254,10 @@ static float *rand_dev_vec(int n, float mean, float sd, float **host)
 	*host = h;
 	return dup_dev(h, 4 * (size_t)n);
 }
+
+/* Sliding window and soft-cap of the next test_attn() calls (0: off). */
+static int t_win;
+static float t_cap;
 
 /* mode: 1 = the last split block combines (counters), 2 = RoPE + KV store
  * fused (decode: one token per sequence), 4 = splits as one cluster */
@@ -264,6 +301,8 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 	float *ds = dalloc(8 * (size_t)T * (HD / 32 + 1));
 	struct cuda_attn_args a = {dq, ldq, dk, dv, H, G, D, 1.0f / sqrtf((float)D), nt, dts, dt0, dtn,
 	                           b.dpos, b.dpages, b.stride, qt, n_split, dout, HD, po, pml, T};
+	a.win = t_win;
+	a.softcap = t_cap;
 	/* fused RoPE: q, k, v above are raw; the reference applies head_prep */
 	const int n_rot = D == 128 ? 64 : D;
 	const bool neox = D != 8, qkn = D == 128;
@@ -280,7 +319,7 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 		a.k_new = dq + HD;
 		a.v_new = dq + HD + G * D;
 		a.bq = db[0], a.bk = db[1], a.bv = db[2], a.q_norm = db[3], a.k_norm = db[4];
-		a.eps = 1e-6f, a.base = 1e6f, a.n_rot = n_rot, a.neox = neox;
+		a.eps = 1e-6f, a.freq = freq_of(1e6f, 0.0f, 0.0f, NULL), a.n_rot = n_rot, a.neox = neox;
 	}
 	int32_t *cnt = NULL;
 	if (n_split > 1 && !(mode & 4))
@@ -362,36 +401,41 @@ static void test_attn(int H, int G, int D, const struct seqspec *ss, int S, int 
 	struct cpu_kv_layer kvl = {ck, cv, G, D};
 	for (int t = 0; t < T; t++) {
 		const int pos = b.pos[t], s = b.tseq[t], nkv = pos + 1;
+		const int j0 = t_win && nkv > t_win ? nkv - t_win : 0; /* the CPU's item_attention */
 		const int32_t *pt = b.pages + (size_t)s * b.stride;
 		for (int h = 0; h < H; h++) {
 			const int g = h / hpg;
 			const float *qh = qr + (size_t)t * HD + h * D;
 			double m = -INFINITY, l = 0.0;
-			for (int j = 0; j < nkv; j++) {
+			for (int j = j0; j < nkv; j++) {
 				double acc = 0.0;
 				for (int d = 0; d < D; d++)
 					acc += (double)qh[d] * gguf_half_to_f32(k[kv_at(pt[j / P], g, j % P, d, G, D)]);
 				sc[j] = acc / sqrt((double)D);
+				if (t_cap > 0.0f)
+					sc[j] = t_cap * tanh(sc[j] / t_cap);
 				m = sc[j] > m ? sc[j] : m;
 			}
-			for (int j = 0; j < nkv; j++) {
+			for (int j = j0; j < nkv; j++) {
 				sc[j] = exp(sc[j] - m);
 				l += sc[j];
 			}
 			for (int d = 0; d < D; d++) {
 				double o = 0.0;
-				for (int j = 0; j < nkv; j++)
+				for (int j = j0; j < nkv; j++)
 					o += sc[j] * gguf_half_to_f32(v[kv_at(pt[j / P], g, j % P, d, G, D)]);
 				ref[(size_t)t * HD + h * D + d] = o / l;
 			}
-			cpu_attn_head(cout + (size_t)t * HD + h * D, qh, &kvl, pt, nkv, g,
-			              1.0f / sqrtf((float)D), scr, q16);
+			cpu_attn_head_ext(cout + (size_t)t * HD + h * D, qh, &kvl, pt, j0, nkv, g,
+			                  1.0f / sqrtf((float)D), t_cap, scr, q16);
 		}
 	}
-	char name[112];
-	snprintf(name, sizeof(name), "%s H=%d G=%d D=%d T=%d splits=%d kv<=%d%s%s%s", what, H, G, D, T,
+	char name[144];
+	snprintf(name, sizeof(name), "%s H=%d G=%d D=%d T=%d splits=%d kv<=%d%s%s%s%s%s", what, H, G, D, T,
 	         n_split, maxkv, mode & 1 ? " fused-combine" : "", mode & 2 ? " fused-rope" : "",
-	         mode & 4 ? " cluster" : "");
+	         mode & 4 ? " cluster" : "", t_win ? " window" : "", t_cap > 0.0f ? " softcap" : "");
+	if (t_win)
+		snprintf(name + strlen(name), sizeof(name) - strlen(name), "=%d", t_win);
 	gpu_record("attention", rc ? INFINITY : nmse_fd(out, ref, (size_t)T * HD), 1e-6, "%s", name);
 	gpu_record("attention/cpu", rc ? INFINITY : nmse_f(out, cout, (size_t)T * HD), 2e-5, "%s", name);
 	if (q8 && (mode & 5) && hpg * D % 32 == 0) {
@@ -494,6 +538,11 @@ int main(int argc, char **argv)
 		{8, 4, 8, 8, 0, 1e4f, false, false},    /* stories260K */
 		{4, 2, 128, 64, 0, 1e4f, false, true},  /* partial rotation, qk-norm */
 		{6, 3, 16, 16, 1, 5e5f, true, true},
+		/* Llama 3.1 (rope_freqs), linear scaling, phi3 LongRoPE (factors + attn_factor, D 96) */
+		{8, 2, 128, 128, 0, 5e5f, false, false, 0.0f, 0.0f, true},
+		{8, 8, 64, 64, 1, 1e4f, false, false, 0.25f, 0.0f, false},
+		{8, 8, 96, 96, 1, 1e4f, false, false, 0.0f, 1.19f, true},
+		{4, 1, 256, 256, 1, 1e4f, false, true},  /* gemma3-270m's local layers: D 256 */
 	};
 	for (size_t i = 0; i < sizeof(rc) / sizeof(rc[0]); i++)
 		test_rope(&rc[i]);
@@ -520,6 +569,28 @@ int main(int argc, char **argv)
 			test_attn(H, G, D, decode, 5, 3, false, "decode", 6);
 		}
 	}
+
+	/* gemma: sliding windows (100: not a multiple of a page or of a 32-key
+	 * chunk; 32: aligned), soft-capped scores, both; prefill tiles, split
+	 * decode with the fused RoPE + combine, clusters */
+	const struct seqspec wpre[] = {{0, 150}, {0, 7}, {140, 70}, {4000, 33}};
+	const struct seqspec wdec[] = {{0, 1}, {99, 1}, {100, 1}, {163, 1}, {700, 1}, {3000, 1}};
+	const int ghd[][3] = {{8, 4, 128}, {4, 1, 256}, {16, 8, 64}, {6, 3, 96}};
+	const int wins[] = {100, 32, 0, 100};
+	const float caps[] = {0.0f, 0.0f, 1.5f, 20.0f};
+	for (int c = 0; c < 4; c++) {
+		const int H = ghd[c][0], G = ghd[c][1], D = ghd[c][2];
+		for (int i = 0; i < 4; i++) {
+			t_win = wins[i];
+			t_cap = caps[i];
+			test_attn(H, G, D, wpre, 4, 1, false, "prefill", 0);
+			test_attn(H, G, D, wdec, 6, 7, true, "decode", 3);
+			if (D == 64 || D == 128)
+				test_attn(H, G, D, wdec, 6, 8, true, "decode", 6);
+		}
+	}
+	t_win = 0;
+	t_cap = 0.0f;
 
 	const struct samp_case cases[] = {
 		{"greedy", {0.0f, 0, 1.0f, 0.0f, 1.0f}, 0},

@@ -2,7 +2,17 @@
  * model.c — gpu_model: the whole CUDA forward pass against the CPU backend
  * on one model, in one process (both backends loaded from the same GGUF).
  *
- *   build/gpu/gpu_model MODEL.gguf [--tol NMSE] [--exact] [--gen N] [--prompt N]
+ *   build/gpu/gpu_model MODEL.gguf [--tol NMSE] [--exact] [--gen N] [--prompt N] [--min-frac F]
+ *
+ * --min-frac F (mixtures of experts with quantised weights): the two sides
+ * quantise activations differently, so a token whose K-th and (K+1)-th
+ * experts nearly tie may be routed differently — a legitimate difference
+ * the size of one expert's output.  Then the row checks (A, D) require the
+ * NMSE of the F-quantile row (not the worst) within tol, B allows up to
+ * (1 - F) x N hard argmax flips, and C accepts a divergence at a step B
+ * flagged.  An implementation with a wrong expert, weight or product fails
+ * every row, so the quantile still tells it apart.  Default F = 1 (every
+ * row, as for dense models).
  *
  * Checks (each a row of the summary):
  *  A. logits at every prompt position, CUDA vs CPU, NMSE per row <= tol:
@@ -68,6 +78,31 @@ static double maxabs(const float *a, const float *b, size_t n)
 }
 
 static const struct eng_sample_req greedy_req = {{0.0f, 0, 1.0f, 0.0f, 1.0f}, 0, 0, NULL, 0};
+static double min_frac = 1.0; /* --min-frac */
+
+static int cmp_err(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	x = x != x ? INFINITY : x; /* NaN sorts last: it never passes */
+	y = y != y ? INFINITY : y;
+	return x < y ? -1 : x > y;
+}
+
+/* The row error at the min_frac quantile of v[n] (the worst when 1); v is sorted. */
+static double quantile(double *v, int n)
+{
+	int k = (int)ceil(min_frac * n) - 1;
+	qsort(v, (size_t)n, sizeof(double), cmp_err);
+	return n ? v[k < 0 ? 0 : k >= n ? n - 1 : k] : 0.0;
+}
+
+static int count_over(const double *v, int n, double tol)
+{
+	int c = 0;
+	for (int i = 0; i < n; i++)
+		c += !(v[i] <= tol);
+	return c;
+}
 
 /* One sequence's forward of n tokens at pos0; logits [n or 1][V]. */
 static int fwd1(struct side *sd, const int32_t *tok, int n, int pos0, const int32_t *pages,
@@ -88,18 +123,27 @@ static double check_prompt(struct side *cpu, struct side *gpu, const int32_t *to
 		int m = n - p < chunk ? n - p : chunk;
 		rc = fwd1(gpu, tok + p, m, p, pages, true, l + (size_t)p * V, NULL, NULL);
 	}
-	double worst = 0.0, E = 0.0;
+	double worst = 0.0, E = 0.0, *errs = xmalloc(sizeof(double) * (size_t)n);
 	int agree = 0;
 	for (int p = 0; p < n && !rc; p++) {
 		double e = nmse_f(l + (size_t)p * V, ref + (size_t)p * V, V);
+		errs[p] = e;
 		worst = e > worst || e != e ? e : worst;
 		double m = maxabs(l + (size_t)p * V, ref + (size_t)p * V, V);
-		E = m > E || m != m ? m : E;
+		if (e <= tol || min_frac >= 1.0) /* robust mode: E over the rows within tol */
+			E = m > E || m != m ? m : E;
 		float mg;
 		agree += argmax2(l + (size_t)p * V, V, &mg) == argmax2(ref + (size_t)p * V, V, &mg);
 	}
-	gpu_record("logits", rc ? INFINITY : worst, tol, "%d positions, chunks of %d (argmax %d/%d, max|d| %.3g)",
-	           n, chunk, agree, n, E);
+	const int over = rc ? n : count_over(errs, n, tol);
+	const double q = rc ? INFINITY : quantile(errs, n);
+	if (min_frac < 1.0)
+		gpu_record("logits", q, tol, "%d positions, chunks of %d: %.2f-quantile (worst %.3g, %d over tol; argmax %d/%d, max|d| %.3g)",
+		           n, chunk, min_frac, worst, over, agree, n, E);
+	else
+		gpu_record("logits", q, tol, "%d positions, chunks of %d (argmax %d/%d, max|d| %.3g)", n, chunk, agree,
+		           n, E);
+	free(errs);
 	free(l);
 	(void)cpu;
 	return rc ? INFINITY : E;
@@ -149,6 +193,7 @@ static void check_decode(struct side *cpu, struct side *gpu, const int32_t *prom
 	}
 	/* B: teacher-forced on CUDA */
 	int flips = 0, limited = 0, hard = 0;
+	bool *flip_at = calloc((size_t)gen, sizeof(bool));
 	double worst = 0.0;
 	rc = fwd1(gpu, seq, np, 0, pages, false, gl, NULL, NULL);
 	for (int i = 0; i < gen && !rc; i++) {
@@ -160,15 +205,17 @@ static void check_decode(struct side *cpu, struct side *gpu, const int32_t *prom
 		worst = e > worst || e != e ? e : worst;
 		if (a != b) {
 			flips++;
+			flip_at[i] = true;
 			if (mc > 2 * E)
 				hard++;
 			else
 				limited++;
 		}
 	}
-	gpu_record("teacher-forced", rc ? INFINITY : hard, 0,
-	           "%d steps: %d argmax flips, %d margin-limited (margin <= 2E = %.3g), nmse<=%.2g",
-	           gen, flips, limited, 2 * E, worst);
+	const int allowed = (int)floor((1.0 - min_frac) * gen);
+	gpu_record("teacher-forced", rc ? INFINITY : hard, allowed,
+	           "%d steps: %d argmax flips, %d margin-limited (margin <= 2E = %.3g), nmse<=%.2g%s",
+	           gen, flips, limited, 2 * E, worst, allowed ? " (routing flips allowed)" : "");
 	/* C: free-running with device sampling */
 	memcpy(gseq, prompt, sizeof(int32_t) * np);
 	rc = fwd1(gpu, gseq, np, 0, pages, false, NULL, &greedy_req, &gseq[np]);
@@ -178,22 +225,25 @@ static void check_decode(struct side *cpu, struct side *gpu, const int32_t *prom
 	for (int i = 0; i < gen && first < 0; i++)
 		if (gseq[np + i] != seq[np + i])
 			first = i;
-	bool ok = first < 0;
+	bool ok = first < 0, routed = false;
 	float mc = 0.0f;
 	if (!ok && !exact) {
 		argmax2(cl + (size_t)first * V, V, &mc);
 		ok = mc <= 2 * E; /* the texts part where the CPU itself was within the error bound */
+		/* robust mode: at a step where B (the same context) flipped, allowed there */
+		routed = !ok && min_frac < 1.0 && flip_at[first] && hard <= allowed;
+		ok = ok || routed;
 	}
 	char what[64];
 	if (first < 0)
 		snprintf(what, sizeof(what), "identical");
 	else
 		snprintf(what, sizeof(what), "diverge at step %d (%s)", first,
-		         exact ? "exact required" : ok ? "margin-limited" : "margin > 2E");
+		         exact ? "exact required" : routed ? "a flip of B" : ok ? "margin-limited" : "margin > 2E");
 	gpu_record("greedy-text", rc ? INFINITY : ok ? 0.0 : 1.0, 0.0, "%d tokens: %s", gen, what);
 	if (first >= 0)
 		printf("  greedy text diverges at step %d (CPU margin %.4g, 2E %.4g)\n", first, mc, 2 * E);
-	free(seq); free(gseq); free(cl); free(gl); free(last);
+	free(seq); free(gseq); free(cl); free(gl); free(last); free(flip_at);
 }
 
 /* D: batches of several sequences */
@@ -217,17 +267,19 @@ static void check_batch(struct side *cpu, struct side *gpu, const int32_t *text,
 		rows += len[s];
 	}
 	float *cl = xmalloc(sizeof(float) * (size_t)rows * V), *gl = xmalloc(sizeof(float) * (size_t)rows * V);
+	double *errs = xmalloc(sizeof(double) * (size_t)(rows > 12 * NSEQ ? rows : 12 * NSEQ));
+	int ne = 0;
 	struct eng_batch cb = {NSEQ, cs};
 	memcpy(gs, cs, sizeof(cs));
 	struct eng_batch gb = {NSEQ, gs};
 	int rc = cpu->ops->forward(cpu->be, &cb, cl, NULL, NULL);
 	int rg = gpu->ops->forward(gpu->be, &gb, gl, NULL, NULL);
-	double worst = 0.0;
-	for (int r = 0; r < rows && !rc && !rg; r++) {
-		double e = nmse_f(gl + (size_t)r * V, cl + (size_t)r * V, V);
-		worst = e > worst || e != e ? e : worst;
-	}
-	gpu_record("batch-prefill", rc || rg ? INFINITY : worst, tol, "%d sequences, %d rows", NSEQ, rows);
+	for (int r = 0; r < rows && !rc && !rg; r++)
+		errs[ne++] = nmse_f(gl + (size_t)r * V, cl + (size_t)r * V, V);
+	int over = count_over(errs, ne, tol);
+	gpu_record("batch-prefill", rc || rg ? INFINITY : quantile(errs, ne), tol, "%d sequences, %d rows%s (%d over tol)",
+	           NSEQ, rows, min_frac < 1.0 ? ", quantile" : "", over);
+	ne = 0;
 	/* decode steps: 6 with all 12 sequences, then 6 with the first 3 */
 	{ /* the last row of each sequence */
 		int r = 0;
@@ -237,7 +289,6 @@ static void check_batch(struct side *cpu, struct side *gpu, const int32_t *text,
 			next[s] = argmax2(cl + (size_t)(r - 1) * V, V, &mg);
 		}
 	}
-	double worst_d = 0.0;
 	int flips = 0;
 	for (int step = 0; step < 12 && !rc && !rg; step++) {
 		const int S = step < 6 ? NSEQ : 3;
@@ -251,16 +302,18 @@ static void check_batch(struct side *cpu, struct side *gpu, const int32_t *text,
 		rc = cpu->ops->forward(cpu->be, &cb, cl, NULL, NULL);
 		rg = gpu->ops->forward(gpu->be, &gb, gl, NULL, NULL);
 		for (int s = 0; s < S && !rc && !rg; s++) {
-			double e = nmse_f(gl + (size_t)s * V, cl + (size_t)s * V, V);
-			worst_d = e > worst_d || e != e ? e : worst_d;
+			errs[ne++] = nmse_f(gl + (size_t)s * V, cl + (size_t)s * V, V);
 			float mg;
 			next[s] = argmax2(cl + (size_t)s * V, V, &mg);
 			gnext[s] = argmax2(gl + (size_t)s * V, V, &mg);
 			flips += next[s] != gnext[s];
 		}
 	}
-	gpu_record("batch-decode", rc || rg ? INFINITY : worst_d, tol,
-	           "6 steps x 12 seqs + 6 x 3 (graphs), %d argmax flips", flips);
+	over = count_over(errs, ne, tol);
+	gpu_record("batch-decode", rc || rg ? INFINITY : quantile(errs, ne), tol,
+	           "6 steps x 12 seqs + 6 x 3 (graphs), %d argmax flips%s (%d over tol)", flips,
+	           min_frac < 1.0 ? ", quantile" : "", over);
+	free(errs);
 	for (int s = 0; s < NSEQ; s++) {
 		free(toks[s]);
 		free(pages[s]);
@@ -325,11 +378,13 @@ int main(int argc, char **argv)
 			np = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--exact"))
 			exact = true;
+		else if (!strcmp(argv[i], "--min-frac") && i + 1 < argc)
+			min_frac = atof(argv[++i]);
 		else
 			path = argv[i];
 	}
 	if (!path) {
-		fprintf(stderr, "usage: gpu_model MODEL.gguf [--tol NMSE] [--exact] [--gen N] [--prompt N]\n");
+		fprintf(stderr, "usage: gpu_model MODEL.gguf [--tol NMSE] [--exact] [--gen N] [--prompt N] [--min-frac F]\n");
 		return 2;
 	}
 	memset(&w, 0, sizeof(w));
@@ -343,7 +398,8 @@ int main(int argc, char **argv)
 		return 2;
 	const int max_ctx = np + gen + 64;
 	const int per = (max_ctx + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
-	struct eng_backend_params bp = {0, NSEQ * per + 4, 512, NSEQ, max_ctx, 0};
+	/* the CPU reference takes the prompt in one batch */
+	struct eng_backend_params bp = {0, NSEQ * per + 4, np > 512 ? np : 512, NSEQ, max_ctx, 0};
 	if (cpu.ops->init(&cfg, &w, &bp, &cpu.be) || gpu.ops->init(&cfg, &w, &bp, &gpu.be)) {
 		fprintf(stderr, "gpu_model: backend init failed\n");
 		return 2;
@@ -351,6 +407,10 @@ int main(int argc, char **argv)
 	printf("model %s: %s, %d layers, C=%d H=%d G=%d D=%d F=%d V=%d on %s\n", path,
 	       eng_arch_name(cfg.arch), cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_head_kv,
 	       cfg.head_dim, cfg.n_ff, V, gpu.ops->device_name(gpu.be));
+	if (cfg.n_expert || cfg.n_swa || cfg.final_softcap || w.rope_freqs.data || w.rope_short.data)
+		printf("  experts %d (%d used, width %d), window %d, soft-caps %g/%g, RoPE factors %s\n",
+		       cfg.n_expert, cfg.n_expert_used, cfg.n_ff_exp, cfg.n_swa, cfg.attn_softcap, cfg.final_softcap,
+		       w.rope_freqs.data ? "rope_freqs" : w.rope_short.data ? "LongRoPE" : "none");
 	int32_t *prompt = text_tokens(g, np);
 	int32_t *pages = xmalloc(sizeof(int32_t) * per);
 	for (int i = 0; i < per; i++)

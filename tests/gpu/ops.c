@@ -9,7 +9,10 @@
  *
  * Exit status: 0 when every check passes, 1 otherwise; a summary table is
  * printed last.  RoPE, attention and sampling are checked by gpu_attn
- * (attn.c).
+ * (attn.c).  The ops of the newer architectures: GeGLU (mat-vec, fused and
+ * element-wise), post-norm + residual, scaling and soft-capping (gemma),
+ * and the mixture-of-experts routing, grouped expert mat-vecs, gather /
+ * scatter / sum against the CPU backend's routing and matrix products.
  */
 #include "gpu_util.h"
 
@@ -181,8 +184,24 @@ static double silu_d(double g)
 	return g / (1.0 + exp(-g));
 }
 
-static void test_matvec(int type, int K, int N, int nc, int mode /* 0 plain, 1 add, 2 glu */)
+/* The CPU backend's GELU (through F16, ggml's table) as one value. */
+static double gelu_cpu(double g)
 {
+	float x = (float)g, one = 1.0f, y;
+	cpu_geglu(&y, &x, &one, 1);
+	return y;
+}
+
+/* act(g) * u as the reference: act 0 SiLU, 1 the CPU's GELU */
+static double glu_ref(int act, double g, double u)
+{
+	return (act ? gelu_cpu(g) : silu_d(g)) * u;
+}
+
+static void test_matvec(int type, int K, int N, int nc, int mode /* 0 plain, 1 add, 2 glu, 3 geglu */)
+{
+	const int act = mode == 3;
+	mode = mode == 3 ? 2 : mode;
 	void *w = rand_rows(type, K, N), *w2 = mode == 2 ? rand_rows(type, K, N) : NULL;
 	float *wf = deq_rows(type, w, K, N), *wf2 = w2 ? deq_rows(type, w2, K, N) : NULL;
 	float *x = rand_vec((size_t)nc * K, 1.0f), *y0 = rand_vec((size_t)nc * N, 1.0f);
@@ -204,7 +223,7 @@ static void test_matvec(int type, int K, int N, int nc, int mode /* 0 plain, 1 a
 		rc = cuda_quantize_q8(dx, K, K, nc, qs, ds, 0);
 	struct cuda_act a = {dx, K, qs, ds};
 	if (!rc)
-		rc = mode == 2 ? cuda_matvec_glu(&m, &m2, &a, nc, dy, ldy, 0)
+		rc = mode == 2 ? cuda_matvec_glu(&m, &m2, &a, nc, dy, ldy, act, 0)
 		               : cuda_matvec(&m, &a, nc, dy, ldy, mode == 1, 0);
 	to_host(y, dy, sizeof(float) * nc * ldy);
 	for (int c = 0; c < nc; c++)
@@ -215,15 +234,19 @@ static void test_matvec(int type, int K, int N, int nc, int mode /* 0 plain, 1 a
 				ref[i] += y0[i];
 				cpu[i] += y0[i];
 			} else if (mode == 2) {
-				ref[i] = silu_d(ref[i]) * ref2[i];
-				cpu[i] = (float)(silu_d(cpu[i]) * cpu2[i]);
+				ref[i] = glu_ref(act, ref[i], ref2[i]);
+				cpu[i] = (float)glu_ref(act, cpu[i], cpu2[i]);
 			}
 		}
-	const char *mn[] = {"", " +res", " glu"};
-	double tol = is_quant(type) ? 5e-4 : 1e-9;
+	const char *mn[] = {"", " +res", act ? " geglu" : " glu"};
+	/* GeGLU: the GELU's F16 rounding (relative 2^-11) flips where the two
+	 * sides' gate sums differ by rounding: NMSE ~1e-7 for float weights */
+	double tol = is_quant(type) ? 5e-4 : act ? 1e-6 : 1e-9;
 	gpu_record("matvec", rc ? INFINITY : nmse_fd(yy, ref, (size_t)nc * N), tol, "%s K=%d N=%d cols=%d%s",
 	           gguf_dtype_name(type), K, N, nc, mn[mode]);
-	gpu_record("matvec/cpu", rc ? INFINITY : nmse_f(yy, cpu, (size_t)nc * N), is_quant(type) ? 1e-3 : 1e-5,
+	/* the CPU rounds activations to BF16 for BF16 weights (as ggml): 2^-9 relative */
+	gpu_record("matvec/cpu", rc ? INFINITY : nmse_f(yy, cpu, (size_t)nc * N),
+	           is_quant(type) ? 1e-3 : type == GGUF_DTYPE_BF16 ? 1e-4 : 1e-5,
 	           "%s K=%d N=%d cols=%d%s", gguf_dtype_name(type), K, N, nc, mn[mode]);
 	cudaFree(dx); cudaFree(dy); cudaFree(qs); cudaFree(ds); cudaFree((void *)m.d);
 	if (w2)
@@ -366,20 +389,27 @@ static void test_quantize(int K, int nc)
 	free(x); free(hq); free(hd);
 }
 
-static void test_swiglu(int T, int F)
+static void test_swiglu(int T, int F, int act)
 {
 	float *g = rand_vec((size_t)T * F, 3.0f), *u = rand_vec((size_t)T * F, 1.0f);
 	float *dg = dup_dev(g, 4 * (size_t)T * F), *du = dup_dev(u, 4 * (size_t)T * F);
 	float *dy = dalloc(4 * (size_t)T * F), *y = xmalloc(4 * (size_t)T * F);
 	float *yc = xmalloc(4 * (size_t)T * F);
 	double *ref = xmalloc(8 * (size_t)T * F);
-	int rc = cuda_swiglu(dg, du, F, T, F, dy, F, 0);
+	int rc = act ? cuda_glu(act, dg, du, F, T, F, dy, F, 0) : cuda_swiglu(dg, du, F, T, F, dy, F, 0);
 	to_host(y, dy, 4 * (size_t)T * F);
 	for (size_t i = 0; i < (size_t)T * F; i++)
-		ref[i] = silu_d(g[i]) * u[i];
-	cpu_swiglu(yc, g, u, T * F);
-	gpu_record("swiglu", rc ? INFINITY : nmse_fd(y, ref, (size_t)T * F), 1e-10, "T=%d F=%d", T, F);
-	gpu_record("swiglu/cpu", rc ? INFINITY : nmse_f(y, yc, (size_t)T * F), 1e-10, "T=%d F=%d", T, F);
+		ref[i] = glu_ref(act, g[i], u[i]);
+	if (act)
+		cpu_geglu(yc, g, u, T * F);
+	else
+		cpu_swiglu(yc, g, u, T * F);
+	/* GeGLU: the same F16 roundings on both sides; an input within rounding
+	 * of an F16 midpoint may land on the neighbouring half (2^-11) */
+	const char *nm = act ? "geglu" : "swiglu";
+	gpu_record(nm, rc ? INFINITY : nmse_fd(y, ref, (size_t)T * F), act ? 1e-7 : 1e-10, "T=%d F=%d", T, F);
+	gpu_record(act ? "geglu/cpu" : "swiglu/cpu", rc ? INFINITY : nmse_f(y, yc, (size_t)T * F),
+	           act ? 1e-7 : 1e-10, "T=%d F=%d", T, F);
 	cudaFree(dg); cudaFree(du); cudaFree(dy);
 	free(g); free(u); free(y); free(yc); free(ref);
 }
@@ -387,7 +417,7 @@ static void test_swiglu(int T, int F)
 // ---- fused decode mat-vec: norm prologue, several matrices, GLU, q8 epilogue
 
 static void test_fused(const int *types, int n_seg, int K, const int *Ns, int nc, bool norm,
-                       bool glu, bool q8out)
+                       bool glu, bool q8out, int act)
 {
 	float *x = rand_vec((size_t)nc * K, 2.0f), *nw = rand_vec(K, 1.0f);
 	double *xn = xmalloc(sizeof(double) * nc * K);
@@ -412,6 +442,7 @@ static void test_fused(const int *types, int n_seg, int K, const int *Ns, int nc
 	f.norm_w = norm ? dup_dev(nw, sizeof(float) * K) : NULL;
 	f.eps = 1e-6f;
 	f.rows_per_warp = glu || q8out ? 2 : 1;
+	f.act = act;
 	void *w[3], *w2 = NULL;
 	float *wf[3], *wf2 = NULL;
 	int total = 0;
@@ -450,7 +481,7 @@ static void test_fused(const int *types, int n_seg, int K, const int *Ns, int nc
 					if (glu)
 						b += wf2[(size_t)r * K + e] * xn[c * K + e];
 				}
-				ref[(size_t)c * total + off + r] = glu ? silu_d(a) * b : a;
+				ref[(size_t)c * total + off + r] = glu ? glu_ref(act, a, b) : a;
 				got[(size_t)c * total + off + r] = y[(size_t)c * f.seg[i].ldy + r];
 			}
 		free(y);
@@ -458,9 +489,9 @@ static void test_fused(const int *types, int n_seg, int K, const int *Ns, int nc
 	char name[112];
 	snprintf(name, sizeof(name), "%s%s%s K=%d N0=%d segs=%d cols=%d%s%s%s", gguf_dtype_name(types[0]),
 	         n_seg > 1 ? "," : "", n_seg > 1 ? gguf_dtype_name(types[1]) : "", K, Ns[0], n_seg, nc,
-	         norm ? " norm" : "", glu ? " glu" : "", q8out ? " q8out" : "");
+	         norm ? " norm" : "", glu ? (act ? " geglu" : " glu") : "", q8out ? " q8out" : "");
 	gpu_record("matvec_fused", rc ? INFINITY : nmse_fd(got, ref, (size_t)nc * total),
-	           quant ? 5e-4 : 1e-9, "%s", name);
+	           quant ? 5e-4 : glu && act ? 1e-6 : 1e-9, "%s", name);
 	if (q8out) {
 		int8_t *hq = xmalloc((size_t)nc * Ns[0]);
 		float *hd = xmalloc((size_t)nc * Ns[0] / 32 * 8), *y0 = xmalloc(sizeof(float) * nc * Ns[0]);
@@ -491,17 +522,296 @@ static void test_fused_all(void)
 	const int fl[] = {GGUF_DTYPE_F16, GGUF_DTYPE_F32, GGUF_DTYPE_BF16};
 	const int qkv[] = {896, 128, 128}, qkv2[] = {67, 33, 200};
 	for (int nc = 1; nc <= 8; nc += nc < 2 ? 1 : 3) { /* 1, 2, 5, 8 */
-		test_fused(q5, 3, 896, qkv, nc, true, false, false);
-		test_fused(kt, 3, 1024, qkv2, nc, true, false, false);
-		test_fused(fl, 3, 896, qkv, nc, true, false, false);
-		test_fused(q5, 1, 896, (int[]){4864}, nc, true, true, true);
-		test_fused(kt, 1, 512, (int[]){96}, nc, nc == 2, true, true);
-		test_fused(fl, 1, 896, (int[]){544}, nc, true, true, false);
+		test_fused(q5, 3, 896, qkv, nc, true, false, false, 0);
+		test_fused(kt, 3, 1024, qkv2, nc, true, false, false, 0);
+		test_fused(fl, 3, 896, qkv, nc, true, false, false, 0);
+		test_fused(q5, 1, 896, (int[]){4864}, nc, true, true, true, 0);
+		test_fused(kt, 1, 512, (int[]){96}, nc, nc == 2, true, true, 0);
+		test_fused(fl, 1, 896, (int[]){544}, nc, true, true, false, 0);
+		/* gemma3-270m's GeGLU (C 640, F 2048: its 640-wide rows fall back to Q5_0) */
+		test_fused(q5, 1, 640, (int[]){2048}, nc, true, true, true, 1);
+		test_fused(fl, 1, 640, (int[]){96}, nc, true, true, false, 1);
 	}
-	test_fused(q5, 2, 64, (int[]){40, 9}, 3, false, false, false);
+	test_fused(q5, 2, 64, (int[]){40, 9}, 3, false, false, false, 0);
 	for (int i = 0; i < N_TYPES; i++)
 		test_fused(&all_types[i], 1, blck(all_types[i]) < 32 ? 256 : 2 * blck(all_types[i]),
-		           (int[]){64}, 4, true, true, true);
+		           (int[]){64}, 4, true, true, true, 0);
+}
+
+// ---- gemma: post-norm + residual, scaling, soft-capping
+
+static void test_norm_add(int C, int T)
+{
+	float *x = rand_vec((size_t)T * C, 1.0f), *y = rand_vec((size_t)T * (C + 2), 3.0f);
+	float *w = rand_vec(C, 1.0f), *xc = xmalloc(4 * (size_t)T * C), *tmp = xmalloc(4 * (size_t)C);
+	double *ref = xmalloc(8 * (size_t)T * C);
+	float *dx = dup_dev(x, 4 * (size_t)T * C), *dy = dup_dev(y, 4 * (size_t)T * (C + 2));
+	float *dw = dup_dev(w, 4 * (size_t)C), *got = xmalloc(4 * (size_t)T * C);
+	int rc = cuda_rmsnorm_add(dx, C, dy, C + 2, T, C, dw, 1e-6f, 0);
+	to_host(got, dx, 4 * (size_t)T * C);
+	for (int t = 0; t < T; t++) {
+		const float *yr = y + (size_t)t * (C + 2);
+		double ss = 0.0;
+		for (int e = 0; e < C; e++)
+			ss += (double)yr[e] * yr[e];
+		const double sc = 1.0 / sqrt(ss / C + 1e-6);
+		for (int e = 0; e < C; e++)
+			ref[(size_t)t * C + e] = x[(size_t)t * C + e] + yr[e] * sc * w[e];
+		/* the CPU backend's item_residual_norm with a post weight */
+		memcpy(xc + (size_t)t * C, x + (size_t)t * C, 4 * (size_t)C);
+		cpu_rmsnorm(tmp, yr, w, C, 1e-6f);
+		cpu_add(xc + (size_t)t * C, tmp, C);
+	}
+	gpu_record("rmsnorm_add", rc ? INFINITY : nmse_fd(got, ref, (size_t)T * C), 1e-11, "C=%d T=%d", C, T);
+	gpu_record("rmsnorm_add/cpu", rc ? INFINITY : nmse_f(got, xc, (size_t)T * C), 1e-11, "C=%d T=%d", C, T);
+	cudaFree(dx); cudaFree(dy); cudaFree(dw);
+	free(x); free(y); free(w); free(xc); free(tmp); free(ref); free(got);
+}
+
+/* op 0 scale (embedding x sqrt(C)), 1 soft-cap */
+static void test_scale(int T, int N, float s, int op)
+{
+	const int ld = N + 3;
+	float *x = rand_vec((size_t)T * ld, 4.0f), *xc = xmalloc(4 * (size_t)T * N), *got = xmalloc(4 * (size_t)T * ld);
+	double *ref = xmalloc(8 * (size_t)T * N);
+	float *dx = dup_dev(x, 4 * (size_t)T * ld);
+	int rc = op ? cuda_softcap(dx, ld, T, N, s, 0) : cuda_scale(dx, ld, T, N, s, 0);
+	to_host(got, dx, 4 * (size_t)T * ld);
+	int untouched = 0;
+	for (int t = 0; t < T; t++) {
+		for (int i = 0; i < N; i++) {
+			const double v = x[(size_t)t * ld + i];
+			ref[(size_t)t * N + i] = op ? s * tanh(v / s) : v * s;
+			xc[(size_t)t * N + i] = x[(size_t)t * ld + i];
+		}
+		if (op)
+			cpu_softcap(xc + (size_t)t * N, N, s);
+		else
+			cpu_scale(xc + (size_t)t * N, N, s);
+		for (int i = N; i < ld; i++) /* past N: left alone */
+			untouched += got[(size_t)t * ld + i] == x[(size_t)t * ld + i];
+		memmove(got + (size_t)t * N, got + (size_t)t * ld, 4 * (size_t)N);
+	}
+	/* the fast-math tanhf: ~3e-6 relative (measured NMSE 8e-12 on the H200) */
+	const char *nm = op ? "softcap" : "scale";
+	const double tol = op ? 1e-10 : 1e-12;
+	gpu_record(nm, rc ? INFINITY : nmse_fd(got, ref, (size_t)T * N), tol, "T=%d N=%d s=%g", T, N, s);
+	gpu_record(op ? "softcap/cpu" : "scale/cpu", rc ? INFINITY : nmse_f(got, xc, (size_t)T * N), tol,
+	           "T=%d N=%d", T, N);
+	gpu_record(op ? "softcap/ld" : "scale/ld", T * (ld - N) - untouched, 0, "elements past N changed");
+	cudaFree(dx);
+	free(x); free(xc); free(got); free(ref);
+}
+
+// ---- mixture of experts
+
+struct moe_dev {
+	int32_t *sel, *tab, *pairs;
+	float *wt;
+};
+
+/* Routes T tokens on the device (cuda_moe_route) and on the CPU
+ * (cpu_moe_route); records both checks, leaves the device tables in md
+ * and the host's in hsel/hwt.  Logits ~ N(0, 1), a few tied. */
+static int route_check(int T, int E, int K, struct moe_dev *md, int32_t *hsel, float *hwt)
+{
+	float *lg = rand_vec((size_t)T * E, 1.0f), *p = xmalloc(4 * (size_t)E);
+	for (int t = 0; t < T; t += 3) /* ties: the lower id must win */
+		lg[(size_t)t * E + E - 1] = lg[(size_t)t * E + 0];
+	float *dl = dup_dev(lg, 4 * (size_t)T * E);
+	md->sel = dalloc(4 * (size_t)T * K);
+	md->wt = dalloc(4 * (size_t)T * K);
+	md->tab = dalloc(4 * (size_t)(2 * E + 2));
+	md->pairs = dalloc(4 * (size_t)T * K);
+	struct cuda_moe_route r = {T, E, K, dl, E, md->sel, md->wt, md->tab + 1, md->tab + 1 + E,
+	                           md->pairs, md->tab};
+	int rc = cuda_moe_route(&r, 0);
+	int32_t *gsel = xmalloc(4 * (size_t)T * K), *tab = xmalloc(4 * (size_t)(2 * E + 2));
+	int32_t *gp = xmalloc(4 * (size_t)T * K);
+	float *gwt = xmalloc(4 * (size_t)T * K);
+	to_host(gsel, md->sel, 4 * (size_t)T * K);
+	to_host(gwt, md->wt, 4 * (size_t)T * K);
+	to_host(tab, md->tab, 4 * (size_t)(2 * E + 2));
+	to_host(gp, md->pairs, 4 * (size_t)T * K);
+	int bad_sel = 0;
+	for (int t = 0; t < T; t++) {
+		memcpy(p, lg + (size_t)t * E, 4 * (size_t)E);
+		cpu_moe_route(p, E, K, hsel + (size_t)t * K, hwt + (size_t)t * K);
+		for (int k = 0; k < K; k++)
+			bad_sel += hsel[(size_t)t * K + k] != gsel[(size_t)t * K + k];
+	}
+	/* the grouping: slots in increasing expert id, each pair exactly once,
+	 * in increasing order within its slot, routed to that slot's expert */
+	const int n_used = tab[0], *sexp = tab + 1, *soff = tab + 1 + E;
+	int bad_grp = n_used < 1 || n_used > E || soff[0] != 0 || soff[E] != T * K;
+	for (int s = 0; s < E && !bad_grp; s++) {
+		bad_grp |= s < n_used ? sexp[s] < 0 || (s && sexp[s] <= sexp[s - 1]) || soff[s + 1] <= soff[s]
+		                      : sexp[s] != -1 || soff[s + 1] != soff[s];
+		for (int j = soff[s]; s < n_used && j < soff[s + 1] && !bad_grp; j++)
+			bad_grp |= gp[j] < 0 || gp[j] >= T * K || gsel[gp[j]] != sexp[s] || (j > soff[s] && gp[j] <= gp[j - 1]);
+	}
+	gpu_record("moe_route/cpu", rc ? INFINITY : bad_sel, 0, "T=%d E=%d K=%d: chosen experts differing", T, E, K);
+	gpu_record("moe_route/cpu", rc ? INFINITY : nmse_f(gwt, hwt, (size_t)T * K), 1e-10, "T=%d E=%d K=%d: weights",
+	           T, E, K);
+	gpu_record("moe_group", rc ? INFINITY : bad_grp, 0, "T=%d E=%d K=%d: %d slots, table consistent", T, E, K,
+	           n_used);
+	cudaFree(dl);
+	free(lg); free(p); free(gsel); free(tab); free(gp); free(gwt);
+	return rc;
+}
+
+/* The grouped expert mat-vec (decode): gate/up GLU over token rows, then
+ * down weighted over pair rows, against the CPU's matrix product of each
+ * chosen expert (cpu_matmul on the expert's view) and a float64 one. */
+static void test_moe_mv(int type, int T, int E, int K, int C, int Fe)
+{
+	struct moe_dev md;
+	int32_t *hsel = xmalloc(4 * (size_t)T * K);
+	float *hwt = xmalloc(4 * (size_t)T * K);
+	int rc = route_check(T, E, K, &md, hsel, hwt);
+	void *wg = rand_rows(type, C, Fe * E), *wu = rand_rows(type, C, Fe * E), *wd = rand_rows(type, Fe, C * E);
+	float *fg = deq_rows(type, wg, C, Fe * E), *fu = deq_rows(type, wu, C, Fe * E), *fd = deq_rows(type, wd, Fe, C * E);
+	const size_t sg = gguf_row_size(type, C) * Fe, sd = gguf_row_size(type, Fe) * C;
+	struct cuda_experts xg = {dev_mat(type, wg, C, Fe * E), sg, E}, xu = {dev_mat(type, wu, C, Fe * E), sg, E};
+	struct cuda_experts xd = {dev_mat(type, wd, Fe, C * E), sd, E};
+	xg.m.N = xu.m.N = Fe;
+	xd.m.N = C;
+	float *x = rand_vec((size_t)T * C, 1.0f), *dx = dup_dev(x, 4 * (size_t)T * C);
+	const int P = T * K, n_slots = E < P ? E : P;
+	float *dh = dalloc(4 * (size_t)P * Fe), *deo = dalloc(4 * (size_t)P * C);
+	int8_t *qx = dalloc((size_t)T * C), *qh = dalloc((size_t)P * Fe);
+	void *dsx = dalloc((size_t)T * (C / 32 + 1) * 8), *dsh = dalloc((size_t)P * (Fe / 32 + 1) * 8);
+	if (!rc && is_quant(type))
+		rc = cuda_quantize_q8(dx, C, C, T, qx, dsx, 0);
+	struct cuda_moe_mv gu = {xg, xu, md.tab + 1, md.tab + 1 + E, md.pairs, md.wt, n_slots, T, K,
+	                         dx, C, qx, dsx, dh, Fe, CUDA_GLU_SILU};
+	if (!rc)
+		rc = cuda_moe_matvec(&gu, 0);
+	float *h = xmalloc(4 * (size_t)P * Fe);
+	to_host(h, dh, 4 * (size_t)P * Fe);
+	/* down from the device's h, so that the second check sees one product */
+	if (!rc && is_quant(type))
+		rc = cuda_quantize_q8(dh, Fe, Fe, P, qh, dsh, 0);
+	struct cuda_moe_mv dn = {xd, {{0}, 0, 0}, md.tab + 1, md.tab + 1 + E, md.pairs, md.wt, n_slots, T, 1,
+	                         dh, Fe, qh, dsh, deo, C, 0};
+	if (!rc)
+		rc = cuda_moe_matvec(&dn, 0);
+	float *eo = xmalloc(4 * (size_t)P * C);
+	to_host(eo, deo, 4 * (size_t)P * C);
+	/* references per pair */
+	float *ch = xmalloc(4 * (size_t)P * Fe), *ceo = xmalloc(4 * (size_t)P * C);
+	double *rh = xmalloc(8 * (size_t)P * Fe), *reo = xmalloc(8 * (size_t)P * C);
+	for (int p = 0; p < P; p++) {
+		const int t = p / K, e = hsel[p];
+		const float *xt = x + (size_t)t * C, *hp = h + (size_t)p * Fe;
+		float *cg = cpu_mm(type, (const uint8_t *)wg + e * sg, xt, C, Fe, 1);
+		float *cu = cpu_mm(type, (const uint8_t *)wu + e * sg, xt, C, Fe, 1);
+		float *cd = cpu_mm(type, (const uint8_t *)wd + e * sd, hp, Fe, C, 1);
+		for (int r = 0; r < Fe; r++) {
+			double a = 0.0, b = 0.0;
+			for (int k = 0; k < C; k++) {
+				a += (double)fg[((size_t)e * Fe + r) * C + k] * xt[k];
+				b += (double)fu[((size_t)e * Fe + r) * C + k] * xt[k];
+			}
+			rh[(size_t)p * Fe + r] = silu_d(a) * b;
+			ch[(size_t)p * Fe + r] = (float)(silu_d(cg[r]) * cu[r]);
+		}
+		for (int r = 0; r < C; r++) {
+			double a = 0.0;
+			for (int k = 0; k < Fe; k++)
+				a += (double)fd[((size_t)e * C + r) * Fe + k] * hp[k];
+			reo[(size_t)p * C + r] = a * hwt[p];
+			ceo[(size_t)p * C + r] = cd[r] * hwt[p];
+		}
+		free(cg); free(cu); free(cd);
+	}
+	const double tol = is_quant(type) ? 5e-4 : 1e-9, tolc = is_quant(type) ? 1e-3 : 1e-5;
+	gpu_record("moe_matvec", rc ? INFINITY : nmse_fd(h, rh, (size_t)P * Fe), tol, "%s T=%d E=%d K=%d gate/up glu",
+	           gguf_dtype_name(type), T, E, K);
+	gpu_record("moe_matvec/cpu", rc ? INFINITY : nmse_f(h, ch, (size_t)P * Fe), tolc, "%s T=%d E=%d K=%d gate/up glu",
+	           gguf_dtype_name(type), T, E, K);
+	gpu_record("moe_matvec", rc ? INFINITY : nmse_fd(eo, reo, (size_t)P * C), tol, "%s T=%d E=%d K=%d down x wt",
+	           gguf_dtype_name(type), T, E, K);
+	gpu_record("moe_matvec/cpu", rc ? INFINITY : nmse_f(eo, ceo, (size_t)P * C), tolc, "%s T=%d E=%d K=%d down x wt",
+	           gguf_dtype_name(type), T, E, K);
+	cudaFree(md.sel); cudaFree(md.wt); cudaFree(md.tab); cudaFree(md.pairs);
+	cudaFree((void *)xg.m.d); cudaFree((void *)xu.m.d); cudaFree((void *)xd.m.d);
+	cudaFree(dx); cudaFree(dh); cudaFree(deo); cudaFree(qx); cudaFree(qh); cudaFree(dsx); cudaFree(dsh);
+	free(hsel); free(hwt); free(wg); free(wu); free(wd); free(fg); free(fu); free(fd); free(x); free(h);
+	free(eo); free(ch); free(ceo); free(rh); free(reo);
+}
+
+/* Prefill's gather / scatter and the weighted sum, against the host. */
+static void test_moe_gather_sum(int T, int E, int K, int C)
+{
+	struct moe_dev md;
+	int32_t *hsel = xmalloc(4 * (size_t)T * K);
+	float *hwt = xmalloc(4 * (size_t)T * K);
+	int rc = route_check(T, E, K, &md, hsel, hwt);
+	const int P = T * K;
+	int32_t *tab = xmalloc(4 * (size_t)(2 * E + 2)), *pairs = xmalloc(4 * (size_t)P);
+	to_host(tab, md.tab, 4 * (size_t)(2 * E + 2));
+	to_host(pairs, md.pairs, 4 * (size_t)P);
+	float *x = rand_vec((size_t)T * C, 1.0f), *dx = dup_dev(x, 4 * (size_t)T * C);
+	float *dg = dalloc(4 * (size_t)T * C), *deo = dalloc(4 * (size_t)P * C);
+	float *g = xmalloc(4 * (size_t)T * C);
+	double gerr = 0.0;
+	/* every used slot: gather its token rows, "multiply" by 1 + slot, scatter */
+	for (int s = 0; s < tab[0] && !rc; s++) {
+		const int o = tab[1 + E + s], n = tab[1 + E + s + 1] - o;
+		rc = cuda_moe_gather(dx, C, C, md.pairs + o, n, K, dg, C, 0);
+		to_host(g, dg, 4 * (size_t)n * C);
+		for (int j = 0; j < n; j++)
+			for (int c = 0; c < C; c++)
+				gerr += fabs(g[(size_t)j * C + c] - x[(size_t)(pairs[o + j] / K) * C + c]);
+		if (!rc)
+			rc = cuda_scale(dg, C, n, C, 1.0f + s, 0);
+		if (!rc)
+			rc = cuda_moe_scatter(dg, C, C, md.pairs + o, n, md.wt, deo, 0);
+	}
+	float *y = rand_vec((size_t)T * C, 1.0f), *dy = dup_dev(y, 4 * (size_t)T * C);
+	if (!rc)
+		rc = cuda_moe_sum(deo, K, T, C, dy, C, 0);
+	float *got = xmalloc(4 * (size_t)T * C), *cref = xmalloc(4 * (size_t)T * C);
+	to_host(got, dy, 4 * (size_t)T * C);
+	int *slot_of = xmalloc(sizeof(int) * (size_t)E);
+	for (int s = 0; s < tab[0]; s++)
+		slot_of[tab[1 + s]] = s;
+	for (int t = 0; t < T; t++)
+		for (int c = 0; c < C; c++) {
+			float acc = 0.0f; /* rank order, as the CPU's item_moe_sum */
+			for (int k = 0; k < K; k++) {
+				const int p = t * K + k;
+				const float v = x[(size_t)t * C + c] * (1.0f + slot_of[hsel[p]]) * hwt[p];
+				acc = k ? acc + v : v;
+			}
+			cref[(size_t)t * C + c] = y[(size_t)t * C + c] + acc;
+		}
+	gpu_record("moe_gather", rc ? INFINITY : gerr, 0, "T=%d E=%d K=%d C=%d: gathered rows exact", T, E, K, C);
+	gpu_record("moe_scatter+sum", rc ? INFINITY : nmse_f(got, cref, (size_t)T * C), 1e-12,
+	           "T=%d E=%d K=%d C=%d", T, E, K, C);
+	cudaFree(md.sel); cudaFree(md.wt); cudaFree(md.tab); cudaFree(md.pairs);
+	cudaFree(dx); cudaFree(dg); cudaFree(deo); cudaFree(dy);
+	free(hsel); free(hwt); free(tab); free(pairs); free(x); free(g); free(y); free(got); free(cref);
+	free(slot_of);
+}
+
+static void test_moe_all(void)
+{
+	const int big[] = {1, 2, 3, 8}; /* decode batches; Qwen3-30B-A3B routing */
+	for (int i = 0; i < 4; i++) {
+		test_moe_mv(GGUF_DTYPE_Q4_K, big[i], 128, 8, 256, 256);
+		test_moe_mv(GGUF_DTYPE_Q6_K, big[i], 128, 8, 256, 256);
+	}
+	for (int i = 0; i < N_TYPES; i++) { /* every type, Mixtral routing, odd sizes for float */
+		const int t = all_types[i], b = blck(t) < 32 ? 32 : blck(t);
+		test_moe_mv(t, 5, 8, 2, 2 * b, is_quant(t) ? b : 72);
+	}
+	test_moe_mv(GGUF_DTYPE_F16, 8, 64, 6, 96, 40);
+	test_moe_gather_sum(1, 128, 8, 64);
+	test_moe_gather_sum(300, 128, 8, 96);
+	test_moe_gather_sum(77, 8, 2, 130);
+	test_moe_gather_sum(2048, 256, 8, 32); /* the largest routing table */
 }
 
 int main(int argc, char **argv)
@@ -528,6 +838,7 @@ int main(int argc, char **argv)
 		test_matvec(t, b * 3, 45, 1, 1);
 		test_matvec(t, b * 3, 45, 4, 2);
 		test_matvec(t, b * 2, 29, 1, 2);
+		test_matvec(t, b * 3, 45, 3, 3);
 		test_gemm(h, t, b * 3, 301, 9, false);
 		test_gemm(h, t, b * 2, 77, 133, true);
 	}
@@ -537,6 +848,7 @@ int main(int argc, char **argv)
 		test_matvec(odd[i], 172, 64, 1, 0);
 		test_matvec(odd[i], 173, 33, 3, 1);
 		test_matvec(odd[i], 66, 172, 2, 2);
+		test_matvec(odd[i], 66, 172, 2, 3);
 		test_gemm(h, odd[i], 172, 64, 17, true);
 	}
 	test_quantize(896, 1);
@@ -546,9 +858,17 @@ int main(int argc, char **argv)
 	test_norm(64, 5, false, true);
 	test_norm(173, 16, true, false);
 	test_norm(4096, 3, false, true);
-	test_swiglu(1, 4864);
-	test_swiglu(37, 173);
+	test_swiglu(1, 4864, 0);
+	test_swiglu(37, 173, 0);
+	test_swiglu(1, 2048, 1);
+	test_swiglu(37, 173, 1);
+	test_norm_add(640, 1);
+	test_norm_add(173, 9);
+	test_scale(3, 640, sqrtf(640.0f), 0);
+	test_scale(2, 151936, 30.0f, 1);
+	test_scale(7, 333, 1.5f, 1);
 	test_fused_all();
+	test_moe_all();
 	cublasDestroy(h);
 	cpu_pool_free(pool);
 	return gpu_summary("gpu_ops") ? 1 : 0;

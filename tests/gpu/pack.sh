@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/pack.sh — builds the CUDA build here (no GPU needed) and fills
 # .carry/ (git-ignored) with what tests/gpu/run.sh needs on the GPU machine:
-# the stripped binaries (bin.txz) and the two small test models.  Keep it
+# the stripped binaries (bin.txz), the tiny real model and the vocabularies
+# the synthetic models take (qwen2, llama-spm, phi-3, llama-bpe).  Keep it
 # under 64 MiB.
 #   tests/gpu/pack.sh [BUILD_DIR]      (default build-cuda)
 set -euo pipefail
@@ -20,5 +21,6 @@ strip "$tmp"/bin/*
 XZ_OPT=-9 tar cJf "$ROOT/.carry/bin.txz" -C "$tmp" bin
 rm -rf "$tmp"
 cp "$SHARED/models/stories260K.gguf" "$SHARED/models/vocab/ggml-vocab-qwen2.gguf" \
-	"$SHARED/models/vocab/ggml-vocab-llama-spm.gguf" "$ROOT/.carry/models/"
+	"$SHARED/models/vocab/ggml-vocab-llama-spm.gguf" "$SHARED/models/vocab/ggml-vocab-phi-3.gguf" \
+	"$SHARED/models/vocab/ggml-vocab-llama-bpe.gguf" "$ROOT/.carry/models/"
 du -sh "$ROOT/.carry"
