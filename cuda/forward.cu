@@ -750,6 +750,11 @@ static int forward(struct eng_backend *be, const struct eng_batch *b, float *log
 		if (logits)
 			CUDA_CHECK(cudaMemcpyAsync(logits, be->logits, (size_t)R * V * 4,
 			                           cudaMemcpyDeviceToHost, be->st));
+		/* a graph without device sampling leaves the S rows' logits in
+		 * be->logits: rows with a host step (grammar, logprobs, …) are
+		 * sampled there, as on the path without graphs */
+		if (samp && !sh.sample)
+			TRY(sample_host(be, b, samp, &sh, tokens_out));
 	} else {
 		bool last_in_buf = false; /* be->logits holds the S last rows */
 		TRY(body(be, &sh));
