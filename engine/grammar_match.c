@@ -74,7 +74,8 @@ static bool sset_add(struct sset *s, const uint32_t *st, size_t n)
 		s->pool = p;
 		s->cap_pool = cap;
 	}
-	memcpy(s->pool + s->n_pool, st, n * sizeof(*st));
+	if (n) /* an empty stack: pool may still be NULL */
+		memcpy(s->pool + s->n_pool, st, n * sizeof(*st));
 	s->off[s->n] = (uint32_t)s->n_pool;
 	s->len[s->n] = (uint32_t)n;
 	s->n_pool += n;
