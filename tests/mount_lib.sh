@@ -119,3 +119,15 @@ slurp() {
 	SLURP="$(cat "$1"; echo x)"
 	SLURP="${SLURP%x}"
 }
+
+# wait_reader PID: until process PID has the mount's events file open (a
+# reader sees only the lines posted after its open)
+wait_reader() {
+	for _ in $(seq 200); do
+		for fd in /proc/"$1"/fd/*; do
+			[ "$(readlink "$fd" 2>/dev/null)" = "$MNT/events" ] && return 0
+		done
+		sleep 0.05
+	done
+	fail "the events reader (pid $1) never opened $MNT/events"
+}

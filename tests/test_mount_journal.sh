@@ -96,6 +96,7 @@ setfattr -n user.system -v "$(head -c "$L" /dev/zero | tr '\0' s)" "$MNT/full"; 
 size_before="$(jsize)"
 [ $((4096 - size_before % 4096)) -lt 40 ] || fail "setup: journal of $size_before bytes has room left in its page"
 cat "$MNT/events" >"$PF_TMP/events" & EVPID=$!
+wait_reader "$EVPID" # events stream from the open on
 dd if=/dev/zero of="$STATE/filler" bs=4k 2>/dev/null || true
 echo " More" >>"$MNT/full"; timeout 60 cat "$MNT/full" >"$PF_TMP/f2"
 for _ in $(seq 50); do [[ "$(xattr status "$MNT/full")" == *"not saved"* ]] && break; sleep 0.1; done

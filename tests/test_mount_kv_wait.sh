@@ -14,6 +14,7 @@ for i in $(seq $N); do ref_run "Once upon a time $i" -n 200 -c 512 >"$PF_TMP/ref
 pf_mount "$STORIES" --kv-mem 400K -c 512 -s temperature=0 -s max_tokens=200
 grep -q "^kv_pages_total: 10$" "$MNT/stats" || fail "pool is not 10 pages: $(grep -i page "$MNT/stats")"
 cat "$MNT/events" >"$PF_TMP/events" & EVPID=$!
+wait_reader "$EVPID" # events stream from the open on
 pids=() # (a bare `wait` would wait for the daemon too)
 for i in $(seq $N); do echo "Once upon a time $i" >"$MNT/s$i" & pids+=($!); done
 wait "${pids[@]}"
@@ -42,6 +43,7 @@ LONG="$(for _ in $(seq 30); do printf ' the cat'; done)" # ~60 tokens
 printf '%s' "$LONG" >"$PF_TMP/long"
 PROMPTFS_TEST_STEP_DELAY_MS=20 pf_mount "$STORIES" -c 128 --state-dir "$STATE" -s temperature=0 -s max_tokens=100
 cat "$MNT/events" >"$PF_TMP/events2" & EVPID=$!
+wait_reader "$EVPID" # events stream from the open on
 echo "Once upon a time" >"$MNT/q"
 sleep 0.3
 [ "$(xattr state "$MNT/q")" = generating ] || fail "setup: the first turn is not running: $(xattr status "$MNT/q")"
