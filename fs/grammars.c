@@ -78,6 +78,8 @@ static bool in_engine(struct fs *fs, bool schema, const char *name, size_t *len)
 	char *text;
 	size_t n;
 
+	if (!fs->model) /* a settings parser run without a mount (tests, fuzz_settings) */
+		return false;
 	if (regs[schema].text(fs->model, name, &text, &n) < 0)
 		return false;
 	free(text);
