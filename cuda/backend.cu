@@ -434,9 +434,9 @@ static int alloc_meta(struct eng_backend *be)
 	size_t recent = S * (size_t)(be->p.max_ctx > CUDA_GRAPH_RECENT_CAP ? be->p.max_ctx
 	                                                                    : CUDA_GRAPH_RECENT_CAP);
 	be->recent_cap = (int)recent;
-	/* tok, pos, tok_seq, out_rows, 3 x tiles (<= T each); last_rows; pages */
+	/* tok, pos, tok_seq, out_rows, 3 x tiles (<= T each); last_rows; pages, window pages */
 	be->meta_cap = S * sizeof(struct cuda_samp) +
-	               4 * (8 * T + 2 * S + S * (size_t)be->page_stride + recent) + 1024;
+	               4 * (8 * T + 2 * S + 2 * S * (size_t)be->page_stride + recent) + 1024;
 	CUDA_CHECK(cudaMallocHost(&be->meta_h, be->meta_cap));
 	CUDA_CHECK(cudaMalloc(&be->meta_d, be->meta_cap));
 	CUDA_CHECK(cudaMallocHost((void **)&be->tok_h, S * 4));
@@ -446,18 +446,40 @@ static int alloc_meta(struct eng_backend *be)
 	return 0;
 }
 
+int cuda_kv_pool_pages(const struct eng_backend *be, int il)
+{
+	return be->layers[il].swa && be->p.n_wpages ? be->p.n_wpages : be->p.n_pages;
+}
+
+size_t cuda_kv_pool_bytes(const struct eng_backend *be, int il)
+{
+	const struct eng_config *c = &be->cfg;
+	return (size_t)cuda_kv_pool_pages(be, il) * c->n_head_kv * ENG_KV_PAGE * c->head_dim * 2;
+}
+
+/* Per layer a K pool then a V pool of its pool's pages, the layers one
+ * after another in one allocation. */
 static int alloc_kv(struct eng_backend *be)
 {
 	const struct eng_config *c = &be->cfg;
-	be->kv_pool_bytes = (size_t)be->p.n_pages * c->n_head_kv * ENG_KV_PAGE * c->head_dim * 2;
-	be->kv_bytes = be->kv_pool_bytes * 2 * c->n_layer;
+	be->kv_layer = (uint8_t **)calloc((size_t)c->n_layer, sizeof(*be->kv_layer));
+	if (!be->kv_layer)
+		return -ENOMEM;
+	be->kv_bytes = 0;
+	for (int il = 0; il < c->n_layer; il++)
+		be->kv_bytes += 2 * cuda_kv_pool_bytes(be, il);
 	cudaError_t e = cudaMalloc(&be->kv, be->kv_bytes);
 	if (e != cudaSuccess) {
 		(void)cudaGetLastError();
-		LOG_ERR("KV pool of %d pages (%zu MiB) does not fit on the device: %s", be->p.n_pages,
-		        be->kv_bytes >> 20, cudaGetErrorString(e));
+		LOG_ERR("KV pool of %d pages + %d window pages (%zu MiB) does not fit on the device: %s",
+		        be->p.n_pages, be->p.n_wpages, be->kv_bytes >> 20, cudaGetErrorString(e));
 		be->kv = NULL;
 		return -ENOMEM;
+	}
+	size_t off = 0;
+	for (int il = 0; il < c->n_layer; il++) {
+		be->kv_layer[il] = (uint8_t *)be->kv + off;
+		off += 2 * cuda_kv_pool_bytes(be, il);
 	}
 	return 0;
 }
@@ -483,6 +505,7 @@ static void cuda_free_be(struct eng_backend *be)
 		cudaStreamDestroy(be->st);
 	cudaFree(be->wbuf);
 	cudaFree(be->kv);
+	free(be->kv_layer);
 	cudaFree(be->scratch);
 	cudaFree(be->meta_d);
 	cudaFree(be->tok_d);
@@ -530,6 +553,11 @@ static int check_params(const struct eng_config *cfg, const struct eng_backend_p
 	    p->max_seqs > p->max_batch_tokens) {
 		LOG_ERR("bad parameters: n_pages=%d max_batch_tokens=%d max_seqs=%d max_ctx=%d",
 		        p->n_pages, p->max_batch_tokens, p->max_seqs, p->max_ctx);
+		return -EINVAL;
+	}
+	if (p->n_wpages < 0 || (p->n_wpages > 0 && !(cfg->n_swa > 0 && cfg->n_layer_swa > 0))) {
+		LOG_ERR("bad parameters: %d window pages for a model with %d sliding-window layers",
+		        p->n_wpages, cfg->n_layer_swa);
 		return -EINVAL;
 	}
 	if (cfg->head_dim > CUDA_ATTN_MAX_D || cfg->head_dim % 2 || cfg->n_head % cfg->n_head_kv) {
@@ -699,32 +727,49 @@ static size_t page_chunk_bytes(const struct eng_backend *be)
 	return (size_t)ENG_KV_PAGE * be->cfg.n_head_kv * be->cfg.head_dim * 2;
 }
 
+/* The K (kv 0) or V (kv 1) rows of layer il in page `page` of its pool. */
 static uint8_t *page_at(struct eng_backend *be, int il, int kv, int page)
 {
-	return (uint8_t *)be->kv + (size_t)(2 * il + kv) * be->kv_pool_bytes +
-	       (size_t)page * page_chunk_bytes(be);
+	return be->kv_layer[il] + (size_t)kv * cuda_kv_pool_bytes(be, il) + (size_t)page * page_chunk_bytes(be);
 }
 
-static bool page_ok(const struct eng_backend *be, int page)
+static bool win_layer(const struct eng_backend *be, int il)
 {
-	if (page >= 0 && page < be->p.n_pages)
-		return true;
-	LOG_ERR("KV page %d outside the pool of %d", page, be->p.n_pages);
-	return false;
+	return be->layers[il].swa && be->p.n_wpages;
+}
+
+/* The page of layer il: the window page for a sliding-window layer (-1: none). */
+static int layer_page(const struct eng_backend *be, int il, int page, int wpage)
+{
+	return win_layer(be, il) ? wpage : page;
+}
+
+static bool pages_ok(const struct eng_backend *be, int page, int wpage)
+{
+	if (page < 0 || page >= be->p.n_pages) {
+		LOG_ERR("KV page %d outside the pool of %d", page, be->p.n_pages);
+		return false;
+	}
+	if (wpage < -1 || wpage >= be->p.n_wpages || (wpage >= 0 && !be->p.n_wpages)) {
+		LOG_ERR("window page %d outside the pool of %d", wpage, be->p.n_wpages);
+		return false;
+	}
+	return true;
 }
 
 /* Engine thread, between forward passes: on the backend's stream, so the
  * copy is ordered after the pass that wrote src. */
-static int cuda_kv_page_copy(struct eng_backend *be, int dst, int src)
+static int cuda_kv_page_copy(struct eng_backend *be, int dst, int wdst, int src, int wsrc)
 {
 	cudaError_t e = cudaSuccess;
 
-	if (!page_ok(be, dst) || !page_ok(be, src))
+	if (!pages_ok(be, dst, wdst) || !pages_ok(be, src, wsrc) || (wdst < 0) != (wsrc < 0))
 		return -EINVAL;
 	cudaSetDevice(be->dev);
 	for (int il = 0; il < be->cfg.n_layer && e == cudaSuccess; il++)
-		for (int kv = 0; kv < 2 && e == cudaSuccess; kv++)
-			e = cudaMemcpyAsync(page_at(be, il, kv, dst), page_at(be, il, kv, src),
+		for (int kv = 0; kv < 2 && e == cudaSuccess && layer_page(be, il, dst, wdst) >= 0; kv++)
+			e = cudaMemcpyAsync(page_at(be, il, kv, layer_page(be, il, dst, wdst)),
+			                    page_at(be, il, kv, layer_page(be, il, src, wsrc)),
 			                    page_chunk_bytes(be), cudaMemcpyDeviceToDevice, be->st);
 	if (e == cudaSuccess)
 		e = cudaStreamSynchronize(be->st);
@@ -737,19 +782,26 @@ static int cuda_kv_page_copy(struct eng_backend *be, int dst, int src)
 
 /* Any thread: synchronous copies through the legacy stream (the pages
  * touched are never written by a pass in flight). */
-static int page_xfer(struct eng_backend *be, int page, void *host, bool to_host)
+static int page_xfer(struct eng_backend *be, int page, int wpage, void *host, bool to_host)
 {
 	size_t n = page_chunk_bytes(be);
 	uint8_t *h = (uint8_t *)host;
 	cudaError_t e = cudaSuccess;
 
-	if (!page_ok(be, page))
+	if (!pages_ok(be, page, wpage))
 		return -EINVAL;
 	cudaSetDevice(be->dev);
 	for (int il = 0; il < be->cfg.n_layer && e == cudaSuccess; il++)
-		for (int kv = 0; kv < 2 && e == cudaSuccess; kv++, h += n)
-			e = to_host ? cudaMemcpy(h, page_at(be, il, kv, page), n, cudaMemcpyDeviceToHost)
-			            : cudaMemcpy(page_at(be, il, kv, page), h, n, cudaMemcpyHostToDevice);
+		for (int kv = 0; kv < 2 && e == cudaSuccess; kv++, h += n) {
+			const int pg = layer_page(be, il, page, wpage);
+			if (pg < 0) {
+				if (to_host)
+					memset(h, 0, n); /* no window page: zeros, nothing written */
+				continue;
+			}
+			e = to_host ? cudaMemcpy(h, page_at(be, il, kv, pg), n, cudaMemcpyDeviceToHost)
+			            : cudaMemcpy(page_at(be, il, kv, pg), h, n, cudaMemcpyHostToDevice);
+		}
 	if (e != cudaSuccess) {
 		LOG_ERR("KV page %d %s the host: %s", page, to_host ? "to" : "from", cudaGetErrorString(e));
 		return -EIO;
@@ -757,14 +809,14 @@ static int page_xfer(struct eng_backend *be, int page, void *host, bool to_host)
 	return 0;
 }
 
-static int cuda_kv_page_read(struct eng_backend *be, int page, void *dst)
+static int cuda_kv_page_read(struct eng_backend *be, int page, int wpage, void *dst)
 {
-	return page_xfer(be, page, dst, true);
+	return page_xfer(be, page, wpage, dst, true);
 }
 
-static int cuda_kv_page_write(struct eng_backend *be, int page, const void *src)
+static int cuda_kv_page_write(struct eng_backend *be, int page, int wpage, const void *src)
 {
-	return page_xfer(be, page, (void *)src, false);
+	return page_xfer(be, page, wpage, (void *)src, false);
 }
 
 static const struct eng_backend_ops cuda_ops = {

@@ -36,7 +36,7 @@
 
 struct layout {
 	size_t samp, tok, pos, tok_seq, last_rows, out_rows, tile_seq, tile_tok0, tile_ntok, pages,
-		recent, total;
+		wpages, recent, total;
 };
 
 struct shape {
@@ -61,7 +61,7 @@ static bool cluster_attn(const struct eng_backend *be, const struct shape *sh)
 	       (be->cfg.head_dim == 64 || be->cfg.head_dim == 128);
 }
 
-static void make_layout(struct layout *l, const struct shape *sh, int page_stride)
+static void make_layout(struct layout *l, const struct shape *sh, int page_stride, bool window)
 {
 	size_t o = 0;
 	l->samp = o;
@@ -84,6 +84,9 @@ static void make_layout(struct layout *l, const struct shape *sh, int page_strid
 	o += 4 * (size_t)sh->n_tiles;
 	l->pages = o;
 	o += 4 * (size_t)sh->S * page_stride;
+	l->wpages = o; /* window pages (sliding-window layers), when the backend has them */
+	if (window)
+		o += 4 * (size_t)sh->S * page_stride;
 	l->recent = o;
 	o += 4 * (size_t)sh->n_recent;
 	l->total = o;
@@ -152,17 +155,24 @@ static const struct cuda_rope_freq *layer_freq(const struct eng_backend *be, int
 	return be->layers[il].swa ? &be->rope_swa : &be->rope_glob;
 }
 
+/* The page table layer il reads: the window pages for a sliding-window
+ * layer when the backend has them. */
+static int32_t *layer_pages(struct eng_backend *be, const struct shape *sh, int il)
+{
+	return be->layers[il].swa && be->p.n_wpages ? M32(be, sh->ml.wpages) : M32(be, sh->ml.pages);
+}
+
 static struct cuda_attn_args attn_args(struct eng_backend *be, const struct shape *sh, int il)
 {
 	const struct eng_config *c = &be->cfg;
 	const int H = c->n_head, G = c->n_head_kv, D = c->head_dim;
-	uint8_t *kpool = (uint8_t *)be->kv + (size_t)(2 * il) * be->kv_pool_bytes;
+	uint8_t *kpool = be->kv_layer[il];
 	/* gemma and phi3 scale Q (q_scale) where the others scale the scores */
 	const float scale = c->q_scale ? c->q_scale : 1.0f / sqrtf((float)D);
 	struct cuda_attn_args aa = {
-		be->qkv, be->ld_qkv, kpool, kpool + be->kv_pool_bytes, H, G, D, scale,
+		be->qkv, be->ld_qkv, kpool, kpool + cuda_kv_pool_bytes(be, il), H, G, D, scale,
 		sh->n_tiles, M32(be, sh->ml.tile_seq), M32(be, sh->ml.tile_tok0), M32(be, sh->ml.tile_ntok),
-		M32(be, sh->ml.pos), M32(be, sh->ml.pages), be->page_stride, sh->qt, sh->n_split,
+		M32(be, sh->ml.pos), layer_pages(be, sh, il), be->page_stride, sh->qt, sh->n_split,
 		be->attn, H * D, be->part_o, be->part_ml, sh->T,
 	};
 	aa.win = be->layers[il].swa ? c->n_swa : 0;
@@ -179,7 +189,7 @@ static int rope_pass(struct eng_backend *be, const struct shape *sh, int il)
 		be->qkv, be->ld_qkv, sh->T, c->n_head, c->n_head_kv, c->head_dim, c->n_rot,
 		be->rope_neox, *layer_freq(be, il), L->bq, L->bk, L->bv, L->q_norm,
 		L->k_norm, c->rms_eps, M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq),
-		M32(be, sh->ml.pages), be->page_stride, (void *)aa.k_pool, (void *)aa.v_pool,
+		layer_pages(be, sh, il), be->page_stride, (void *)aa.k_pool, (void *)aa.v_pool,
 	};
 	OP(be, CUDA_PROF_ROPE, cuda_rope_store(&ra, be->st));
 	return 0;
@@ -306,10 +316,10 @@ static int layer_mmv(struct eng_backend *be, const struct shape *sh, int il)
 	const bool decode = T == sh->S;
 	bool roped = false;
 	if (be->fuse && be->rope_epi && decode && !L->q_norm && !L->k_norm) {
-		uint8_t *kpool = (uint8_t *)be->kv + (size_t)(2 * il) * be->kv_pool_bytes;
+		uint8_t *kpool = be->kv_layer[il];
 		fq.rope = (struct cuda_qkv_rope){1, D, G, c->n_rot, *layer_freq(be, il), {L->bq, L->bk, L->bv},
-		                                 M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq), M32(be, sh->ml.pages),
-		                                 be->page_stride, kpool, kpool + be->kv_pool_bytes,
+		                                 M32(be, sh->ml.pos), M32(be, sh->ml.tok_seq), layer_pages(be, sh, il),
+		                                 be->page_stride, kpool, kpool + cuda_kv_pool_bytes(be, il),
 		                                 L->swa ? be->rope_cs_swa : be->rope_cs};
 		if (!cuda_matvec_fused_ok(&fq) || !be->fuse_qkv)
 			fq.rope.on = 0;
@@ -546,6 +556,18 @@ static int validate(const struct eng_backend *be, const struct eng_batch *b,
 				LOG_ERR("sequence %d: page %d out of range (%d pages)", s, q->pages[i], be->p.n_pages);
 				return -EINVAL;
 			}
+		if (be->p.n_wpages && !q->wpages) {
+			LOG_ERR("sequence %d: no window pages for the sliding-window layers", s);
+			return -EINVAL;
+		}
+		/* the window pages a query of this pass reads (older ones are -1) */
+		const int w0 = be->p.n_wpages && q->pos0 + 1 > be->cfg.n_swa ? (q->pos0 + 1 - be->cfg.n_swa) / ENG_KV_PAGE : 0;
+		for (int i = w0; be->p.n_wpages && i < cdiv(q->pos0 + q->n_tokens, ENG_KV_PAGE); i++)
+			if (q->wpages[i] < 0 || q->wpages[i] >= be->p.n_wpages) {
+				LOG_ERR("sequence %d: window page %d out of range (%d window pages)", s, q->wpages[i],
+				        be->p.n_wpages);
+				return -EINVAL;
+			}
 		if (samp && samp[s].p.repeat_penalty != 1.0f && samp[s].recent && samp[s].n_recent > 0) {
 			for (int i = 0; i < samp[s].n_recent; i++)
 				if (samp[s].recent[i] < 0 || samp[s].recent[i] >= V) {
@@ -600,6 +622,13 @@ static void fill_meta(struct eng_backend *be, const struct eng_batch *b,
 		}
 		memcpy(pages + (size_t)s * be->page_stride, q->pages,
 		       4 * (size_t)cdiv(q->pos0 + n, ENG_KV_PAGE));
+		if (be->p.n_wpages) {
+			/* released window pages (-1, before the window) are never read:
+			 * 0 there keeps every address in the pool */
+			int32_t *wp = (int32_t *)(m + l->wpages) + (size_t)s * be->page_stride;
+			for (int i = 0; i < cdiv(q->pos0 + n, ENG_KV_PAGE); i++)
+				wp[i] = q->wpages[i] < 0 ? 0 : q->wpages[i];
+		}
 		if (sh->sample) {
 			const struct eng_sample_req *rq = &samp[s];
 			const bool pen = rq->p.repeat_penalty != 1.0f && rq->recent && rq->n_recent > 0;
@@ -726,7 +755,7 @@ static void plan(struct eng_backend *be, const struct eng_batch *b, const struct
 			*graph = false;
 	sh->recent_stride = *graph && sh->sample ? CUDA_GRAPH_RECENT_CAP : 0;
 	sh->n_recent = sh->sample ? (sh->recent_stride ? sh->S * CUDA_GRAPH_RECENT_CAP : nrec) : 0;
-	make_layout(&sh->ml, sh, be->page_stride);
+	make_layout(&sh->ml, sh, be->page_stride, be->p.n_wpages > 0);
 }
 
 static int forward(struct eng_backend *be, const struct eng_batch *b, float *logits,

@@ -41,7 +41,8 @@ struct cuda_layer_w {
 	bool q8_qkv, q8_wo, q8_ffn, q8_down; /* inputs needing the q8 form */
 	bool glu;                            /* gate and up fuse in one mat-vec */
 	const float *post_attn_norm, *post_ffn_norm; /* [C] or NULL (gemma: norm before the residual add) */
-	bool swa;                            /* sliding-window layer (cfg.n_swa keys, rope_swa angles) */
+	bool swa;                            /* sliding-window layer (cfg.n_swa keys, rope_swa angles;
+	                                      * its KV in the window pool when p.n_wpages) */
 	/* mixture of experts (then gate, up, down are unused) */
 	bool moe;
 	struct cuda_mat router;              /* rows E, row length C */
@@ -71,7 +72,8 @@ struct eng_backend {
 	struct cuda_layer_w *layers; /* [L] */
 
 	void *kv;
-	size_t kv_bytes, kv_pool_bytes; /* kv_pool_bytes: one layer's K (or V) pool */
+	size_t kv_bytes;
+	uint8_t **kv_layer;  /* [L] the layer's K pool; V follows at kv_pool_bytes(il) (forward.cu) */
 
 	void *scratch;
 	size_t scratch_bytes;
@@ -149,5 +151,10 @@ void cuda_backend_profile_report(struct eng_backend *be, FILE *f);
 #ifdef __cplusplus
 }
 #endif
+
+/* Layer il's KV: pages in its pool (window pages for a sliding-window
+ * layer when the backend has them), bytes of its K (or V) pool. */
+int cuda_kv_pool_pages(const struct eng_backend *be, int il);
+size_t cuda_kv_pool_bytes(const struct eng_backend *be, int il);
 
 #endif /* PROMPTFS_CUDA_INTERNAL_H */

@@ -19,6 +19,12 @@ size_t eng_kv_page_bytes(const struct eng_config *cfg)
 	       (size_t)cfg->head_dim * 2;
 }
 
+size_t eng_kv_wpage_bytes(const struct eng_config *cfg)
+{
+	return (size_t)2 * (size_t)cfg->n_layer_swa * ENG_KV_PAGE * (size_t)cfg->n_head_kv *
+	       (size_t)cfg->head_dim * 2;
+}
+
 static const struct eng_backend_ops *cuda_ops(void)
 {
 	return cuda_backend_get ? cuda_backend_get() : NULL;

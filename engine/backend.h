@@ -15,6 +15,16 @@
  * page: K[P][G][D], V[P][G][D] (the backend may lay pages out as it likes
  * internally; only this indexing is part of the contract).
  *
+ * Sliding-window layers (eng_layer.swa, models with cfg.n_swa) keep their
+ * K/V in a second pool of n_wpages window pages: for those layers position
+ * p lives in window page wpages[p / ENG_KV_PAGE], the page table `pages`
+ * naming the other layers' page.  A query at p reads keys p - n_swa < j <= p
+ * only, so a sequence's wpages need be valid only for the pages holding
+ * positions [pos0 + 1 - n_swa, pos0 + n_tokens); the engine hands the window
+ * pages of older positions back to the pool (engine/window.c) and marks
+ * them -1, and a backend never reads them.  With n_wpages == 0 (no
+ * sliding-window layer) wpages is NULL and `pages` covers every layer.
+ *
  * ---- forward() ----
  * One call runs the transformer over a batch of S sequences, each with
  * n_tokens new tokens at positions pos0 .. pos0+n_tokens-1.  Positions
@@ -50,11 +60,13 @@ struct eng_backend; /* opaque, one per loaded model */
 
 struct eng_backend_params {
 	int n_threads;        /* CPU worker threads (0 = all cores) */
-	int n_pages;          /* KV pages to allocate */
+	int n_pages;          /* KV pages to allocate (the layers that are not sliding-window) */
 	int max_batch_tokens; /* most tokens one forward() will carry (sum over sequences) */
 	int max_seqs;         /* most sequences in one forward() */
 	int max_ctx;          /* longest sequence (positions) any forward() will use */
 	int device;           /* device ordinal (CUDA) */
+	int n_wpages;         /* window pages of the sliding-window layers (0: none, every layer
+	                       * in the n_pages pool: no window pages released) */
 };
 
 struct eng_batch_seq {
@@ -63,6 +75,8 @@ struct eng_batch_seq {
 	int pos0;              /* position of tokens[0] */
 	const int32_t *pages;  /* page table covering positions [0, pos0 + n_tokens) */
 	bool logits_all;       /* rows for every token (tests, perplexity) or the last only */
+	const int32_t *wpages; /* window pages of the same page indices, -1 where released
+	                        * (see KV cache above); NULL when n_wpages == 0 */
 };
 
 struct eng_batch {
@@ -92,20 +106,25 @@ struct eng_backend_ops {
 	 * forward passes. */
 	double (*mem_bandwidth)(struct eng_backend *be);
 	/* One page, every layer, K and V: copy page src to page dst inside the
-	 * pool (the engine's copy-on-write of shared pages; engine thread,
-	 * between forward passes). */
-	int (*kv_page_copy)(struct eng_backend *be, int dst, int src);
+	 * pool, and window page wsrc to wdst for the sliding-window layers
+	 * (both -1: none; models without such layers pass -1).  The engine's
+	 * copy-on-write of shared pages; engine thread, between forward passes. */
+	int (*kv_page_copy)(struct eng_backend *be, int dst, int wdst, int src, int wsrc);
 	/* One page between the pool and host memory: eng_kv_page_bytes() bytes
 	 * laid out [L][K|V][P][G][D] halves in the backend's own element order
-	 * (a file saved from one backend is only valid for the same backend).
-	 * May be called from any thread while forward() runs, for pages that
-	 * forward() does not write.  0 / -EIO. */
-	int (*kv_page_read)(struct eng_backend *be, int page, void *dst);
-	int (*kv_page_write)(struct eng_backend *be, int page, const void *src);
+	 * (a file saved from one backend is only valid for the same backend);
+	 * the sliding-window layers' parts come from / go to window page wpage
+	 * (-1: read as zeros, not written).  May be called from any thread
+	 * while forward() runs, for pages that forward() does not write.
+	 * 0 / -EINVAL (a page outside the pool) / -EIO. */
+	int (*kv_page_read)(struct eng_backend *be, int page, int wpage, void *dst);
+	int (*kv_page_write)(struct eng_backend *be, int page, int wpage, const void *src);
 };
 
-/* Bytes of one KV page (all layers, K and V) for a config. */
+/* Bytes of one KV page (all layers, K and V) for a config; of its part in
+ * the sliding-window layers (a window page; 0 without such layers). */
 size_t eng_kv_page_bytes(const struct eng_config *cfg);
+size_t eng_kv_wpage_bytes(const struct eng_config *cfg);
 
 /* Backend registry: "cpu" is always there; "cuda" when the CUDA library was
  * linked in (it defines cuda_backend_get()).  name = "auto" picks CUDA when

@@ -7,6 +7,14 @@
  * RAM) / eng_kv_page_bytes() pages, at least one.  A pool smaller than one
  * full context is allowed (tests use it to force evictions); a session that
  * outgrows it ends its turn with ENOSPC.
+ *
+ * With sliding-window layers (window.c) the same bytes are split: window
+ * pages for every session's window (max_sessions x the pages a window
+ * spans, plus one batch of prefill chunks), but never more than the pool
+ * would have pages without the split; the rest are pages of the other
+ * layers.  Both counts are at least what the unsplit pool had, so no load
+ * fits worse, and a session past its window costs only the other layers'
+ * bytes per token.
  */
 #include "engine_internal.h"
 
@@ -103,10 +111,28 @@ static void resolve_params(struct eng_model *m, const struct eng_model_params *p
 		if (kv > ram_quarter())
 			kv = ram_quarter();
 	}
+	m->wpage_bytes = m->cfg.n_swa > 0 ? eng_kv_wpage_bytes(&m->cfg) : 0;
+	m->gpage_bytes = m->page_bytes - m->wpage_bytes;
 	m->n_pages = (int)(kv / m->page_bytes > (size_t)INT32_MAX / 2 ? INT32_MAX / 2 : kv / m->page_bytes);
 	if (m->n_pages < 1)
 		m->n_pages = 1;
-	m->p.kv_bytes = (size_t)m->n_pages * m->page_bytes;
+	m->n_wpages = 0;
+	if (m->wpage_bytes && m->gpage_bytes) {
+		/* a window spans (n_swa - 1) / P + 2 pages; a batch's chunks add
+		 * max_batch_tokens / P + one per sequence */
+		int64_t span = (m->cfg.n_swa - 1) / ENG_KV_PAGE + 2;
+		int64_t want = (int64_t)m->p.max_sessions * span + m->p.max_batch_tokens / ENG_KV_PAGE + m->max_seqs;
+		size_t rest;
+
+		m->n_wpages = want < m->n_pages ? (int)want : m->n_pages;
+		rest = kv > (size_t)m->n_wpages * m->wpage_bytes ? kv - (size_t)m->n_wpages * m->wpage_bytes : 0;
+		m->n_pages = (int)(rest / m->gpage_bytes > (size_t)INT32_MAX / 2 ? INT32_MAX / 2 : rest / m->gpage_bytes);
+		if (m->n_pages < m->n_wpages)
+			m->n_pages = m->n_wpages;
+	} else if (m->wpage_bytes) {
+		m->n_wpages = m->n_pages; /* every layer slides */
+	}
+	m->p.kv_bytes = (size_t)m->n_pages * m->gpage_bytes + (size_t)m->n_wpages * m->wpage_bytes;
 }
 
 static int init_arena(struct eng_model *m)
@@ -121,12 +147,15 @@ static int init_arena(struct eng_model *m)
 	a->notify = calloc(3 * S, sizeof(*a->notify));
 	a->events = calloc(4 * S, sizeof(*a->events));
 	a->pending = calloc((size_t)m->p.max_batch_tokens / ENG_KV_PAGE + S + 1, sizeof(*a->pending));
+	a->found = calloc((size_t)m->max_pages_seq, sizeof(*a->found));
 	m->free_pages = malloc(sizeof(*m->free_pages) * (size_t)m->n_pages);
 	m->page_refs = calloc((size_t)m->n_pages, sizeof(*m->page_refs));
-	if (!a->seqs || !a->reqs || !a->out || !a->ent || !a->notify || !a->events || !a->pending ||
+	if (!a->seqs || !a->reqs || !a->out || !a->ent || !a->notify || !a->events || !a->pending || !a->found ||
 	    !m->free_pages || !m->page_refs)
 		return -ENOMEM;
 	if (!m->p.no_prefix_share && eng_prefix_init(m) < 0)
+		return -ENOMEM;
+	if (eng_window_init(m, m->n_wpages) < 0)
 		return -ENOMEM;
 	for (int i = 0; i < m->n_pages; i++)
 		m->free_pages[i] = m->n_pages - 1 - i; /* page 0 is handed out first */
@@ -179,6 +208,7 @@ int eng_model_load(const char *path, const struct eng_model_params *p, struct en
 	memset(&bp, 0, sizeof(bp));
 	bp.n_threads = p->n_threads;
 	bp.n_pages = m->n_pages;
+	bp.n_wpages = m->n_wpages;
 	bp.max_batch_tokens = m->p.max_batch_tokens;
 	bp.max_seqs = m->max_seqs;
 	bp.max_ctx = m->n_ctx;
@@ -194,9 +224,15 @@ int eng_model_load(const char *path, const struct eng_model_params *p, struct en
 		LOG_ERR("backend '%s' failed to start: %s", m->ops->name, strerror(-rc));
 		goto fail;
 	}
-	LOG_INFO("%s: %s, context %d, KV pool %d pages of %d tokens (%.1f MiB), backend %s",
-	         path, eng_arch_name(m->cfg.arch), m->n_ctx, m->n_pages, ENG_KV_PAGE,
-	         (double)m->p.kv_bytes / (1 << 20), m->ops->device_name(m->be));
+	if (m->n_wpages)
+		LOG_INFO("%s: %s, context %d, KV pool %d pages of %d tokens + %d window pages of its %d "
+		         "sliding-window layers (%.1f MiB), backend %s",
+		         path, eng_arch_name(m->cfg.arch), m->n_ctx, m->n_pages, ENG_KV_PAGE, m->n_wpages,
+		         m->cfg.n_layer_swa, (double)m->p.kv_bytes / (1 << 20), m->ops->device_name(m->be));
+	else
+		LOG_INFO("%s: %s, context %d, KV pool %d pages of %d tokens (%.1f MiB), backend %s",
+		         path, eng_arch_name(m->cfg.arch), m->n_ctx, m->n_pages, ENG_KV_PAGE,
+		         (double)m->p.kv_bytes / (1 << 20), m->ops->device_name(m->be));
 	*out = m;
 	return 0;
 fail:
@@ -234,8 +270,10 @@ void eng_model_free(struct eng_model *m)
 	free(a->notify);
 	free(a->events);
 	free(a->pending);
+	free(a->found);
 	free(a->buf);
 	eng_prefix_free(m);
+	eng_window_free(m);
 	free(m->free_pages);
 	free(m->page_refs);
 	pthread_mutex_destroy(&m->lock);
@@ -291,8 +329,10 @@ void eng_model_stats(struct eng_model *m, struct eng_stats *o)
 	o->prefix_share = m->prefix.bucket != NULL;
 	o->prefix_pages = m->prefix.n_in;
 	o->max_batch_seqs = m->max_seqs;
-	o->kv_bytes_total = (size_t)m->n_pages * m->page_bytes;
-	o->kv_bytes_used = (size_t)o->kv_pages_used * m->page_bytes;
+	o->kv_wpages_total = m->n_wpages;
+	o->kv_wpages_used = eng_window_pages_used(m);
+	o->kv_bytes_total = (size_t)m->n_pages * m->gpage_bytes + (size_t)m->n_wpages * m->wpage_bytes;
+	o->kv_bytes_used = (size_t)o->kv_pages_used * m->gpage_bytes + (size_t)o->kv_wpages_used * m->wpage_bytes;
 	pthread_mutex_unlock(&m->lock);
 }
 

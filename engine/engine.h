@@ -103,6 +103,8 @@ struct eng_stats {
 	int prefix_pages;            /* full pages named in the shared-prefix table */
 	uint64_t prefill_saved;      /* prompt tokens taken from shared prefix pages, not prefilled */
 	int max_batch_seqs;          /* sequences one forward pass takes at most */
+	int kv_wpages_total, kv_wpages_used; /* window pages of sliding-window layers (0: none) */
+	uint64_t window_rebuilds;    /* caches rebuilt because their window pages had been reused */
 };
 void eng_model_stats(struct eng_model *m, struct eng_stats *out);
 
@@ -364,6 +366,7 @@ struct eng_kv_image {
 	size_t page_bytes;
 	uint8_t *pages;        /* [n_pages][page_bytes]: after eng_kv_image_read() */
 	int32_t *page_ids;     /* export: pages held (a reference each) until read */
+	int32_t *wpage_ids;    /* export: their window pages held (sliding-window layers), -1 none */
 	struct eng_model *m;
 };
 /* The session's cached prefix: its tokens, and a reference on the pages

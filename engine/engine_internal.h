@@ -75,6 +75,7 @@ struct eng_session {
 	int n_past;                      /* lock: tokens in the history */
 	int n_cached;                    /* lock: of which are in the KV cache (a prefix) */
 	int32_t *pages;                  /* lock: [max pages] page table, one reference each (pages.c) */
+	bool *wheld;                     /* lock: [max pages] it holds the window part of pages[i] (window.c) */
 	int n_pages;                     /* lock: pages held */
 	bool evicted;                    /* lock: lost its cache to an eviction, not rebuilt yet */
 	struct eng_kv_image *offer;      /* lock: saved pages to attach before its next prefill */
@@ -107,8 +108,10 @@ struct eng_model {
 	int n_ctx;
 	int max_pages_seq;               /* pages of one full context */
 	int max_seqs;                    /* most sequences in one forward pass */
-	size_t page_bytes;
+	size_t page_bytes;               /* eng_kv_page_bytes: every layer (saved images) */
+	size_t gpage_bytes, wpage_bytes; /* of which outside / in the sliding-window layers */
 	int n_pages;                     /* pool size */
+	int n_wpages;                    /* window pages (window.c; 0: no sliding-window layers) */
 	char path[4096];
 
 	pthread_mutex_t lock;
@@ -124,6 +127,16 @@ struct eng_model {
 	char weights_why[120];           /* lock: why, for user.status */
 	uint64_t n_arrivals;             /* lock: turns started so far */
 	bool kv_waiting;                 /* lock: a turn waited for KV pages in the last step */
+	struct eng_window {              /* lock: window pages (window.c); n == 0: off */
+		int n;                   /* window pages in the pool */
+		int n_swa;               /* keys a query sees */
+		int32_t *of_page;        /* [n_pages] the window page paired with a page, -1 none */
+		int32_t *refs;           /* [n_pages] holders of the page's window part */
+		int32_t *page_of;        /* [n] the page a window page is paired with, -1 none */
+		int32_t *prev, *next;    /* [n] free queue, least recently freed at the head */
+		unsigned char *queued;   /* [n] in the free queue */
+		int head, tail, n_free;
+	} win;
 	struct eng_prefix {              /* lock: shared prefixes (prefix.c); bucket NULL: off */
 		int32_t *bucket;         /* [NB] first page of each chain, -1 none */
 		int32_t *next;           /* [NP] next page in the chain */
@@ -161,6 +174,7 @@ struct eng_model {
 		uint64_t *pending;            /* [max_batch_tokens / P + max_sessions]: prefix hashes of
 		                               * the pages this step's prefill chunks complete */
 		int n_pending;
+		int32_t *found;               /* [max pages] shared-prefix pages found for one session */
 		struct step_entry {
 			struct eng_session *s;
 			uint64_t epoch;
@@ -199,6 +213,32 @@ int eng_page_unshare_locked(struct eng_model *m, struct eng_session *s, int i, i
 /* Releases every page of s (n_pages = n_cached = 0). */
 void eng_pages_release_locked(struct eng_model *m, struct eng_session *s);
 int eng_model_n_pages_shared(struct eng_model *m);
+/* window.c: window pages of sliding-window layers (lock held; no-ops when
+ * the model has none).  first: the first page index whose window part a
+ * cache of c positions still needs; give: a fresh window page for
+ * s->pages[i] (-ENOSPC: none free); take: s holds pages[i]'s window part,
+ * false when its content is gone; drop: lets go of it (before pages[i] is
+ * released or replaced); retain/release: the same for a holder that is not
+ * a session (a saved image); ready: before s's pass, its window parts held
+ * (1: gone, the cache was dropped and is rebuilt); slide: after it, the
+ * parts no query will see go back; table: the window page of each index of
+ * s's table (-1 not held); page_freed: pages.c at a page's last reference. */
+int eng_window_init(struct eng_model *m, int n);
+void eng_window_free(struct eng_model *m);
+int eng_window_first(const struct eng_model *m, int c);
+int eng_window_n_free(const struct eng_model *m);
+int eng_window_give_locked(struct eng_model *m, struct eng_session *s, int i);
+bool eng_window_take_locked(struct eng_model *m, struct eng_session *s, int i);
+void eng_window_drop_locked(struct eng_model *m, struct eng_session *s, int i);
+bool eng_window_retain_locked(struct eng_model *m, int32_t page);
+void eng_window_release_locked(struct eng_model *m, int32_t page);
+bool eng_window_has_locked(const struct eng_model *m, int32_t page);
+int32_t eng_window_page_locked(const struct eng_model *m, int32_t page);
+int eng_window_ready_locked(struct eng_model *m, struct eng_session *s);
+void eng_window_slide_locked(struct eng_model *m, struct eng_session *s);
+void eng_window_table_locked(const struct eng_model *m, const struct eng_session *s, int32_t *out);
+void eng_window_page_freed_locked(struct eng_model *m, int32_t page);
+int eng_window_pages_used(const struct eng_model *m);
 /* prefix.c: the shared-prefix table (lock held).  chain: the hash of a
  * page of P tokens after a prefix hashed prev (0: the first page);
  * hash_to: of the first n_pages pages of a history; find: the page named

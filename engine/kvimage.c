@@ -80,15 +80,25 @@ out:
 	return rc;
 }
 
+/* Lock held: lets go of the pages (and window parts) an export holds. */
+static void release_pages(struct eng_kv_image *img)
+{
+	for (int i = 0; i < img->n_pages; i++) {
+		if (img->wpage_ids[i] >= 0)
+			eng_window_release_locked(img->m, img->page_ids[i]);
+		eng_page_release_locked(img->m, img->page_ids[i]);
+	}
+}
+
 void eng_kv_image_free(struct eng_kv_image *img)
 {
 	if (img->page_ids) { /* taken, never read */
 		pthread_mutex_lock(&img->m->lock);
-		for (int i = 0; i < img->n_pages; i++)
-			eng_page_release_locked(img->m, img->page_ids[i]);
+		release_pages(img);
 		pthread_mutex_unlock(&img->m->lock);
 	}
 	free(img->page_ids);
+	free(img->wpage_ids);
 	free(img->tokens);
 	free(img->pages);
 	memset(img, 0, sizeof(*img));
@@ -105,15 +115,19 @@ int eng_session_kv_export(struct eng_session *s, struct eng_kv_image *img)
 		rc = -EBUSY;
 		goto out_unlock;
 	}
+	eng_window_ready_locked(m, s); /* its window parts, or no cache to save */
 	n = s->n_cached;
 	np = (n + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
 	img->tokens = malloc(sizeof(*img->tokens) * (size_t)(n + 1));
 	img->page_ids = malloc(sizeof(*img->page_ids) * (size_t)(np + 1));
-	if (!img->tokens || !img->page_ids) {
+	img->wpage_ids = malloc(sizeof(*img->wpage_ids) * (size_t)(np + 1));
+	if (!img->tokens || !img->page_ids || !img->wpage_ids) {
 		free(img->tokens);
 		free(img->page_ids);
+		free(img->wpage_ids);
 		img->tokens = NULL;
 		img->page_ids = NULL;
+		img->wpage_ids = NULL;
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
@@ -121,6 +135,9 @@ int eng_session_kv_export(struct eng_session *s, struct eng_kv_image *img)
 	for (int i = 0; i < np; i++) {
 		img->page_ids[i] = s->pages[i];
 		eng_page_retain_locked(m, s->pages[i]); /* read-only from here: shared */
+		img->wpage_ids[i] = -1;
+		if (s->wheld[i] && eng_window_retain_locked(m, s->pages[i]))
+			img->wpage_ids[i] = eng_window_page_locked(m, s->pages[i]);
 	}
 	img->m = m;
 	img->n_tokens = n;
@@ -142,20 +159,65 @@ int eng_kv_image_read(struct eng_kv_image *img)
 	if (!img->pages)
 		rc = -ENOMEM;
 	for (int i = 0; rc == 0 && i < img->n_pages; i++)
-		rc = m->ops->kv_page_read(m->be, img->page_ids[i], img->pages + (size_t)i * m->page_bytes);
+		rc = m->ops->kv_page_read(m->be, img->page_ids[i], img->wpage_ids[i],
+		                          img->pages + (size_t)i * m->page_bytes);
 	pthread_mutex_lock(&m->lock);
-	for (int i = 0; i < img->n_pages; i++)
-		eng_page_release_locked(m, img->page_ids[i]);
+	release_pages(img);
 	pthread_mutex_unlock(&m->lock);
 	free(img->page_ids);
+	free(img->wpage_ids);
 	img->page_ids = NULL;
+	img->wpage_ids = NULL;
+	return rc;
+}
+
+/* Lock held, s holds no pages: the image's pages holding its first
+ * `common` tokens into s's table, as far as the pool has room (make_room:
+ * evicts idle sessions for it; NULL: only free pages).  The window parts
+ * (sliding-window layers) are in the image for the pages an image of
+ * n_tokens needs, so a cache cut shorter than that would need window parts
+ * the image does not have: then nothing is attached.  Returns 0 or the
+ * backend's -errno; s->n_cached says what was attached. */
+static int attach(struct eng_session *s, const struct eng_kv_image *img, int common,
+                  int (*make_room)(struct eng_model *))
+{
+	struct eng_model *m = s->m;
+	int np = (common + ENG_KV_PAGE - 1) / ENG_KV_PAGE, wlo = eng_window_first(m, img->n_tokens), got, rc = 0;
+
+	if (eng_window_first(m, common) < wlo)
+		return 0;
+	for (got = 0; got < np; got++) {
+		bool win = m->n_wpages && got >= wlo;
+		int p;
+
+		if (make_room && (rc = make_room(m)) < 0) {
+			rc = 0;
+			break;
+		}
+		if (m->n_free == 0 || (win && eng_window_n_free(m) == 0))
+			break; /* the pool is full: the rest is prefilled when used */
+		s->pages[got] = p = eng_page_alloc_locked(m);
+		s->wheld[got] = false;
+		if (win)
+			eng_window_give_locked(m, s, got);
+		rc = m->ops->kv_page_write(m->be, p, win ? eng_window_page_locked(m, p) : -1,
+		                           img->pages + (size_t)got * m->page_bytes);
+		if (rc < 0) {
+			eng_window_drop_locked(m, s, got);
+			eng_page_release_locked(m, p);
+			break;
+		}
+	}
+	s->n_pages = got;
+	s->n_cached = got * ENG_KV_PAGE < common ? got * ENG_KV_PAGE : common;
+	eng_window_ready_locked(m, s); /* a cut shorter than the window: rebuilt */
 	return rc;
 }
 
 int eng_session_kv_import(struct eng_session *s, const struct eng_kv_image *img)
 {
 	struct eng_model *m = s->m;
-	int common = 0, np, rc = 0, got = 0;
+	int common = 0, rc = 0;
 
 	if (img->page_bytes != m->page_bytes || img->n_pages * ENG_KV_PAGE < img->n_tokens)
 		return -EINVAL;
@@ -166,21 +228,7 @@ int eng_session_kv_import(struct eng_session *s, const struct eng_kv_image *img)
 	}
 	while (common < img->n_tokens && common < s->n_past && s->tokens[common] == img->tokens[common])
 		common++;
-	np = (common + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
-	for (got = 0; got < np; got++) {
-		int p = eng_page_alloc_locked(m);
-
-		if (p < 0)
-			break; /* the pool is full: the rest is prefilled when used */
-		rc = m->ops->kv_page_write(m->be, p, img->pages + (size_t)got * m->page_bytes);
-		if (rc < 0) {
-			eng_page_release_locked(m, p);
-			break;
-		}
-		s->pages[got] = p;
-	}
-	s->n_pages = got;
-	s->n_cached = got * ENG_KV_PAGE < common ? got * ENG_KV_PAGE : common;
+	rc = attach(s, img, common, NULL);
 	rc = rc < 0 ? rc : s->n_cached;
 out:
 	pthread_mutex_unlock(&m->lock);
@@ -211,29 +259,14 @@ void eng_kv_offer_attach_locked(struct eng_session *s, int (*make_room)(struct e
 {
 	struct eng_model *m = s->m;
 	struct eng_kv_image *img = s->offer;
-	int common = 0, np, got, rc = 0;
+	int common = 0;
 
 	s->offer = NULL;
 	if (!img->pages || img->page_bytes != m->page_bytes || s->n_cached > 0 || s->n_pages > 0)
 		goto out;
 	while (common < img->n_tokens && common < s->n_past - 1 && s->tokens[common] == img->tokens[common])
 		common++;
-	np = (common + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
-	for (got = 0; got < np && rc == 0; got++) {
-		int p;
-
-		if ((rc = make_room(m)) < 0)
-			break;
-		p = eng_page_alloc_locked(m);
-		rc = m->ops->kv_page_write(m->be, p, img->pages + (size_t)got * m->page_bytes);
-		if (rc < 0) {
-			eng_page_release_locked(m, p);
-			break;
-		}
-		s->pages[got] = p;
-	}
-	s->n_pages = got;
-	s->n_cached = got * ENG_KV_PAGE < common ? got * ENG_KV_PAGE : common;
+	attach(s, img, common, make_room);
 	LOG_DEBUG("saved KV cache attached: %d of %d history tokens", s->n_cached, s->n_past);
 out:
 	eng_kv_image_free(img);

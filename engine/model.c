@@ -607,6 +607,9 @@ int eng_model_bind(const struct gguf_ctx *g, struct eng_config *cfg, struct eng_
 	}
 	if (is_gemma(cfg->arch) && (rc = read_swa_layers(g, cfg, w->layers)))
 		goto fail;
+	cfg->n_layer_swa = 0;
+	for (int il = 0; il < cfg->n_layer; il++)
+		cfg->n_layer_swa += w->layers[il].swa;
 	rc = check_all_bound(g, cfg, w);
 	if (rc)
 		goto fail;

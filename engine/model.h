@@ -75,6 +75,7 @@ struct eng_config {
 	 * attend to the last n_swa positions (the query's own included) and rotate
 	 * with rope_base_swa, unscaled; the others attend to everything. */
 	int n_swa;             /* attention.sliding_window; 0 = no sliding-window layers */
+	int n_layer_swa;       /* layers that slide (eng_layer.swa); 0 when n_swa is 0 */
 	float rope_base_swa;   /* RoPE base of the sliding-window layers */
 	float rope_freq_scale_swa; /* their RoPE scaling (gemma3: 1, gemma2: as the global layers) */
 	float q_scale;         /* Q multiplied by this after RoPE, scores then unscaled; 0 = scores x 1/sqrt(D) */

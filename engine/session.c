@@ -85,7 +85,8 @@ int eng_session_init(struct eng_model *m, const struct eng_settings *st, struct 
 	s->refs = 1;
 	s->tokens = malloc(sizeof(*s->tokens) * (size_t)(m->n_ctx + 1));
 	s->pages = malloc(sizeof(*s->pages) * (size_t)m->max_pages_seq);
-	if (!s->tokens || !s->pages)
+	s->wheld = calloc((size_t)m->max_pages_seq, sizeof(*s->wheld));
+	if (!s->tokens || !s->pages || !s->wheld)
 		goto fail;
 	if (st)
 		rc = eng_settings_copy(&s->st, st);
@@ -116,6 +117,7 @@ fail_settings:
 fail:
 	free(s->tokens);
 	free(s->pages);
+	free(s->wheld);
 	free(s);
 	return rc;
 }
@@ -154,6 +156,7 @@ void eng_session_unref_locked(struct eng_session *s)
 	free(s->turns);
 	free(s->tokens);
 	free(s->pages);
+	free(s->wheld);
 	free(s->hold);
 	eng_grammar_state_free(s->gstate);
 	eng_grammar_unref(s->grammar);
@@ -499,6 +502,9 @@ static int fork_locked(struct eng_session *dst, const struct eng_session *src, i
 	}
 	dst->n_pages = np;
 	dst->n_cached = cached;
+	/* the window parts too, while they are there (a fork at an earlier
+	 * turn may find them reused: then dst rebuilds its cache) */
+	eng_window_ready_locked(m, dst);
 	return 0;
 }
 

@@ -243,7 +243,7 @@ static struct eng_session *youngest_busy(struct eng_model *m, const struct eng_s
  * eviction may free nothing.  0, or -ENOSPC: s waits. */
 static int make_room_for(struct eng_model *m, const struct eng_session *s)
 {
-	while (m->n_free == 0) {
+	while (m->n_free == 0 || eng_window_n_free(m) == 0) {
 		struct eng_session *v = lru_idle(m);
 		bool busy = false;
 
@@ -269,8 +269,9 @@ static int make_room(struct eng_model *m)
 	return make_room_for(m, NULL);
 }
 
-/* Gives s pages for positions [0, n).  0, or -ENOSPC: s waits (its turn
- * goes on in a later step). */
+/* Gives s pages for positions [0, n), each with a window page when the
+ * model has sliding-window layers.  0, or -ENOSPC: s waits (its turn goes
+ * on in a later step). */
 static int ensure_pages(struct eng_model *m, struct eng_session *s, int n)
 {
 	int need = (n + ENG_KV_PAGE - 1) / ENG_KV_PAGE;
@@ -280,7 +281,11 @@ static int ensure_pages(struct eng_model *m, struct eng_session *s, int n)
 
 		if (rc < 0)
 			return rc;
-		s->pages[s->n_pages++] = eng_page_alloc_locked(m);
+		s->pages[s->n_pages] = eng_page_alloc_locked(m);
+		s->wheld[s->n_pages] = false;
+		rc = eng_window_give_locked(m, s, s->n_pages);
+		PF_ASSERT(rc == 0); /* make_room_for left one of each free */
+		s->n_pages++;
 	}
 	return 0;
 }
@@ -323,10 +328,27 @@ static bool page_pending(const struct step_arena *a, uint64_t h)
  * token, whose logits the pass must compute).  The page s held at that index
  * is let go.  Returns true when s's next page is being prefilled by another
  * sequence of this step: s waits one step and takes it then (prefilled once). */
+/* Whether s would hold every window part a cache of its first k pages
+ * needs if pages [i0, k) were found[] (window.c: always, without
+ * sliding-window layers). */
+static bool window_there(const struct eng_model *m, const struct eng_session *s, int i0, int k,
+                         const int32_t *found)
+{
+	for (int j = eng_window_first(m, k * ENG_KV_PAGE); j < k; j++) {
+		int32_t p = j >= i0 ? found[j - i0] : s->pages[j];
+
+		if (!(j < i0 && s->wheld[j]) && !eng_window_has_locked(m, p))
+			return false;
+	}
+	return true;
+}
+
 static bool share_prefix(struct eng_model *m, struct eng_session *s)
 {
 	struct eng_turn *t = &s->turns[s->cur];
-	int i = s->n_cached / ENG_KV_PAGE;
+	int i0 = s->n_cached / ENG_KV_PAGE, i = i0, k;
+	int32_t *found = m->arena.found;
+	bool wait = false;
 	uint64_t h;
 
 	if (s->n_cached % ENG_KV_PAGE || (i + 1) * ENG_KV_PAGE >= s->n_past)
@@ -334,24 +356,37 @@ static bool share_prefix(struct eng_model *m, struct eng_session *s)
 	h = eng_prefix_hash_to(s->tokens, i);
 	for (; (i + 1) * ENG_KV_PAGE < s->n_past; i++) {
 		const int32_t *tok = s->tokens + (size_t)i * ENG_KV_PAGE;
-		int32_t p;
 
 		h = eng_prefix_chain(h, tok);
-		if ((p = eng_prefix_find_locked(m, h, tok)) < 0)
-			return page_pending(&m->arena, h);
+		if ((found[i - i0] = eng_prefix_find_locked(m, h, tok)) < 0) {
+			wait = page_pending(&m->arena, h);
+			break;
+		}
+	}
+	/* with sliding-window layers, only as far as the window's pages are
+	 * still there (the pages past it need only the other layers) */
+	for (k = i; k > i0 && !window_there(m, s, i0, k, found); k--)
+		wait = false;
+	for (i = i0; i < k; i++) {
+		int32_t p = found[i - i0];
+
 		if (i < s->n_pages && s->pages[i] != p) {
 			eng_page_retain_locked(m, p);
+			eng_window_drop_locked(m, s, i);
 			eng_page_release_locked(m, s->pages[i]);
 			s->pages[i] = p;
 		} else if (i >= s->n_pages) {
 			eng_page_retain_locked(m, p);
+			s->wheld[s->n_pages] = false;
 			s->pages[s->n_pages++] = p;
 		}
 		s->n_cached += ENG_KV_PAGE;
 		t->n_shared += ENG_KV_PAGE;
 		m->stats.prefill_saved += ENG_KV_PAGE;
 	}
-	return false;
+	if (k > i0)
+		eng_window_ready_locked(m, s); /* takes what window_there found */
+	return wait;
 }
 
 /* The prefix hashes of the pages that positions [from, to) of s complete:
@@ -494,8 +529,10 @@ static int plan(struct eng_model *m, int *n_notify)
 			eng_turn_finish_locked(s, ENG_STOP_CANCEL, 0);
 			a->notify[(*n_notify)++] = s;
 		}
-		if (s->cur >= 0 && s->n_cached < s->n_past && n_cand < m->p.max_sessions)
+		if (s->cur >= 0 && s->n_cached < s->n_past && n_cand < m->p.max_sessions) {
+			eng_window_ready_locked(m, s); /* after a rewind, a fork: its window, or a rebuild */
 			cand[n_cand++] = s;
+		}
 	}
 	/* while turns wait for KV pages, the oldest turns are served first, so
 	 * the pool goes to them and every waiting turn runs in arrival order */
@@ -504,7 +541,7 @@ static int plan(struct eng_model *m, int *n_notify)
 	a->n_pending = 0;
 	/* room: tokens + page tables + penalty windows */
 	for (int i = 0; i < n_cand; i++)
-		used += (size_t)(cand[i]->n_past - cand[i]->n_cached) + (size_t)m->max_pages_seq +
+		used += (size_t)(cand[i]->n_past - cand[i]->n_cached) + (size_t)m->max_pages_seq * (m->n_wpages ? 2 : 1) +
 		        (size_t)cand[i]->st.repeat_last_n + (size_t)dry_window(cand[i], cand[i]->n_past) + 2 * (size_t)cand[i]->st.n_bias;
 	if (arena_reserve(a, used) < 0)
 		return -ENOMEM;
@@ -514,7 +551,7 @@ static int plan(struct eng_model *m, int *n_notify)
 		struct step_entry *e = &a->ent[n];
 		struct eng_sample_req *r = &a->reqs[n];
 		int chunk = s->n_past - s->n_cached, rc, nr;
-		int32_t *tok, *pg, *rec;
+		int32_t *tok, *pg, *wpg, *rec;
 
 		if (s->offer) { /* its saved cache first: less to prefill */
 			eng_kv_offer_attach_locked(s, make_room);
@@ -573,13 +610,19 @@ static int plan(struct eng_model *m, int *n_notify)
 		pg = a->buf + used;
 		memcpy(pg, s->pages, sizeof(*pg) * (size_t)s->n_pages);
 		used += (size_t)m->max_pages_seq;
+		wpg = NULL;
+		if (m->n_wpages) {
+			wpg = a->buf + used;
+			eng_window_table_locked(m, s, wpg);
+			used += (size_t)m->max_pages_seq;
+		}
 		nr = s->n_cached + chunk < s->st.repeat_last_n ? s->n_cached + chunk : s->st.repeat_last_n;
 		rec = a->buf + used;
 		memcpy(rec, s->tokens + s->n_cached + chunk - nr, sizeof(*rec) * (size_t)nr);
 		used += (size_t)s->st.repeat_last_n;
 
 		a->seqs[n] = (struct eng_batch_seq){ .tokens = tok, .n_tokens = chunk, .pos0 = s->n_cached,
-		                                     .pages = pg, .logits_all = false };
+		                                     .pages = pg, .wpages = wpg, .logits_all = false };
 		memset(r, 0, sizeof(*r));
 		r->p.temperature = s->st.temperature;
 		r->p.top_k = s->st.top_k;
@@ -634,6 +677,7 @@ static void collect(struct eng_model *m, int n, int rc, double dt, int *n_notify
 		}
 		complete_pages(m, s, s->n_cached, s->n_cached + e->n_tokens, true);
 		s->n_cached += e->n_tokens;
+		eng_window_slide_locked(m, s); /* window parts no later query sees go back */
 		if (e->prefill) {
 			any_prefill = true;
 			t->n_prefill += e->n_tokens;

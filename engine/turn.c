@@ -273,8 +273,10 @@ void eng_turn_apply_tokens(struct eng_session *s, const int32_t *v, int n, int k
 {
 	memcpy(s->tokens + keep, v, sizeof(*v) * (size_t)n);
 	s->n_past = keep + n;
-	if (s->n_cached > keep)
+	if (s->n_cached > keep) {
 		s->n_cached = keep;
+		eng_window_ready_locked(s->m, s); /* take back the window of the kept part while it is there */
+	}
 }
 
 int eng_turn_start_locked(struct eng_session *s)

@@ -186,6 +186,11 @@ static int stats_text(struct fs *fs, char **out, size_t *len)
 	sb_printf(&b, "kv_pages_total: %d\n", st.kv_pages_total);
 	sb_printf(&b, "kv_pages_shared: %d\n", st.kv_pages_shared);
 	sb_printf(&b, "kv_pages_copied: %llu\n", (unsigned long long)st.pages_copied);
+	if (st.kv_wpages_total) {
+		sb_printf(&b, "kv_window_pages_used: %d\n", st.kv_wpages_used);
+		sb_printf(&b, "kv_window_pages_total: %d\n", st.kv_wpages_total);
+		sb_printf(&b, "kv_window_rebuilds: %llu\n", (unsigned long long)st.window_rebuilds);
+	}
 	sb_printf(&b, "prefix_sharing: %s\n", st.prefix_share ? "on" : "off");
 	sb_printf(&b, "prefix_pages: %d\n", st.prefix_pages);
 	sb_printf(&b, "prefill_tokens_saved: %llu\n", (unsigned long long)st.prefill_saved);

@@ -35,7 +35,7 @@ import gguf
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_logits import (SPM_VOCAB, STORIES_TOL, TOOL, check, failures,  # noqa: E402
+from test_logits import (SPM_VOCAB, STORIES_TOL, TOOL, check, failures, llama_greedy,  # noqa: E402
                          llama_logits, load, rel_err, tool)
 
 
@@ -210,6 +210,48 @@ def logits_vs_llama(tmp):
                   f"bit-identical to each alone (max diff {d:.3g})")
 
 
+def window_pages(tmp):
+    """Sliding-window layers keep only their window (backend.h, engine/
+    window.c): with tool_logits --window-ring their KV lives in the fewest
+    window pages a window and a chunk span, reused as a ring, so the pages
+    that left the window are overwritten.  Windows of 100 (gemma3) and 80
+    (gemma2, with its real soft-caps 50 and 30) over 400 positions (7 pages): the logits equal
+    llama.cpp's within the tolerance, and the ring runs (chunks of 1 and 32)
+    are bit-identical to the one-shot prefill; a 48-token greedy
+    continuation through the ring equals llama.cpp's."""
+    g2 = dict(C=64, H=4, G=2, D=16, F=96, L=4)
+    g3 = dict(C=64, H=4, G=1, D=32, F=128, L=6)
+    for arch, kw in [
+        ("gemma3", dict(seed=21, **g3, keys=[("gemma3.attention.sliding_window", ("uint32", 100))],
+                        layer_tensors=gemma_layer(qk_norm=True, **{k: g3[k] for k in "CHGDF"}))),
+        ("gemma2", dict(seed=22, **g2, f16=("ffn_up.weight",),
+                        keys=[("gemma2.attention.sliding_window", ("uint32", 80)),
+                              ("gemma2.attn_logit_softcapping", ("float32", 50.0)),
+                              ("gemma2.final_logit_softcapping", ("float32", 30.0))],
+                        layer_tensors=gemma_layer(qk_norm=False, **{k: g2[k] for k in "CHGDF"}))),
+    ]:
+        path = os.path.join(tmp, f"window-{arch}.gguf")
+        n_vocab = write_model(path, arch, **kw)
+        ids = [int(x) for x in np.random.default_rng(9).integers(3, n_vocab, 400)]
+        llm = load(path, n_ctx=1024)
+        ref = llama_logits(llm, ids)
+        ref_greedy = llama_greedy(llm, ids[:300], 48)
+        del llm
+        ours, _ = tool(path, ids, tmp)
+        err = rel_err(ours, ref)
+        check(err.max() <= STORIES_TOL, f"{arch} window {kw['keys'][0][1][1]}: logits of 400 positions, "
+              f"max rel err {err.max():.3g} (tol {STORIES_TOL:g})")
+        for chunk in ("1", "32"):
+            ring, _ = tool(path, ids, tmp, "--chunk", chunk, "--window-ring")
+            d = np.abs(ring - ours).max()
+            check(d == 0.0, f"{arch}: window pages reused as a ring (chunks of {chunk}) bit-identical "
+                  f"to the one-shot prefill (max diff {d:.3g})")
+        _, out = tool(path, ids[:300], tmp, "--chunk", "16", "--window-ring", "--greedy", "48", want_logits=False)
+        got = [int(x) for x in [ln for ln in out if ln.strip()][-1].split()]
+        check(got == ref_greedy, f"{arch}: 48 greedy tokens after 300 through the window ring equal "
+              f"llama.cpp's" + ("" if got == ref_greedy else f" ({got} vs {ref_greedy})"))
+
+
 def refusals(tmp):
     g3 = dict(C=32, H=2, G=1, D=16, F=64, L=2)
     base = gemma_layer(qk_norm=True, **{k: g3[k] for k in "CHGDF"})
@@ -272,6 +314,7 @@ def main():
             return 1
     with tempfile.TemporaryDirectory() as tmp:
         logits_vs_llama(tmp)
+        window_pages(tmp)
         refusals(tmp)
         synth_moe_preset(tmp)
     print("PASS" if not failures else f"FAIL: {len(failures)} check(s) failed")

@@ -180,8 +180,8 @@ static void same_session(struct eng_model *on, struct eng_session *s, struct eng
 	CHECK(n1 == n0 && !memcmp(h1, h0, sizeof(*h1) * (size_t)n1), "same greedy reply tokens");
 	eng_model_backend(on, &ops);
 	for (int p = 0; p < (n1 - 1) / ENG_KV_PAGE; p++) {
-		ops->kv_page_read(eng_model_backend(on, NULL), s->pages[p], k1);
-		ops->kv_page_read(eng_model_backend(off, NULL), t->pages[p], k0);
+		ops->kv_page_read(eng_model_backend(on, NULL), s->pages[p], -1, k1);
+		ops->kv_page_read(eng_model_backend(off, NULL), t->pages[p], -1, k0);
 		CHECK(!memcmp(k1, k0, pb), "KV page %d differs between sharing on and off", p);
 	}
 	l1 = next_logits(on, s);

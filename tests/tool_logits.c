@@ -15,6 +15,11 @@
  *     --greedy N        after the prompt, decode N tokens one per forward() through the
  *                       backend's sampler at temperature 0 and print the ids (one line
  *                       per sequence)
+ *     --window-ring     models with sliding-window layers: their KV in a window pool
+ *                       (backend.h) of the fewest pages a window and a chunk span, used
+ *                       as a ring (page i → window page i mod ring), so pages that left
+ *                       the window are overwritten: a backend that read one would
+ *                       differ from llama.cpp
  *     --backend NAME    cpu (default), cuda, auto
  *     --threads N       CPU threads (default 2; 0 = all cores)
  *     --time            print prefill / decode tokens per second to stderr
@@ -38,7 +43,7 @@
 struct opts {
 	const char *model, *tokens_file, *batch_file, *out_file, *backend;
 	int chunk, first, greedy, threads;
-	bool timing;
+	bool timing, window_ring;
 	int32_t *argv_ids;
 	int n_argv_ids;
 };
@@ -47,6 +52,7 @@ struct seq {
 	int32_t *ids; /* prompt, then generated tokens */
 	int n_prompt, n, cap;
 	int32_t *pages;
+	int32_t *wpages; /* --window-ring */
 };
 
 static double now_s(void)
@@ -98,6 +104,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->timing = true;
 			continue;
 		}
+		if (!strcmp(a, "--window-ring")) {
+			o->window_ring = true;
+			continue;
+		}
 		if (a[0] == '-' && a[1] == '-' && !val) {
 			fprintf(stderr, "tool_logits: %s needs a value\n", a);
 			return -EINVAL;
@@ -116,7 +126,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (!o->model) {
 		fprintf(stderr, "usage: tool_logits MODEL.gguf [--tokens FILE | ID ...] [--batch FILE] "
-		                "[--out FILE] [--chunk K] [--first K] [--greedy N] [--backend NAME] [--threads N] [--time]\n");
+		                "[--out FILE] [--chunk K] [--first K] [--greedy N] [--window-ring] [--backend NAME] [--threads N] [--time]\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -151,7 +161,7 @@ static int prefill(const struct eng_backend_ops *ops, struct eng_backend *be, st
 			bs_of[b.n_seqs] = s;
 			bs[b.n_seqs++] = (struct eng_batch_seq){
 				.tokens = seqs[s].ids + done[s], .n_tokens = n, .pos0 = done[s],
-				.pages = seqs[s].pages, .logits_all = true,
+				.pages = seqs[s].pages, .logits_all = true, .wpages = seqs[s].wpages,
 			};
 		}
 		if (!b.n_seqs)
@@ -189,7 +199,7 @@ static int greedy(const struct eng_backend_ops *ops, struct eng_backend *be, str
 			/* the first step samples from the prompt's last row */
 			bs[s] = (struct eng_batch_seq){
 				.tokens = q->ids + q->n - 1, .n_tokens = 1, .pos0 = q->n - 1,
-				.pages = q->pages,
+				.pages = q->pages, .wpages = q->wpages,
 			};
 			req[s] = (struct eng_sample_req){
 				.p = { .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f,
@@ -270,6 +280,25 @@ int main(int argc, char **argv)
 		for (int i = 0; i < bp.n_pages / MAX_SEQS; i++)
 			seqs[s].pages[i] = MAX_SEQS * i + s;
 	}
+	if (o.window_ring) {
+		int per = bp.max_batch_tokens / n_seqs, ring;
+
+		if (!cfg.n_swa || !cfg.n_layer_swa) {
+			fprintf(stderr, "tool_logits: --window-ring: the model has no sliding-window layers\n");
+			rc = -EINVAL;
+			goto out;
+		}
+		/* the pages a window of n_swa keys plus a chunk of per tokens span */
+		ring = (cfg.n_swa - 1 + per + ENG_KV_PAGE - 1) / ENG_KV_PAGE + 1;
+		bp.n_wpages = MAX_SEQS * ring;
+		for (int s = 0; s < n_seqs; s++) {
+			seqs[s].wpages = calloc((size_t)bp.n_pages, sizeof(int32_t));
+			for (int i = 0; i < bp.n_pages / MAX_SEQS; i++)
+				seqs[s].wpages[i] = MAX_SEQS * (i % ring) + s;
+		}
+		fprintf(stderr, "tool_logits: window ring of %d pages per sequence (window %d, chunk %d)\n",
+		        ring, cfg.n_swa, per);
+	}
 	rc = ops->init(&cfg, &w, &bp, &be);
 	if (rc)
 		goto out;
@@ -326,6 +355,7 @@ out:
 	for (int s = 0; s < MAX_SEQS; s++) {
 		free(seqs[s].ids);
 		free(seqs[s].pages);
+		free(seqs[s].wpages);
 	}
 	free(o.argv_ids);
 	return rc ? 1 : 0;

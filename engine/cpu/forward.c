@@ -31,7 +31,9 @@
  * allocates.
  *
  * KV pool layout (this backend's choice; backend.h fixes only the
- * indexing): [L][K|V][n_pages][P][G][D] halves.
+ * indexing): per layer [K|V][N][P][G][D] halves, N = n_wpages for a
+ * sliding-window layer (its ids are window pages), n_pages for the others,
+ * the layers one after another (kv_off).
  *
  * Shape letters as model.h: T tokens, S sequences, C, H, G, D, F, V, P.
  */
@@ -56,7 +58,8 @@ struct eng_backend {
 	struct eng_sampler *sampler;
 	int nth;
 
-	gguf_half *kv; /* [L][2][n_pages][P][G][D] */
+	gguf_half *kv; /* per layer il at kv_off[il]: [2][N(il)][P][G][D] (N: pool_pages) */
+	size_t *kv_off; /* [L] halves */
 	size_t kv_bytes;
 
 	/* scratch, sliced from one arena */
@@ -162,6 +165,14 @@ static void item_residual_norm(struct eng_backend *be, const void *a, int r, int
 	cpu_rmsnorm(be->xn + (size_t)r * C, x, na->w, C, be->cfg.rms_eps);
 }
 
+/* The page table a layer reads: window pages for a sliding-window layer
+ * when the backend has a window pool. */
+static const int32_t *layer_pages(const struct eng_backend *be, const struct eng_batch_seq *sq,
+                                  const struct eng_layer *l)
+{
+	return l->swa && be->p.n_wpages ? sq->wpages : sq->pages;
+}
+
 struct qkv_arg {
 	const struct eng_layer *l;
 	struct cpu_kv_layer kv;
@@ -196,7 +207,7 @@ static void item_qkv_post(struct eng_backend *be, const void *a, int t, int ith)
 	}
 	if (c->q_scale)
 		cpu_scale(q, HD, c->q_scale);
-	cpu_kv_store(&qa->kv, qa->b->seqs[be->tok_seq[t]].pages, be->tok_pos[t], k, v);
+	cpu_kv_store(&qa->kv, layer_pages(be, &qa->b->seqs[be->tok_seq[t]], qa->l), be->tok_pos[t], k, v);
 }
 
 /* Item i = (token t, head h): att[t][h] over positions [0, pos_t]. */
@@ -211,7 +222,7 @@ static void item_attention(struct eng_backend *be, const void *a, int i, int ith
 	/* a sliding layer sees positions p - n_swa < j <= p (llama.cpp's standard SWA mask) */
 	const int j0 = qa->l->swa && n_kv > c->n_swa ? n_kv - c->n_swa : 0;
 
-	cpu_attn_head_ext(be->att + off, be->q + off, &qa->kv, qa->b->seqs[be->tok_seq[t]].pages,
+	cpu_attn_head_ext(be->att + off, be->q + off, &qa->kv, layer_pages(be, &qa->b->seqs[be->tok_seq[t]], qa->l),
 	                  j0, n_kv, g, c->q_scale ? 1.0f : 1.0f / sqrtf((float)D), c->attn_softcap,
 	                  be->scores + (size_t)ith * be->p.max_ctx, be->q16 + (size_t)ith * D);
 }
@@ -310,12 +321,24 @@ static void moe_forward(struct eng_backend *be, const struct eng_layer *l, int T
 
 // ---- the forward pass
 
+/* Pages in layer il's pool: window pages for a sliding-window layer. */
+static int pool_pages(const struct eng_backend *be, int il)
+{
+	return be->w.layers[il].swa && be->p.n_wpages ? be->p.n_wpages : be->p.n_pages;
+}
+
+/* The first page index a query at pos or later reads in a sliding-window layer. */
+static int wfirst(const struct eng_backend *be, int pos)
+{
+	return (pos + 1 > be->cfg.n_swa ? pos + 1 - be->cfg.n_swa : 0) / ENG_KV_PAGE;
+}
+
 static struct cpu_kv_layer kv_layer(const struct eng_backend *be, int il)
 {
-	const size_t per = (size_t)be->p.n_pages * ENG_KV_PAGE * be->cfg.n_head_kv * be->cfg.head_dim;
+	const size_t per = (size_t)pool_pages(be, il) * ENG_KV_PAGE * be->cfg.n_head_kv * be->cfg.head_dim;
 	struct cpu_kv_layer kv = {
-		.k = be->kv + (size_t)il * 2 * per,
-		.v = be->kv + ((size_t)il * 2 + 1) * per,
+		.k = be->kv + be->kv_off[il],
+		.v = be->kv + be->kv_off[il] + per,
 		.G = be->cfg.n_head_kv,
 		.D = be->cfg.head_dim,
 	};
@@ -382,6 +405,17 @@ static int batch_prepare(struct eng_backend *be, const struct eng_batch *b, int 
 			if (sq->pages[i] < 0 || sq->pages[i] >= be->p.n_pages) {
 				LOG_ERR("sequence %d: page %d of its table is %d (pool has %d pages)", s, i,
 				        sq->pages[i], be->p.n_pages);
+				return -EINVAL;
+			}
+		}
+		if (be->p.n_wpages && !sq->wpages) {
+			LOG_ERR("sequence %d: no window pages for the sliding-window layers", s);
+			return -EINVAL;
+		}
+		for (int i = wfirst(be, sq->pos0); be->p.n_wpages && i <= (sq->pos0 + sq->n_tokens - 1) / ENG_KV_PAGE; i++) {
+			if (sq->wpages[i] < 0 || sq->wpages[i] >= be->p.n_wpages) {
+				LOG_ERR("sequence %d: window page %d of its table is %d (pool has %d)", s, i,
+				        sq->wpages[i], be->p.n_wpages);
 				return -EINVAL;
 			}
 		}
@@ -575,6 +609,7 @@ static void cpu_free(struct eng_backend *be)
 	cpu_pool_free(be->pool);
 	free(be->arena);
 	free(be->kv);
+	free(be->kv_off);
 	free(be->w.layers);
 	free(be);
 }
@@ -588,6 +623,11 @@ static int cpu_init(const struct eng_config *cfg, const struct eng_weights *w,
 
 	if (rc)
 		return rc;
+	if (p->n_wpages < 0 || (p->n_wpages > 0 && !(cfg->n_swa > 0 && cfg->n_layer_swa > 0))) {
+		LOG_ERR("bad backend parameters: %d window pages for a model with %d sliding-window layers",
+		        p->n_wpages, cfg->n_layer_swa);
+		return -EINVAL;
+	}
 	be = calloc(1, sizeof(*be));
 	if (!be)
 		return -ENOMEM;
@@ -606,13 +646,28 @@ static int cpu_init(const struct eng_config *cfg, const struct eng_weights *w,
 	be->nth = cpu_pool_n_threads(be->pool);
 	be->rope_ff = eng_rope_factors(cfg, w, p->max_ctx);
 	/* calloc: the kernel maps pages lazily, so an unused pool costs nothing */
-	if ((size_t)p->n_pages > SIZE_MAX / page_bytes ||
-	    !(be->kv = calloc((size_t)p->n_pages, page_bytes))) {
-		LOG_ERR("cannot allocate a KV pool of %d pages of %zu bytes", p->n_pages, page_bytes);
+	be->kv_off = malloc(sizeof(*be->kv_off) * (size_t)cfg->n_layer);
+	if (!be->kv_off) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	be->kv_bytes = (size_t)p->n_pages * page_bytes;
+	be->kv_bytes = 0;
+	for (int il = 0; il < cfg->n_layer; il++) {
+		be->kv_off[il] = be->kv_bytes / sizeof(gguf_half);
+		if ((size_t)pool_pages(be, il) > (SIZE_MAX / 4 - be->kv_bytes) / (page_bytes / cfg->n_layer)) {
+			LOG_ERR("a KV pool of %d pages + %d window pages of %zu bytes does not fit in memory",
+			        p->n_pages, p->n_wpages, page_bytes);
+			rc = -ENOMEM;
+			goto fail;
+		}
+		be->kv_bytes += (size_t)pool_pages(be, il) * (page_bytes / cfg->n_layer);
+	}
+	if (!(be->kv = calloc(1, be->kv_bytes))) {
+		LOG_ERR("cannot allocate a KV pool of %d pages + %d window pages (%zu bytes)", p->n_pages,
+		        p->n_wpages, be->kv_bytes);
+		rc = -ENOMEM;
+		goto fail;
+	}
 	rc = alloc_scratch(be);
 	if (rc)
 		goto fail;
@@ -659,56 +714,81 @@ static size_t page_chunk(const struct eng_backend *be)
 	return (size_t)ENG_KV_PAGE * be->cfg.n_head_kv * be->cfg.head_dim; /* halves */
 }
 
-/* The page's K (kv 0) or V (kv 1) rows of layer il in the pool. */
+/* The K (kv 0) or V (kv 1) rows of layer il in page `page` of its pool
+ * (a window page for a sliding-window layer). */
 static gguf_half *page_at(struct eng_backend *be, int il, int kv, int page)
 {
-	size_t per = (size_t)be->p.n_pages * page_chunk(be);
+	size_t per = (size_t)pool_pages(be, il) * page_chunk(be);
 
-	return be->kv + ((size_t)il * 2 + (size_t)kv) * per + (size_t)page * page_chunk(be);
+	return be->kv + be->kv_off[il] + (size_t)kv * per + (size_t)page * page_chunk(be);
 }
 
-static bool page_ok(const struct eng_backend *be, int page)
+/* Whether layer il has a page to use: the window page for a sliding-window
+ * layer (wpage < 0: none). */
+static bool layer_on(const struct eng_backend *be, int il, int wpage)
 {
-	if (page >= 0 && page < be->p.n_pages)
-		return true;
-	LOG_ERR("KV page %d outside the pool of %d", page, be->p.n_pages);
-	return false;
+	return !(be->w.layers[il].swa && be->p.n_wpages) || wpage >= 0;
+}
+
+static int layer_page(const struct eng_backend *be, int il, int page, int wpage)
+{
+	return be->w.layers[il].swa && be->p.n_wpages ? wpage : page;
+}
+
+static bool pages_ok(const struct eng_backend *be, int page, int wpage)
+{
+	if (page < 0 || page >= be->p.n_pages) {
+		LOG_ERR("KV page %d outside the pool of %d", page, be->p.n_pages);
+		return false;
+	}
+	if (wpage < -1 || wpage >= be->p.n_wpages || (wpage >= 0 && !be->p.n_wpages)) {
+		LOG_ERR("window page %d outside the pool of %d", wpage, be->p.n_wpages);
+		return false;
+	}
+	return true;
 }
 
 static double cpu_mem_bandwidth(struct eng_backend *be) { return cpu_mem_read_bandwidth(be->pool); }
 
-static int cpu_kv_page_copy(struct eng_backend *be, int dst, int src)
+static int cpu_kv_page_copy(struct eng_backend *be, int dst, int wdst, int src, int wsrc)
 {
-	if (!page_ok(be, dst) || !page_ok(be, src))
+	if (!pages_ok(be, dst, wdst) || !pages_ok(be, src, wsrc) || (wdst < 0) != (wsrc < 0))
 		return -EINVAL;
 	for (int il = 0; il < be->cfg.n_layer; il++)
-		for (int kv = 0; kv < 2; kv++)
-			memcpy(page_at(be, il, kv, dst), page_at(be, il, kv, src),
-			       page_chunk(be) * sizeof(gguf_half));
+		for (int kv = 0; kv < 2 && layer_on(be, il, wdst); kv++)
+			memcpy(page_at(be, il, kv, layer_page(be, il, dst, wdst)),
+			       page_at(be, il, kv, layer_page(be, il, src, wsrc)), page_chunk(be) * sizeof(gguf_half));
 	return 0;
 }
 
-static int cpu_kv_page_read(struct eng_backend *be, int page, void *dst)
+static int cpu_kv_page_read(struct eng_backend *be, int page, int wpage, void *dst)
 {
 	gguf_half *o = dst;
 
-	if (!page_ok(be, page))
+	if (!pages_ok(be, page, wpage))
 		return -EINVAL;
 	for (int il = 0; il < be->cfg.n_layer; il++)
-		for (int kv = 0; kv < 2; kv++, o += page_chunk(be))
-			memcpy(o, page_at(be, il, kv, page), page_chunk(be) * sizeof(gguf_half));
+		for (int kv = 0; kv < 2; kv++, o += page_chunk(be)) {
+			if (layer_on(be, il, wpage))
+				memcpy(o, page_at(be, il, kv, layer_page(be, il, page, wpage)),
+				       page_chunk(be) * sizeof(gguf_half));
+			else
+				memset(o, 0, page_chunk(be) * sizeof(gguf_half));
+		}
 	return 0;
 }
 
-static int cpu_kv_page_write(struct eng_backend *be, int page, const void *src)
+static int cpu_kv_page_write(struct eng_backend *be, int page, int wpage, const void *src)
 {
 	const gguf_half *in = src;
 
-	if (!page_ok(be, page))
+	if (!pages_ok(be, page, wpage))
 		return -EINVAL;
 	for (int il = 0; il < be->cfg.n_layer; il++)
 		for (int kv = 0; kv < 2; kv++, in += page_chunk(be))
-			memcpy(page_at(be, il, kv, page), in, page_chunk(be) * sizeof(gguf_half));
+			if (layer_on(be, il, wpage))
+				memcpy(page_at(be, il, kv, layer_page(be, il, page, wpage)), in,
+				       page_chunk(be) * sizeof(gguf_half));
 	return 0;
 }
 

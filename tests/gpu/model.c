@@ -336,14 +336,14 @@ static void check_pages(struct side *cpu, struct side *gpu, const int32_t *tok, 
 	for (int k = 0; k < 2; k++) {
 		struct side *sd = sides[k];
 
-		rc |= sd->ops->kv_page_copy(sd->be, dst, pages[0]);
-		rc |= sd->ops->kv_page_read(sd->be, pages[0], a);
-		rc |= sd->ops->kv_page_read(sd->be, dst, b);
+		rc |= sd->ops->kv_page_copy(sd->be, dst, -1, pages[0], -1);
+		rc |= sd->ops->kv_page_read(sd->be, pages[0], -1, a);
+		rc |= sd->ops->kv_page_read(sd->be, dst, -1, b);
 		bad_copy += memcmp(a, b, pb) != 0;
 		for (size_t i = 0; i < pb; i++)
 			r[i] = (uint8_t)rng_u64();
-		rc |= sd->ops->kv_page_write(sd->be, spare, r);
-		rc |= sd->ops->kv_page_read(sd->be, spare, a);
+		rc |= sd->ops->kv_page_write(sd->be, spare, -1, r);
+		rc |= sd->ops->kv_page_read(sd->be, spare, -1, a);
 		bad_rt += memcmp(a, r, pb) != 0;
 	}
 	gpu_record("kv_page_copy", rc ? INFINITY : bad_copy, 0, "page %d -> %d, both backends, bytes", pages[0], dst);

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# test_mount_window.sh — sliding-window layers keep only their window
+# (engine/window.c), through the mount: a small random-weight Gemma 3 (6
+# layers, 5 with a window of 100 positions: at most 3 pages of 64) written
+# with the gguf package, raw mode, temperature 0, prefill in chunks of 64.
+#   - a ~400-token prompt and a 48-token reply: the reply's token ids
+#     (s1.tokens) equal llama.cpp's greedy continuation of the same tokens, while `stats` shows the
+#     session holding 7 pages but at most 3 window pages;
+#   - two more turns (`>>`), then `user.fork_from s1@1` forks at the first
+#     turn, whose window pages s1 has let go since: with a roomy pool the
+#     fork takes them back (no rebuild); on a mount whose window pool is
+#     small (--max-sessions 4) and churned by other sessions they were
+#     reused, so the fork rebuilds its cache from the history
+#     (kv_window_rebuilds); the fork's next reply is the same both ways;
+#   - `rm` of every session gives every page and window page back.
+. "$(dirname "$0")/mount_lib.sh"
+: "${PROMPTFS_PYTHON:?PROMPTFS_PYTHON not set}"
+M="$PF_TMP/window-gemma3.gguf"
+N=48
+
+# the model, the prompt (400 token ids as text the tokenizer maps back to
+# the same ids: one SPM piece per word) and llama.cpp's greedy reply
+"$PROMPTFS_PYTHON" - "$M" "$PF_TMP" $N <<'EOF' || fail "writing the model or the llama.cpp reference"
+import os, sys
+sys.path.insert(0, os.path.join(os.environ["PROMPTFS_SRC"], "tests"))
+import numpy as np
+from test_arch import write_model, gemma_layer
+from test_logits import load, llama_greedy
+path, tmp, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+g3 = dict(C=64, H=4, G=1, D=32, F=128, L=6)
+write_model(path, "gemma3", seed=31, **g3, keys=[("gemma3.attention.sliding_window", ("uint32", 100))],
+            layer_tensors=gemma_layer(qk_norm=True, **{k: g3[k] for k in "CHGDF"}))
+llm = load(path, n_ctx=1024)
+words = "the cat sat on a mat and then it ran to see what was there in the big old house".split()
+rng = np.random.default_rng(5)
+text = " ".join(words[i] for i in rng.integers(0, len(words), 380))
+ids = llm.tokenize(text.encode(), add_bos=True)
+out = llama_greedy(llm, ids, n)
+open(os.path.join(tmp, "prompt"), "w").write(text)
+open(os.path.join(tmp, "ref"), "w").write("".join(f"{t}\n" for t in out))
+print(len(ids), "prompt tokens")
+EOF
+NP="$(wc -w < "$PF_TMP/prompt")"
+
+stat_of() { sed -n "s/^$1: //p" "$MNT/stats"; }
+
+run_mount() { # run_mount LABEL [options]: s1's three turns, the fork, its reply
+	local label="$1"
+	shift
+	pf_mount "$M" -t 2 -s mode=raw -s temperature=0 -s max_tokens=$N --batch-tokens 64 "$@"
+	cat "$PF_TMP/prompt" > "$MNT/s1"
+	timeout 300 cat "$MNT/s1" > /dev/null || fail "$label: cat s1"
+	cut -d' ' -f2 "$MNT/s1.tokens" > "$PF_TMP/$label.r1"
+	pages="$(stat_of kv_pages_used)" wp="$(stat_of kv_window_pages_used)"
+	[ -n "$wp" ] || fail "$label: stats has no kv_window_pages_used: $(cat "$MNT/stats")"
+	[ "$pages" -ge 7 ] && [ "$wp" -le 3 ] ||
+		fail "$label: after $(xattr kv_tokens "$MNT/s1") tokens: $pages pages, $wp window pages (window of 100: at most 3)"
+	ok "$label: one session of $(xattr kv_tokens "$MNT/s1") tokens holds $pages pages and $wp window pages"
+	for t in 2 3; do
+		echo " and then the cat ran to the old house to see what was there" >> "$MNT/s1"
+		timeout 300 cat "$MNT/s1" > /dev/null || fail "$label: turn $t"
+	done
+}
+
+# ---- a roomy pool
+run_mount roomy
+cmp -s "$PF_TMP/roomy.r1" "$PF_TMP/ref" ||
+	fail "reply after a $NP-word prompt differs from llama.cpp's greedy one:
+  ours: $(tr '\n' ' ' < "$PF_TMP/roomy.r1")
+  ref:  $(tr '\n' ' ' < "$PF_TMP/ref")"
+ok "reply after a $NP-word prompt (chunks of 64 past a window of 100) equals llama.cpp's greedy reply"
+touch "$MNT/f"
+setfattr -n user.fork_from -v s1@1 "$MNT/f" || fail "fork_from s1@1"
+echo " what was in the house" >> "$MNT/f"
+timeout 300 cat "$MNT/f" > "$PF_TMP/roomy.fork" || fail "cat f"
+[ "$(stat_of kv_window_rebuilds)" = 0 ] || fail "roomy pool: $(stat_of kv_window_rebuilds) rebuilds (the window pages were free to take back)"
+ok "roomy pool: the fork at turn 1 took back the window pages s1 had let go (0 rebuilds)"
+rm "$MNT/s1" "$MNT/f"
+[ "$(stat_of kv_pages_used)" = 0 ] && [ "$(stat_of kv_window_pages_used)" = 0 ] ||
+	fail "after rm: $(stat_of kv_pages_used) pages, $(stat_of kv_window_pages_used) window pages in use"
+ok "rm gives every page and window page back"
+
+# ---- a small window pool, churned
+run_mount small --max-sessions 4
+wtot="$(stat_of kv_window_pages_total)"
+# three sessions at once (with s1, the most this mount takes) take window
+# pages from the free queue's head: first those that hold nothing, then
+# the oldest let go, s1's
+for c in a b c; do { printf "%s house " "$c"; cat "$PF_TMP/prompt"; } > "$MNT/$c"; done # no shared prefix
+for c in a b c; do timeout 300 cat "$MNT/$c" > /dev/null || fail "churn session $c"; done
+rm "$MNT/a" "$MNT/b" "$MNT/c"
+touch "$MNT/f"
+setfattr -n user.fork_from -v s1@1 "$MNT/f" || fail "fork_from s1@1 (small pool)"
+echo " what was in the house" >> "$MNT/f"
+timeout 300 cat "$MNT/f" > "$PF_TMP/small.fork" || fail "cat f (small pool)"
+rb="$(stat_of kv_window_rebuilds)"
+[ "$rb" -ge 1 ] || fail "small pool ($wtot window pages, churned): no rebuild; the test proves nothing"
+cmp -s "$PF_TMP/roomy.fork" "$PF_TMP/small.fork" ||
+	fail "the fork's reply differs between the window pages taken back and the cache rebuilt"
+ok "small pool ($wtot window pages, churned): the fork rebuilt its cache ($rb rebuilds), and its reply equals the roomy pool's"
