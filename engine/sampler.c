@@ -258,15 +258,51 @@ static void apply_dry(struct eng_sampler *s, float *logits, const struct eng_sam
 
 // ---- step 3: greedy
 
-/* Arg max, lowest id on ties (NaN never wins). */
+/* Scans of the whole row (arg max, top-k) are the hot spot of a host-
+ * sampled token (V = 152k floats on Qwen): they go a block of SCAN_BLOCK
+ * logits at a time, and a block whose largest logit cannot change the
+ * result is skipped after one branch-free pass (the compiler vectorises
+ * block_max).  NaN never wins: `x > m` is false for a NaN x, as in the
+ * element-wise comparisons the skipped blocks stand for. */
+#define SCAN_BLOCK 64
+
+static inline float block_max(const float *x, int n)
+{
+	float m[8] = { -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY };
+	int i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		for (int j = 0; j < 8; j++)
+			m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+	for (; i < n; i++)
+		m[0] = x[i] > m[0] ? x[i] : m[0];
+	for (int j = 1; j < 8; j++)
+		m[0] = m[j] > m[0] ? m[j] : m[0];
+	return m[0];
+}
+
+/* Arg max, lowest id on ties (NaN never wins; all NaN: 0).  A block is
+ * searched element by element only when its maximum beats the best so far,
+ * which is the first index holding that maximum. */
 static int32_t argmax(const float *logits, int n)
 {
 	int32_t best = 0;
-	int i;
+	float bv = -INFINITY;
+	bool found = false;
 
-	for (i = 1; i < n; i++)
-		if (logits[i] > logits[best] || (isnan(logits[best]) && !isnan(logits[i])))
-			best = i;
+	for (int b = 0; b < n; b += SCAN_BLOCK) {
+		int e = b + SCAN_BLOCK < n ? b + SCAN_BLOCK : n;
+		float m = block_max(logits + b, e - b);
+
+		if (m > bv || (!found && m == bv)) /* -inf counts: a row of -inf and NaN gives its first -inf */
+			for (int i = b; i < e; i++)
+				if (logits[i] == m) {
+					best = i;
+					bv = m;
+					found = true;
+					break;
+				}
+	}
 	return best;
 }
 
@@ -313,7 +349,11 @@ static int select_top_k(struct cand *h, const struct cand *src, int n, int k)
 	return k;
 }
 
-/* select_top_k over logits[0..n) without building the candidates first. */
+/* select_top_k over logits[0..n) without building the candidates first.
+ * Past the first k, an element enters the heap only if it sorts before the
+ * root, i.e. its logit is larger (a tie loses: its id is larger than every
+ * id in the heap), so a block whose maximum is not above the root's logit
+ * is skipped. */
 static int top_k_of_logits(struct cand *h, const float *logits, int n, int k)
 {
 	int i;
@@ -322,12 +362,18 @@ static int top_k_of_logits(struct cand *h, const float *logits, int n, int k)
 		h[i] = (struct cand){ .l = logits[i], .id = i };
 	for (i = k / 2 - 1; i >= 0; i--)
 		heap_down(h, k, i);
-	for (i = k; i < n; i++) {
-		struct cand c = { .l = logits[i], .id = i };
+	for (int b = k; b < n; b += SCAN_BLOCK) {
+		int e = b + SCAN_BLOCK < n ? b + SCAN_BLOCK : n;
 
-		if (logit_before(&c, &h[0])) {
-			h[0] = c;
-			heap_down(h, k, 0);
+		if (!(block_max(logits + b, e - b) > h[0].l))
+			continue;
+		for (i = b; i < e; i++) {
+			struct cand c = { .l = logits[i], .id = i };
+
+			if (logit_before(&c, &h[0])) {
+				h[0] = c;
+				heap_down(h, k, 0);
+			}
 		}
 	}
 	qsort(h, (size_t)k, sizeof(*h), cmp_logit);
@@ -344,22 +390,25 @@ static bool *mask_of(struct eng_sampler *s, const struct eng_sample_req *req)
 }
 
 /* Greedy under a grammar: the best of the 64 largest logits that the
- * grammar allows, else the arg max over the whole mask. */
+ * grammar allows, else the arg max over the whole mask.  The arg max is
+ * the first of those 64, so it is tried alone first: one scan of the row
+ * and one grammar check in the common case. */
 static int32_t greedy_grammar(struct eng_sampler *s, const float *logits, const struct eng_sample_req *req)
 {
 	struct cand *c = s->c;
 	int k = s->n_vocab < 64 ? s->n_vocab : 64, i;
+	int32_t best = argmax(logits, s->n_vocab);
 	bool *ok;
-	int32_t best = -1;
 
-	for (i = 0; i < s->n_vocab; i++)
-		c[i] = (struct cand){ .l = logits[i], .id = i };
-	select_top_k(c, c, s->n_vocab, k);
-	for (i = 0; i < k; i++)
-		if (eng_grammar_token_ok(req->gvocab, req->grammar, c[i].id))
+	if (eng_grammar_token_ok(req->gvocab, req->grammar, best))
+		return best;
+	top_k_of_logits(c, logits, s->n_vocab, k);
+	for (i = 0; i < k; i++) /* the arg max (c[0] unless NaNs) was refused above */
+		if (c[i].id != best && eng_grammar_token_ok(req->gvocab, req->grammar, c[i].id))
 			return c[i].id;
 	if (!(ok = mask_of(s, req)))
-		return c[0].id;
+		return best;
+	best = -1;
 	for (i = 0; i < s->n_vocab; i++)
 		if (ok[i] && (best < 0 || logits[i] > logits[best] || (isnan(logits[best]) && !isnan(logits[i]))))
 			best = i;

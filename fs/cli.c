@@ -5,6 +5,7 @@
  * sessions, batching, the backend's forward pass and its sampler.
  *
  *   promptfs info MODEL.gguf [--all]
+ *   promptfs info MODEL.gguf --tokens-containing STR
  *   promptfs run MODEL.gguf PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
  *                [--min-p P] [--repeat-penalty R] [--seed S] [--system S]
  *                [--stop S] [--raw|--chat] [--backend B] [-t threads] [-c ctx] [-v]
@@ -13,6 +14,7 @@
  *   promptfs bench MODEL.gguf --sessions 1,8,64 …  (many sessions: cli_sessions.c)
  * Exit status: 0 ok, 1 runtime failure (bad model file …), 2 usage error.
  */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +56,38 @@ static bool parse_int_arg(const char *s, long lo, long hi, int *out)
 
 // ---- info
 
+/* The ids of the tokens whose piece (the bytes the token writes into a
+ * reply, eng_token_piece without special rendering: control tokens write
+ * none) contains sub, one per line, ascending.  For logit_bias lists
+ * (`--set logit_bias=ID:-inf,…`) without reading the vocabulary elsewhere.
+ * Needs only the tokenizer, so a vocabulary-only GGUF works too. */
+static int info_tokens_containing(const struct gguf_ctx *g, const char *path, const char *sub)
+{
+	struct eng_tokenizer *tok = NULL;
+	size_t mp, n_sub = strlen(sub);
+	char *piece = NULL;
+	int status = 1;
+
+	if (eng_tokenizer_init(g, &tok) < 0) {
+		fprintf(stderr, "promptfs info: '%s': bad tokenizer metadata\n", path);
+		return 1;
+	}
+	mp = eng_tokenizer_max_piece(tok) + 1;
+	if (!(piece = malloc(mp)))
+		goto out;
+	for (int32_t id = 0; id < eng_tokenizer_n_vocab(tok); id++) {
+		int k = eng_token_piece(tok, id, false, piece, mp);
+
+		if (k > 0 && memmem(piece, (size_t)k, sub, n_sub))
+			printf("%d\n", id);
+	}
+	status = fflush(stdout) == 0 ? 0 : 1;
+out:
+	free(piece);
+	eng_tokenizer_free(tok);
+	return status;
+}
+
 int fs_cli_info(int argc, char **argv)
 {
 	struct gguf_ctx *g = NULL;
@@ -61,7 +95,7 @@ int fs_cli_info(int argc, char **argv)
 	struct eng_weights w = { 0 };
 	struct eng_tokenizer *tok = NULL;
 	struct eng_template tmpl = { 0 };
-	const char *path = NULL, *jinja;
+	const char *path = NULL, *jinja, *containing = NULL;
 	bool all = false;
 	char *d = NULL;
 	int rc, status = 1;
@@ -69,6 +103,8 @@ int fs_cli_info(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--all"))
 			all = true;
+		else if (!strcmp(argv[i], "--tokens-containing") && i + 1 < argc)
+			containing = argv[++i];
 		else if (argv[i][0] == '-' && argv[i][1])
 			return usage_err("info", "unknown option '%s'", argv[i]);
 		else if (!path)
@@ -78,11 +114,17 @@ int fs_cli_info(int argc, char **argv)
 	}
 	if (!path)
 		return usage_err("info", "%smissing MODEL.gguf", "");
+	if (containing && (!containing[0] || all))
+		return usage_err("info", "--tokens-containing needs a non-empty string and no --all%s", "");
 	rc = gguf_open(path, &g);
 	if (rc < 0) {
 		fprintf(stderr, "promptfs info: cannot read '%s': %s\n", path,
 		        rc == -EINVAL ? "not a valid GGUF file" : strerror(-rc));
 		return 1;
+	}
+	if (containing) {
+		status = info_tokens_containing(g, path, containing);
+		goto out_gguf;
 	}
 	if (all)
 		gguf_dump(g, stdout, true);

@@ -13,6 +13,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: promptfs [options] MODEL.gguf MOUNTPOINT   mount MODEL as a directory (see --help)\n"
 		"       promptfs info MODEL.gguf [--all]           describe a model\n"
+		"       promptfs info MODEL.gguf --tokens-containing STR\n"
+		"                                                  ids of the tokens whose text contains STR\n"
 		"       promptfs run MODEL.gguf PROMPT [options]   generate text to stdout\n"
 		"       promptfs bench MODEL.gguf [options]        prefill and decode tokens/s\n"
 		"       promptfs synth (--like M.gguf | --preset NAME) -o OUT.gguf\n"

@@ -146,6 +146,70 @@ static void test_greedy(struct eng_sampler *s, int V)
 	free(l);
 }
 
+/* The block scans (argmax, top-k straight from the logits) against plain
+ * loops, at sizes around the block length, with many ties, runs of -inf
+ * and NaN (which never wins). */
+static void test_scans(void)
+{
+	static const int sizes[] = { 1, 2, 7, 63, 64, 65, 127, 128, 129, 1000, 4099 };
+
+	for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+		int V = sizes[z], bad_arg = -1, bad_topk = -1;
+		struct eng_sampler *s = eng_sampler_init(V);
+		float *l = malloc(sizeof(float) * (size_t)V);
+		int32_t *ids = malloc(sizeof(int32_t) * (size_t)V);
+		float *q = malloc(sizeof(float) * (size_t)V);
+
+		for (int trial = 0; trial < 40; trial++) {
+			int best = -1, k = 1 + (int)(rnd() * (V < 50 ? V : 50)), *o;
+			struct eng_sample_req r = req_of(0.0f, 0, 1.0f, 0.0f);
+
+			for (int i = 0; i < V; i++) {
+				double u = rnd();
+
+				l[i] = (float)(int)(rnd() * 12) - 6.0f; /* few values: ties everywhere */
+				if (u < 0.1)
+					l[i] = -INFINITY;
+				else if (u < 0.15 && trial % 2)
+					l[i] = NAN;
+			}
+			if (trial == 0)
+				for (int i = 0; i < V; i++)
+					l[i] = -INFINITY; /* all -inf: the first */
+			if (trial == 1)
+				for (int i = 0; i < V; i++)
+					l[i] = i == V - 1 ? 3.0f : NAN; /* NaN everywhere but the last */
+			for (int i = 0; i < V; i++)
+				if (!isnan(l[i]) && (best < 0 || l[i] > l[best]))
+					best = i;
+			if (best < 0)
+				best = 0;
+			if (draw(s, l, V, &r) != best && bad_arg < 0)
+				bad_arg = trial;
+			if (trial % 2)
+				continue; /* top-k with NaN in the row has no defined order */
+			r = req_of(1.0f, k, 1.0f, 0.0f);
+			memcpy(q, l, sizeof(float) * (size_t)V); /* as scratch for the logits */
+			int n = eng_sample_survivors(s, q, &r, ids, q);
+			o = order_of(l, V);
+			/* all -inf: the sampler keeps only the first (sampler.c chain) */
+			bool same = trial == 0 ? n == 1 : n == k;
+			for (int i = 0; same && i < n; i++)
+				same = ids[i] == o[i];
+			if (!same && bad_topk < 0)
+				bad_topk = trial;
+			free(o);
+		}
+		CHECK(bad_arg < 0, "V=%d: greedy is not the first arg max (NaN never wins) in trial %d", V, bad_arg);
+		CHECK(bad_topk < 0, "V=%d: top-k survivors are not the k largest (ties: lower id) in trial %d", V,
+		      bad_topk);
+		free(l);
+		free(ids);
+		free(q);
+		eng_sampler_free(s);
+	}
+}
+
 static void test_top_k(struct eng_sampler *s, int V)
 {
 	float *l = malloc(sizeof(float) * (size_t)V);
@@ -394,6 +458,7 @@ int main(void)
 		return 1;
 	}
 	test_greedy(s, V);
+	test_scans();
 	test_top_k(s, V);
 	test_top_p(s, V);
 	test_min_p(s, V);
