@@ -14,7 +14,9 @@
  * would have pages without the split; the rest are pages of the other
  * layers.  Both counts are at least what the unsplit pool had, so no load
  * fits worse, and a session past its window costs only the other layers'
- * bytes per token.
+ * bytes per token.  A pool too small for one session's window and a full
+ * prefill chunk gets that many window pages anyway (a little over
+ * kv_bytes: a turn that can never get its window would wait forever).
  */
 #include "engine_internal.h"
 
@@ -124,11 +126,18 @@ static void resolve_params(struct eng_model *m, const struct eng_model_params *p
 		int64_t want = (int64_t)m->p.max_sessions * span + m->p.max_batch_tokens / ENG_KV_PAGE + m->max_seqs;
 		size_t rest;
 
+		/* one session's window and a full chunk, even in a pool that small
+		 * (a turn could never run with fewer: it would wait forever) */
+		int64_t one = span + m->p.max_batch_tokens / ENG_KV_PAGE + 1;
+		int peq = m->n_pages;
+
 		m->n_wpages = want < m->n_pages ? (int)want : m->n_pages;
+		if (m->n_wpages < one)
+			m->n_wpages = (int)one;
 		rest = kv > (size_t)m->n_wpages * m->wpage_bytes ? kv - (size_t)m->n_wpages * m->wpage_bytes : 0;
 		m->n_pages = (int)(rest / m->gpage_bytes > (size_t)INT32_MAX / 2 ? INT32_MAX / 2 : rest / m->gpage_bytes);
-		if (m->n_pages < m->n_wpages)
-			m->n_pages = m->n_wpages;
+		if (m->n_pages < peq)
+			m->n_pages = peq; /* tiny pools: a little over kv_bytes rather than fewer pages */
 	} else if (m->wpage_bytes) {
 		m->n_wpages = m->n_pages; /* every layer slides */
 	}

@@ -12,7 +12,12 @@
 #     small (--max-sessions 4) and churned by other sessions they were
 #     reused, so the fork rebuilds its cache from the history
 #     (kv_window_rebuilds); the fork's next reply is the same both ways;
-#   - `rm` of every session gives every page and window page back.
+#   - a second session with the same prompt shares s1's pages (prefix),
+#     window pages included, and replies the same;
+#   - `rm` of every session gives every page and window page back;
+#   - a page file (--state-dir) restores a session with its window pages:
+#     the next turn prefills only its own tokens and replies as without a
+#     restart.
 . "$(dirname "$0")/mount_lib.sh"
 : "${PROMPTFS_PYTHON:?PROMPTFS_PYTHON not set}"
 M="$PF_TMP/window-gemma3.gguf"
@@ -75,7 +80,17 @@ echo " what was in the house" >> "$MNT/f"
 timeout 300 cat "$MNT/f" > "$PF_TMP/roomy.fork" || fail "cat f"
 [ "$(stat_of kv_window_rebuilds)" = 0 ] || fail "roomy pool: $(stat_of kv_window_rebuilds) rebuilds (the window pages were free to take back)"
 ok "roomy pool: the fork at turn 1 took back the window pages s1 had let go (0 rebuilds)"
-rm "$MNT/s1" "$MNT/f"
+# a second session with the same prompt takes s1's full pages as a shared
+# prefix, as far as their window pages are there (s1 let go of the early
+# ones, still unreused: taken back), and replies the same
+cat "$PF_TMP/prompt" > "$MNT/s2"
+timeout 300 cat "$MNT/s2" > /dev/null || fail "cat s2"
+cut -d' ' -f2 "$MNT/s2.tokens" > "$PF_TMP/roomy.r2"
+saved="$(xattr cached_tokens "$MNT/s2")"
+[ "$saved" -ge 64 ] || fail "s2 took $saved tokens from shared pages (the prompt's full pages are s1's)"
+cmp -s "$PF_TMP/roomy.r2" "$PF_TMP/ref" || fail "s2 (shared prefix) replies differently from llama.cpp"
+ok "a second session took $saved prompt tokens from s1's pages and window pages, same reply"
+rm "$MNT/s1" "$MNT/f" "$MNT/s2"
 [ "$(stat_of kv_pages_used)" = 0 ] && [ "$(stat_of kv_window_pages_used)" = 0 ] ||
 	fail "after rm: $(stat_of kv_pages_used) pages, $(stat_of kv_window_pages_used) window pages in use"
 ok "rm gives every page and window page back"
@@ -98,3 +113,29 @@ rb="$(stat_of kv_window_rebuilds)"
 cmp -s "$PF_TMP/roomy.fork" "$PF_TMP/small.fork" ||
 	fail "the fork's reply differs between the window pages taken back and the cache rebuilt"
 ok "small pool ($wtot window pages, churned): the fork rebuilt its cache ($rb rebuilds), and its reply equals the roomy pool's"
+
+# ---- page files (--state-dir): a session saved and restored keeps its
+# window pages; the next turn prefills only its own tokens and replies as
+# one that never restarted
+STATE="$PF_TMP/state"
+pf_umount
+pf_mount "$M" -t 2 -s mode=raw -s temperature=0 -s max_tokens=$N --batch-tokens 64 --state-dir "$STATE"
+cat "$PF_TMP/prompt" > "$MNT/k"
+timeout 300 cat "$MNT/k" > /dev/null || fail "cat k"
+for _ in $(seq 300); do [ "$(stat_of kv_files_saved)" -ge 1 ] && break; sleep 0.1; done
+[ "$(stat_of kv_files_saved)" -ge 1 ] || fail "no page file saved"
+pf_umount
+pf_mount "$M" -t 2 -s mode=raw -s temperature=0 -s max_tokens=$N --batch-tokens 64 --state-dir "$STATE"
+[ "$(stat_of kv_files_loaded)" = 1 ] || fail "page file not loaded: $(grep kv_files "$MNT/stats")"
+echo " what was in the house" >> "$MNT/k"
+timeout 300 cat "$MNT/k" > "$PF_TMP/k.after" || fail "cat k after the restart"
+pf="$(xattr prefill_tokens "$MNT/k")" pt="$(xattr prompt_tokens "$MNT/k")"
+[ "$pf" -le $((pt + 1)) ] || fail "after the restart the turn prefilled $pf tokens; its own are $pt"
+pf_umount
+pf_mount "$M" -t 2 -s mode=raw -s temperature=0 -s max_tokens=$N --batch-tokens 64
+cat "$PF_TMP/prompt" > "$MNT/k"
+timeout 300 cat "$MNT/k" > /dev/null || fail "cat k (no restart)"
+echo " what was in the house" >> "$MNT/k"
+timeout 300 cat "$MNT/k" > "$PF_TMP/k.ref" || fail "cat k (no restart, turn 2)"
+cmp -s "$PF_TMP/k.after" "$PF_TMP/k.ref" || fail "reply after restoring the page file differs from no restart"
+ok "page file restored with its window pages: the next turn prefilled $pf tokens for its $pt (the last reply token was not cached), same reply as without a restart"

@@ -140,6 +140,21 @@ if want arch; then
 	# window of its sliding layers cuts in (prefill and decode)
 	run "arch: gemma3-270m q4_k_m" a_gemma3.log "$BIN/gpu_model" "$WORK/gemma3.gguf" --tol 5e-3 --prompt 560 --gen 100
 	run "arch: gemma3-270m f16" a_gemma3_f16.log "$BIN/gpu_model" "$WORK/gemma3-f16.gguf" --tol 1e-4 --prompt 560 --gen 60
+	# the engine's window pages (engine/window.c) on CUDA: a ~1,400-token raw
+	# prompt (3 prefill chunks past the 512-key window) and 64 greedy tokens
+	# through `promptfs run`, window pages let go between passes: CUDA == CPU
+	# on the F16 layout (NMSE ~1e-6 there, so greedy text agrees)
+	WT="$(for i in $(seq 200); do printf 'the cat sat on the mat and looked at the old house %d. ' $i; done)"
+	"$PF" run "$WORK/gemma3-f16.gguf" "$WT" --raw --temp 0 -n 64 --backend cuda -v > "$LOGS/window_cuda.txt" 2> "$LOGS/window_cuda.err"
+	rc1=$?
+	"$PF" run "$WORK/gemma3-f16.gguf" "$WT" --raw --temp 0 -n 64 --backend cpu > "$LOGS/window_cpu.txt" 2> "$LOGS/window_cpu.err"
+	rc2=$?
+	grep -h "window pages\|prompt\|reply" "$LOGS/window_cuda.err" | tail -3
+	if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -s "$LOGS/window_cuda.txt" ] && cmp -s "$LOGS/window_cuda.txt" "$LOGS/window_cpu.txt"; then
+		note "arch: gemma3 window pages, run" PASS "CUDA == CPU, $(wc -c < "$LOGS/window_cuda.txt") bytes"
+	else
+		note "arch: gemma3 window pages, run" FAIL "rc $rc1/$rc2, see window_*.txt"
+	fi
 	run "arch: gemma2 q4_k_m (window 128, caps)" a_gemma2.log "$BIN/gpu_model" "$WORK/gemma2.gguf" --tol 5e-3
 	run "arch: gemma2 unfused kernels" a_gemma2_nofuse.log env PROMPTFS_CUDA_NO_FUSE=1 "$BIN/gpu_model" "$WORK/gemma2.gguf" --tol 5e-3 --gen 50
 	run "arch: phi3 q4_k_m (fused, LongRoPE)" a_phi3.log "$BIN/gpu_model" "$WORK/phi3.gguf" --tol 5e-3
