@@ -8,15 +8,15 @@
  * full context is allowed (tests use it to force evictions); a session that
  * outgrows it ends its turn with ENOSPC.
  *
- * With sliding-window layers (window.c) the same bytes are split: window
- * pages for every session's window (max_sessions x the pages a window
- * spans, plus one batch of prefill chunks), but never more than the pool
- * would have pages without the split; the rest are pages of the other
- * layers.  Both counts are at least what the unsplit pool had, so no load
- * fits worse, and a session past its window costs only the other layers'
- * bytes per token.  A pool too small for one session's window and a full
- * prefill chunk gets that many window pages anyway (a little over
- * kv_bytes: a turn that can never get its window would wait forever).
+ * With sliding-window layers (window.c) the same bytes are split between
+ * pages of the other layers and window pages, by default for the most
+ * sessions at full context (each needs max_pages_seq pages and the window
+ * pages a window spans), with at least half of what the unsplit pool had
+ * as window pages (short sessions, which need as many window pages as
+ * pages, keep half their room), at most all of it; window_pages sets the
+ * count.  Never fewer than one session's window and a full prefill chunk
+ * (a little over kv_bytes then: a turn that can never get its window would
+ * wait forever).
  */
 #include "engine_internal.h"
 
@@ -120,24 +120,31 @@ static void resolve_params(struct eng_model *m, const struct eng_model_params *p
 		m->n_pages = 1;
 	m->n_wpages = 0;
 	if (m->wpage_bytes && m->gpage_bytes) {
-		/* a window spans (n_swa - 1) / P + 2 pages; a batch's chunks add
-		 * max_batch_tokens / P + one per sequence */
-		int64_t span = (m->cfg.n_swa - 1) / ENG_KV_PAGE + 2;
-		int64_t want = (int64_t)m->p.max_sessions * span + m->p.max_batch_tokens / ENG_KV_PAGE + m->max_seqs;
+		/* a session holds the window parts of (n_swa - 1) / P + 2 pages at
+		 * most; a batch's prefill chunks add max_batch_tokens / P + 1 */
+		int64_t span = (m->cfg.n_swa - 1) / ENG_KV_PAGE + 2, extra = m->p.max_batch_tokens / ENG_KV_PAGE + 1;
+		int64_t full = (int64_t)(kv / ((size_t)m->max_pages_seq * m->gpage_bytes + (size_t)span * m->wpage_bytes));
+		int64_t peq = m->n_pages, nw = full * span + extra;
 		size_t rest;
 
-		/* one session's window and a full chunk, even in a pool that small
-		 * (a turn could never run with fewer: it would wait forever) */
-		int64_t one = span + m->p.max_batch_tokens / ENG_KV_PAGE + 1;
-		int peq = m->n_pages;
-
-		m->n_wpages = want < m->n_pages ? (int)want : m->n_pages;
-		if (m->n_wpages < one)
-			m->n_wpages = (int)one;
+		if (nw < peq / 2)
+			nw = peq / 2; /* short sessions keep at least half the pages they had */
+		if (nw > peq)
+			nw = peq;
+		if (p->window_pages > 0)
+			nw = p->window_pages;
+		if (nw < span + extra) {
+			/* a turn that can never get its window would wait forever */
+			if (p->window_pages > 0)
+				LOG_WARN("--window-pages %d is fewer than one session's window and chunk: %lld",
+				         p->window_pages, (long long)(span + extra));
+			nw = span + extra;
+		}
+		m->n_wpages = nw > INT32_MAX / 2 ? INT32_MAX / 2 : (int)nw;
 		rest = kv > (size_t)m->n_wpages * m->wpage_bytes ? kv - (size_t)m->n_wpages * m->wpage_bytes : 0;
 		m->n_pages = (int)(rest / m->gpage_bytes > (size_t)INT32_MAX / 2 ? INT32_MAX / 2 : rest / m->gpage_bytes);
-		if (m->n_pages < peq)
-			m->n_pages = peq; /* tiny pools: a little over kv_bytes rather than fewer pages */
+		if (m->n_pages < 1)
+			m->n_pages = 1;
 	} else if (m->wpage_bytes) {
 		m->n_wpages = m->n_pages; /* every layer slides */
 	}

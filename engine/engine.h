@@ -67,6 +67,8 @@ struct eng_model_params {
 	                       * pages (shared by default: prefilled once, copied on write) */
 	int max_batch_seqs;   /* most sequences in one forward pass, 1..512; 0 = 128 (capped by
 	                       * max_sessions and max_batch_tokens) */
+	int window_pages;     /* models with sliding-window layers: window pages of the pool
+	                       * (engine.c); 0 = split kv_bytes for full-context sessions */
 };
 
 void eng_model_params_default(struct eng_model_params *p);

@@ -56,6 +56,9 @@ static void usage(FILE *f)
 		"      --batch-seqs N       most sequences in one forward pass, 1..512 (default 128)\n"
 		"      --no-prefix-share    sessions with the same token prefix do not share its KV\n"
 		"                           pages (default: shared, prefilled once)\n"
+		"      --window-pages N     models with sliding-window layers (Gemma): pages of the KV\n"
+		"                           pool that hold those layers' window (default: the pool split\n"
+		"                           for the most full-length sessions, see README)\n"
 		"  -t, --threads N          CPU threads (default: all cores but one)\n"
 		"      --state-dir DIR      journal sessions there; they come back after a restart\n"
 		"      --umask MASK         mode of new sessions: 0666 & ~MASK (default 077: 0600)\n"
@@ -219,6 +222,9 @@ static int parse_args(int argc, char **argv, struct fs_opts *o, struct fuse_args
 			}
 		} else if (!strcmp(a, "--no-prefix-share")) {
 			o->no_prefix_share = true;
+		} else if (opt_is(a, NULL, "--window-pages")) {
+			v = opt_value(argc, argv, &i, NULL, "--window-pages");
+			rc = v ? parse_int("window page count", v, 1, &o->window_pages) : -EINVAL;
 		} else if (opt_is(a, "-t", "--threads")) {
 			v = opt_value(argc, argv, &i, "-t", "--threads");
 			rc = v ? parse_int("thread count", v, 0, &o->n_threads) : -EINVAL;
@@ -420,6 +426,7 @@ static int fs_init_model(struct fs *fs, const struct fs_opts *o)
 	p.max_batch_tokens = o->max_batch_tokens;
 	p.max_batch_seqs = o->max_batch_seqs;
 	p.no_prefix_share = o->no_prefix_share;
+	p.window_pages = o->window_pages;
 	p.copy_weights = !o->map_model; /* the file may change under a long-running mount */
 	rc = eng_model_load(o->model_path, &p, &fs->model);
 	if (rc < 0) {

@@ -92,6 +92,7 @@ struct fs_opts {
 	int max_batch_tokens;     /* --batch-tokens (0: the engine's default) */
 	int max_batch_seqs;       /* --batch-seqs (0: the engine's default) */
 	bool no_prefix_share;     /* --no-prefix-share */
+	int window_pages;         /* --window-pages (0: the engine's split) */
 	size_t kv_bytes;
 	const char *state_dir;    /* absolute or NULL */
 	const char *log_file;
