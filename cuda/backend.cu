@@ -436,11 +436,14 @@ static int alloc_meta(struct eng_backend *be)
 	be->recent_cap = (int)recent;
 	/* tok, pos, tok_seq, out_rows, 3 x tiles (<= T each); last_rows; pages, window pages */
 	be->meta_cap = S * sizeof(struct cuda_samp) +
-	               4 * (8 * T + 2 * S + 2 * S * (size_t)be->page_stride + recent) + 1024;
+	               4 * (8 * T + 2 * S + 2 * S * (size_t)be->page_stride + recent) +
+	               S * ENG_SAMPLE_MAX_BIAS * sizeof(struct cuda_bias) + 1024;
 	CUDA_CHECK(cudaMallocHost(&be->meta_h, be->meta_cap));
 	CUDA_CHECK(cudaMalloc(&be->meta_d, be->meta_cap));
 	CUDA_CHECK(cudaMallocHost((void **)&be->tok_h, S * 4));
 	CUDA_CHECK(cudaMalloc((void **)&be->tok_d, S * 4));
+	CUDA_CHECK(cudaMallocHost((void **)&be->cands_h, S * CUDA_SAMPLE_KMAX * 8));
+	CUDA_CHECK(cudaMalloc((void **)&be->cands_d, S * CUDA_SAMPLE_KMAX * 8));
 	if (be->cfg.n_expert)
 		CUDA_CHECK(cudaMallocHost((void **)&be->moe_host, 4 * (size_t)(2 * be->cfg.n_expert + 2)));
 	return 0;
@@ -511,6 +514,8 @@ static void cuda_free_be(struct eng_backend *be)
 	cudaFree(be->tok_d);
 	cudaFreeHost(be->meta_h);
 	cudaFreeHost(be->tok_h);
+	cudaFreeHost(be->cands_h);
+	cudaFree(be->cands_d);
 	cudaFreeHost(be->moe_host);
 	free(be->host_rows);
 	eng_sampler_free(be->host_sampler);
@@ -589,7 +594,7 @@ static int cuda_init(const struct eng_config *cfg, const struct eng_weights *w,
 	be->p = *p;
 	be->dev = p->device;
 	be->layers = (struct cuda_layer_w *)calloc(cfg->n_layer, sizeof(*be->layers));
-	be->graphs = (struct cuda_graph_slot *)calloc((size_t)(p->max_seqs + 1) * 4, sizeof(*be->graphs));
+	be->graphs = (struct cuda_graph_slot *)calloc((size_t)(p->max_seqs + 1) * CUDA_GRAPH_VARIANTS, sizeof(*be->graphs));
 	be->host_sampler = eng_sampler_init(cfg->n_vocab);
 	rc = -ENOMEM;
 	if (!be->layers || !be->graphs || !be->host_sampler)

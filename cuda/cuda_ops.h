@@ -346,19 +346,33 @@ int cuda_moe_sum(const float *eo, int K, int T, int C, float *x, int ldx, cudaSt
 
 // ---- sample.cu
 
-/* Per-sequence sampling settings as the kernels read them (device). */
+/* Per-sequence sampling settings as the kernels read them (device).
+ * cands: the row's CUDA_SAMPLE_KMAX largest logits (after bias and
+ * penalty) go to cands[s] instead of a draw (the host finishes: grammar,
+ * typical_p, XTC; engine/sampler.h eng_sample_top). */
 struct cuda_samp {
 	float temperature, top_p, min_p, penalty;
-	int top_k, n_recent, recent_off, pad;
+	int top_k, n_recent, recent_off, n_bias;
+	int bias_off, cands, pad0, pad1;
 	uint64_t seed, draw;
+};
+struct cuda_bias {
+	int32_t id;
+	float bias;
 };
 /* Scratch bytes for S sequences over V logits. */
 size_t cuda_sample_scratch_bytes(int S, int V);
 /* tokens[s] = the token sampled from logits[s] (rows of ld floats) per
- * sampler.h; logits are modified (penalty).  recent: device int32 pool
- * indexed by cuda_samp.recent_off. */
+ * sampler.h; logits are modified (bias, penalty).  recent: device int32
+ * pool indexed by cuda_samp.recent_off; bias: pool indexed by bias_off;
+ * cands: [S][CUDA_SAMPLE_KMAX] keys (value desc, id asc; cuda_sample_key_*)
+ * for the rows with cuda_samp.cands. */
 int cuda_sample(float *logits, int ld, int S, int V, const struct cuda_samp *sp,
-                const int32_t *recent, void *scratch, int32_t *tokens, cudaStream_t st);
+                const int32_t *recent, const struct cuda_bias *bias, void *scratch, int32_t *tokens,
+                uint64_t *cands, cudaStream_t st);
+/* A candidate key's logit and token id (host side of cands). */
+float cuda_sample_key_val(uint64_t k);
+int cuda_sample_key_id(uint64_t k);
 
 // ---- misc
 

@@ -36,7 +36,7 @@
 
 struct layout {
 	size_t samp, tok, pos, tok_seq, last_rows, out_rows, tile_seq, tile_tok0, tile_ntok, pages,
-		wpages, recent, total;
+		wpages, recent, bias, total;
 };
 
 struct shape {
@@ -46,6 +46,10 @@ struct shape {
 	bool sample;      /* device sampling */
 	int recent_stride;/* 0: packed (eager), else per-sequence slots (graph) */
 	int n_recent;     /* ints of recent tokens in the metadata */
+	bool bias;        /* some row has a logit_bias (graph key) */
+	bool cands;       /* some row's top logits go to the host (grammar …; graph key) */
+	int bias_stride;  /* as recent_stride */
+	int n_bias;       /* bias entries in the metadata */
 	struct layout ml;
 };
 
@@ -89,6 +93,9 @@ static void make_layout(struct layout *l, const struct shape *sh, int page_strid
 		o += 4 * (size_t)sh->S * page_stride;
 	l->recent = o;
 	o += 4 * (size_t)sh->n_recent;
+	o = (o + 7) & ~(size_t)7;
+	l->bias = o;
+	o += sizeof(struct cuda_bias) * (size_t)sh->n_bias;
 	l->total = o;
 }
 
@@ -477,10 +484,14 @@ static int sample_dev(struct eng_backend *be, const struct shape *sh)
 {
 	const int V = be->cfg.n_vocab;
 	const struct cuda_samp *sp = (const struct cuda_samp *)((uint8_t *)be->meta_d + sh->ml.samp);
-	OP(be, CUDA_PROF_SAMPLE, cuda_sample(be->logits, V, sh->S, V, sp, M32(be, sh->ml.recent),
-	                                     be->samp_scratch, be->tok_d, be->st));
+	const struct cuda_bias *bias = (const struct cuda_bias *)((uint8_t *)be->meta_d + sh->ml.bias);
+	OP(be, CUDA_PROF_SAMPLE, cuda_sample(be->logits, V, sh->S, V, sp, M32(be, sh->ml.recent), bias,
+	                                     be->samp_scratch, be->tok_d, be->cands_d, be->st));
 	OP(be, CUDA_PROF_COPY, copy_async(be->tok_h, be->tok_d, 4 * (size_t)sh->S,
 	                                  cudaMemcpyDeviceToHost, be->st));
+	if (sh->cands)
+		OP(be, CUDA_PROF_COPY, copy_async(be->cands_h, be->cands_d, 8 * (size_t)sh->S * CUDA_SAMPLE_KMAX,
+		                                  cudaMemcpyDeviceToHost, be->st));
 	return 0;
 }
 
@@ -519,15 +530,29 @@ static int decode_step(struct eng_backend *be, const struct shape *sh)
 
 // ---- batch → metadata
 
-/* Grammars, log-probabilities, logit_bias, presence/frequency, typical,
- * DRY and XTC are host steps (eng_sample_req_host): such a batch's last
- * rows come to the host (sample_host) — only when a session asks for one. */
-static bool device_samplable(const struct eng_sample_req *r)
+/* How a row is sampled: on the device (logit_bias included); by the host
+ * from the device's CUDA_SAMPLE_KMAX largest logits (a grammar, typical_p,
+ * XTC: eng_sample_req_top); or, for the rest (log-probabilities,
+ * presence/frequency, DRY, top_k 0 or past the device's), the batch's last
+ * rows come to the host whole (sample_host) — only when a session asks. */
+enum samp_mode { SAMP_DEVICE, SAMP_CANDS, SAMP_HOST };
+static enum samp_mode samp_mode(const struct eng_backend *be, const struct eng_sample_req *r);
+
+/* A row whose 64 largest logits the device hands over. */
+static bool cands_row(const struct eng_backend *be, const struct eng_sample_req *r)
 {
-	if (eng_sample_req_host(r))
-		return false;
-	return !(r->p.temperature > 0.0f) ||
-	       (r->p.top_k > 0 && (r->p.top_k <= CUDA_SAMPLE_KMAX));
+	return samp_mode(be, r) == SAMP_CANDS;
+}
+
+static enum samp_mode samp_mode(const struct eng_backend *be, const struct eng_sample_req *r)
+{
+	struct eng_sample_req t = *r;
+	t.n_bias = 0;
+	if (!eng_sample_req_host(&t) &&
+	    (!(r->p.temperature > 0.0f) || (r->p.top_k > 0 && r->p.top_k <= CUDA_SAMPLE_KMAX)))
+		return SAMP_DEVICE;
+	return be->cfg.n_vocab >= CUDA_SAMPLE_KMAX && eng_sample_req_top(r, CUDA_SAMPLE_KMAX) ? SAMP_CANDS
+	                                                                                      : SAMP_HOST;
 }
 
 static int validate(const struct eng_backend *be, const struct eng_batch *b,
@@ -600,7 +625,8 @@ static void fill_meta(struct eng_backend *be, const struct eng_batch *b,
 	int32_t *ts = (int32_t *)(m + l->tile_seq), *t0 = (int32_t *)(m + l->tile_tok0);
 	int32_t *tn = (int32_t *)(m + l->tile_ntok), *rec = (int32_t *)(m + l->recent);
 	struct cuda_samp *sp = (struct cuda_samp *)(m + l->samp);
-	int t = 0, r = 0, nt = 0, roff = 0;
+	int t = 0, r = 0, nt = 0, roff = 0, boff = 0;
+	struct cuda_bias *bias = (struct cuda_bias *)(m + l->bias);
 	for (int s = 0; s < b->n_seqs; s++) {
 		const struct eng_batch_seq *q = &b->seqs[s];
 		const int n = q->n_tokens;
@@ -634,13 +660,19 @@ static void fill_meta(struct eng_backend *be, const struct eng_batch *b,
 			const bool pen = rq->p.repeat_penalty != 1.0f && rq->recent && rq->n_recent > 0;
 			if (sh->recent_stride)
 				roff = s * sh->recent_stride;
+			if (sh->bias_stride)
+				boff = s * sh->bias_stride;
 			sp[s] = (struct cuda_samp){rq->p.temperature, rq->p.top_p, rq->p.min_p,
 			                           pen ? rq->p.repeat_penalty : 1.0f, rq->p.top_k,
-			                           pen ? rq->n_recent : 0, roff, 0, rq->seed, rq->draw};
+			                           pen ? rq->n_recent : 0, roff, rq->n_bias, boff,
+			                           cands_row(be, rq), 0, 0, rq->seed, rq->draw};
 			if (pen) {
 				memcpy(rec + roff, rq->recent, 4 * (size_t)rq->n_recent);
 				roff += rq->n_recent;
 			}
+			for (int i = 0; i < rq->n_bias; i++)
+				bias[boff + i] = (struct cuda_bias){rq->bias[i].id, rq->bias[i].bias};
+			boff += rq->n_bias;
 		}
 		t += n;
 	}
@@ -648,16 +680,17 @@ static void fill_meta(struct eng_backend *be, const struct eng_batch *b,
 
 // ---- graphs
 
-static struct cuda_graph_slot *slot(struct eng_backend *be, int S, bool sampled, bool longctx)
+static struct cuda_graph_slot *slot(struct eng_backend *be, const struct shape *sh)
 {
-	return &be->graphs[4 * S + (sampled ? 1 : 0) + (longctx ? 2 : 0)];
+	return &be->graphs[CUDA_GRAPH_VARIANTS * sh->S + (sh->sample ? 1 : 0) + (sh->longctx ? 2 : 0) +
+	                   (sh->bias ? 4 : 0) + (sh->cands ? 8 : 0)];
 }
 
 extern "C" void cuda_be_graphs_free(struct eng_backend *be)
 {
 	if (!be->graphs)
 		return;
-	for (int i = 0; i < 4 * (be->p.max_seqs + 1); i++)
+	for (int i = 0; i < CUDA_GRAPH_VARIANTS * (be->p.max_seqs + 1); i++)
 		if (be->graphs[i].ready) {
 			cudaGraphExecDestroy(be->graphs[i].exec);
 			be->graphs[i].ready = false;
@@ -667,7 +700,7 @@ extern "C" void cuda_be_graphs_free(struct eng_backend *be)
 /* Records the step into a graph (first use of this shape), then launches it. */
 static int run_graph(struct eng_backend *be, const struct shape *sh)
 {
-	struct cuda_graph_slot *g = slot(be, sh->S, sh->sample, sh->longctx);
+	struct cuda_graph_slot *g = slot(be, sh);
 	if (!g->ready) {
 		cudaGraph_t graph = NULL;
 		CUDA_CHECK(cudaStreamBeginCapture(be->st, cudaStreamCaptureModeThreadLocal));
@@ -714,6 +747,42 @@ static int sample_host(struct eng_backend *be, const struct eng_batch *b,
 	return 0;
 }
 
+/* The rows the host finishes (SAMP_CANDS) from their CUDA_SAMPLE_KMAX
+ * largest logits (eng_sample_top); when the grammar allows none of them
+ * (greedy: of the 64; else: of the chain's survivors), the row's logits
+ * (bias and penalty applied on the device: not again) come over whole and
+ * go through eng_sample. */
+static int finish_cands(struct eng_backend *be, const struct eng_batch *b, const struct eng_sample_req *samp,
+                        int32_t *out)
+{
+	const int V = be->cfg.n_vocab;
+	int32_t ids[CUDA_SAMPLE_KMAX];
+	float vals[CUDA_SAMPLE_KMAX];
+	for (int s = 0; s < b->n_seqs; s++) {
+		const struct eng_sample_req *rq = &samp[s];
+		if (samp_mode(be, rq) != SAMP_CANDS)
+			continue;
+		const uint64_t *k = be->cands_h + (size_t)s * CUDA_SAMPLE_KMAX;
+		for (int i = 0; i < CUDA_SAMPLE_KMAX; i++) {
+			ids[i] = cuda_sample_key_id(k[i]);
+			vals[i] = cuda_sample_key_val(k[i]);
+		}
+		int32_t t = eng_sample_top(be->host_sampler, ids, vals, CUDA_SAMPLE_KMAX, rq);
+		if (t == -EAGAIN) {
+			struct eng_sample_req r = samp[s];
+			if (!be->host_rows && !(be->host_rows = (float *)malloc((size_t)be->logit_rows * V * sizeof(float))))
+				return -ENOMEM;
+			CUDA_CHECK(cudaMemcpy(be->host_rows, be->logits + (size_t)s * V, (size_t)V * 4,
+			                      cudaMemcpyDeviceToHost));
+			r.n_bias = 0;
+			r.p.repeat_penalty = 1.0f;
+			t = eng_sample(be->host_sampler, be->host_rows, &r);
+		}
+		out[s] = t;
+	}
+	return 0;
+}
+
 static void plan(struct eng_backend *be, const struct eng_batch *b, const struct eng_sample_req *samp,
                  bool want_logits, int T, int R, int nrec, struct shape *sh, bool *graph)
 {
@@ -745,8 +814,15 @@ static void plan(struct eng_backend *be, const struct eng_batch *b, const struct
 			sh->n_split = sh->n_split > 8 ? 8 : sh->n_split;
 	}
 	sh->sample = samp != NULL && nrec <= be->recent_cap;
-	for (int s = 0; samp && s < b->n_seqs; s++)
-		sh->sample = sh->sample && device_samplable(&samp[s]);
+	for (int s = 0; samp && s < b->n_seqs; s++) {
+		const enum samp_mode md = samp_mode(be, &samp[s]);
+		sh->sample = sh->sample && md != SAMP_HOST;
+		sh->cands = sh->cands || cands_row(be, &samp[s]);
+		sh->bias = sh->bias || samp[s].n_bias > 0;
+		sh->n_bias += samp[s].n_bias;
+	}
+	if (!sh->sample)
+		sh->cands = sh->bias = false, sh->n_bias = 0;
 	/* (MoE prefill reads the slot table back on the host: no graph) */
 	*graph = be->use_graphs && !be->prof && T == sh->S && !(want_logits && samp) &&
 	         (sh->mmv || !c->n_expert);
@@ -755,6 +831,10 @@ static void plan(struct eng_backend *be, const struct eng_batch *b, const struct
 			*graph = false;
 	sh->recent_stride = *graph && sh->sample ? CUDA_GRAPH_RECENT_CAP : 0;
 	sh->n_recent = sh->sample ? (sh->recent_stride ? sh->S * CUDA_GRAPH_RECENT_CAP : nrec) : 0;
+	/* logit_bias lists: per-sequence slots of ENG_SAMPLE_MAX_BIAS in a graph */
+	sh->bias_stride = *graph && sh->bias ? ENG_SAMPLE_MAX_BIAS : 0;
+	if (sh->bias_stride)
+		sh->n_bias = sh->S * ENG_SAMPLE_MAX_BIAS;
 	make_layout(&sh->ml, sh, be->page_stride, be->p.n_wpages > 0);
 }
 
@@ -804,6 +884,8 @@ static int forward(struct eng_backend *be, const struct eng_batch *b, float *log
 	CUDA_CHECK(cudaStreamSynchronize(be->st));
 	if (sh.sample)
 		memcpy(tokens_out, be->tok_h, 4 * (size_t)sh.S);
+	if (sh.cands)
+		TRY(finish_cands(be, b, samp, tokens_out));
 	return 0;
 }
 

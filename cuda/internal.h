@@ -26,6 +26,7 @@ extern "C" {
 /* Penalty window that a captured decode graph reserves per sequence; a step
  * with a longer recent list runs without the graph. */
 #define CUDA_GRAPH_RECENT_CAP 256
+#define CUDA_GRAPH_VARIANTS 16 /* graphs per batch size: sampled, long context, logit_bias, host candidates */
 
 enum cuda_prof_op {
 	CUDA_PROF_EMBED = 0, CUDA_PROF_NORM, CUDA_PROF_QKV, CUDA_PROF_ROPE, CUDA_PROF_ATTN,
@@ -92,6 +93,7 @@ struct eng_backend {
 	int recent_cap;         /* recent-token ints the metadata can carry */
 	int32_t *tok_h, *tok_d; /* sampled tokens [max_seqs] */
 	float *host_rows;       /* host fallback sampler staging, malloc'd on demand */
+	uint64_t *cands_d, *cands_h; /* [max_seqs][CUDA_SAMPLE_KMAX] candidate keys (sample.cu), device / pinned */
 	struct eng_sampler *host_sampler;
 
 	bool use_graphs;
@@ -123,7 +125,7 @@ struct eng_backend {
 	unsigned skip;          /* PROMPTFS_CUDA_TIMING_SKIP: op families left out of decode (timing
 	                         * experiments only: the results are wrong) */
 	int32_t *attn_counters; /* [CUDA_MMV_MAX_COLS * G] split tickets, zero between launches */
-	struct cuda_graph_slot *graphs; /* [(max_seqs + 1) * 4]: (S, sampled, long context) */
+	struct cuda_graph_slot *graphs; /* [(max_seqs + 1) * CUDA_GRAPH_VARIANTS]: (S, forward.cu slot()) */
 
 	bool prof;
 	cudaEvent_t ev[2];

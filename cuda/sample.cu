@@ -12,11 +12,16 @@
  *      global top k is among the per-slice top k's) and one thread runs the
  *      rest of the chain on at most CUDA_SAMPLE_KMAX survivors: top-k,
  *      softmax, top-p, min-p, softmax(l / T), the eng_rng_uniform draw.
+ * Step 0 (logit_bias) comes before the penalty.  A row with cands set
+ * stops after the sort and hands its CUDA_SAMPLE_KMAX largest keys to the
+ * host (grammar, typical_p, XTC run there on them: eng_sample_top).
  * top_k == 0 or > CUDA_SAMPLE_KMAX (with temperature > 0) is not handled
  * here: the backend samples such rows on the host with eng_sample().
  * The tail uses double exp so that its rounding matches the host's expf
  * closely (fast-math __expf would not).
  */
+#include <string.h>
+
 #include "cuda_ops.h"
 #include "common.cuh"
 #include "internal.h"
@@ -89,16 +94,25 @@ static __device__ uint64_t block_max_u64(uint64_t v, uint64_t *red)
 	return v;
 }
 
-static __global__ void penalty_kernel(float *logits, int ld, const struct cuda_samp *sp,
-                                      const int32_t *recent)
+/* Steps 0 and 1: logit_bias (ids are distinct: settings.c keeps the last of
+ * a repeated id), then the repetition penalty. */
+static __global__ void penalty_kernel(float *logits, int ld, int V, const struct cuda_samp *sp,
+                                      const int32_t *recent, const struct cuda_bias *bias)
 {
 	pdl_enter();
 	const struct cuda_samp *p = sp + blockIdx.x;
 	const float pen = p->penalty;
+	float *l = logits + (size_t)blockIdx.x * ld;
+	if (p->n_bias) {
+		const struct cuda_bias *b = bias + p->bias_off;
+		for (int j = threadIdx.x; j < p->n_bias; j += blockDim.x)
+			if (b[j].id >= 0 && b[j].id < V)
+				l[b[j].id] += b[j].bias;
+		__syncthreads();
+	}
 	if (pen == 1.0f)
 		return;
 	const int32_t *r = recent + p->recent_off;
-	float *l = logits + (size_t)blockIdx.x * ld;
 	for (int j = threadIdx.x; j < p->n_recent; j += blockDim.x) {
 		int tok = r[j];
 		bool dup = false;
@@ -121,7 +135,7 @@ stage1_kernel(const float *logits, int ld, int V, const struct cuda_samp *sp, ui
 	const int b = blockIdx.x, s = blockIdx.y, NB = gridDim.x;
 	const float *l = logits + (size_t)s * ld;
 	uint64_t *out = cand + ((size_t)s * NB + b) * CUDA_SAMPLE_KMAX;
-	if (greedy(sp + s)) {
+	if (greedy(sp + s) && !sp[s].cands) {
 		uint64_t best = 0;
 		for (int i = threadIdx.x; i < SLICE; i += blockDim.x) {
 			int e = b * SLICE + i;
@@ -204,7 +218,8 @@ static __device__ int32_t sample_tail(const uint64_t *keys, int n, const struct 
 
 /* grid S; dynamic smem: pow2 >= NB * KMAX keys */
 static __global__ void __launch_bounds__(S1_THREADS)
-stage2_kernel(const uint64_t *cand, int NB, int V, int n2, const struct cuda_samp *sp, int32_t *tokens)
+stage2_kernel(const uint64_t *cand, int NB, int V, int n2, const struct cuda_samp *sp, int32_t *tokens,
+              uint64_t *cands)
 {
 	pdl_enter();
 	extern __shared__ uint64_t keys2[];
@@ -212,7 +227,7 @@ stage2_kernel(const uint64_t *cand, int NB, int V, int n2, const struct cuda_sam
 	const int s = blockIdx.x;
 	const struct cuda_samp *p = sp + s;
 	const uint64_t *c = cand + (size_t)s * NB * CUDA_SAMPLE_KMAX;
-	if (greedy(p)) {
+	if (greedy(p) && !p->cands) {
 		uint64_t best = 0;
 		for (int b = threadIdx.x; b < NB; b += blockDim.x)
 			best = c[(size_t)b * CUDA_SAMPLE_KMAX] > best ? c[(size_t)b * CUDA_SAMPLE_KMAX] : best;
@@ -226,6 +241,13 @@ stage2_kernel(const uint64_t *cand, int NB, int V, int n2, const struct cuda_sam
 		keys2[i] = i < n ? c[i] : 0;
 	__syncthreads();
 	bitonic_desc(keys2, n2);
+	if (p->cands) { /* the host finishes the chain (eng_sample_top) */
+		for (int i = threadIdx.x; i < CUDA_SAMPLE_KMAX; i += blockDim.x)
+			cands[(size_t)s * CUDA_SAMPLE_KMAX + i] = keys2[i];
+		if (threadIdx.x == 0)
+			tokens[s] = key_id(keys2[0]);
+		return;
+	}
 	if (threadIdx.x == 0) {
 		int k = min(min(p->top_k, CUDA_SAMPLE_KMAX), V);
 		tokens[s] = sample_tail(keys2, k, p);
@@ -261,8 +283,23 @@ extern "C" int cuda_sample_setup(void)
 	return 0;
 }
 
+extern "C" float cuda_sample_key_val(uint64_t k)
+{
+	uint32_t u = (uint32_t)(k >> 32);
+	u = (u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+extern "C" int cuda_sample_key_id(uint64_t k)
+{
+	return (int)(0xFFFFFFFFu - (uint32_t)k);
+}
+
 extern "C" int cuda_sample(float *logits, int ld, int S, int V, const struct cuda_samp *sp,
-                           const int32_t *recent, void *scratch, int32_t *tokens, cudaStream_t st)
+                           const int32_t *recent, const struct cuda_bias *bias, void *scratch,
+                           int32_t *tokens, uint64_t *cands, cudaStream_t st)
 {
 	const int NB = n_slices(V), n2 = pow2_at_least(NB * CUDA_SAMPLE_KMAX);
 	const size_t smem2 = (size_t)n2 * sizeof(uint64_t);
@@ -273,11 +310,11 @@ extern "C" int cuda_sample(float *logits, int ld, int S, int V, const struct cud
 		return -EINVAL;
 	}
 	TRY(cuda_sample_setup());
-	launch_k(penalty_kernel, S, 256, 0, st, logits, ld, sp, recent);
+	launch_k(penalty_kernel, S, 256, 0, st, logits, ld, V, sp, recent, bias);
 	CUDA_CHECK_LAUNCH();
 	launch_k(stage1_kernel, dim3(NB, S), S1_THREADS, 0, st, logits, ld, V, sp, (uint64_t *)scratch);
 	CUDA_CHECK_LAUNCH();
-	launch_k(stage2_kernel, S, S1_THREADS, smem2, st, (const uint64_t *)scratch, NB, V, n2, sp, tokens);
+	launch_k(stage2_kernel, S, S1_THREADS, smem2, st, (const uint64_t *)scratch, NB, V, n2, sp, tokens, cands);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

@@ -15,6 +15,7 @@
 
 #include "grammar.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -495,14 +496,20 @@ out:
 
 /* Steps 4-9 on the logits (only the tokens with allowed[id], if given);
  * the survivors end in s->c[0..n), sorted p descending / id ascending. */
+static int chain_rest(struct eng_sampler *s, const struct eng_sample_req *req, int n);
+
+/* Steps 4-9 over logits[V] (allowed: only those tokens), or over the
+ * candidates already in s->c when logits is NULL (eng_sample_top). */
 static int chain(struct eng_sampler *s, const float *logits, const struct eng_sample_req *req, const bool *allowed)
 {
 	const struct eng_sample_params *p = &req->p;
 	struct cand *c = s->c;
-	float sum, lmax, cum;
 	int n = 0, i;
 
-	if (!allowed && p->top_k > 0 && p->top_k < s->n_vocab) {
+	if (!logits) {
+		// 4. top-k: the first top_k of the given candidates (eng_sample_top)
+		n = p->top_k;
+	} else if (!allowed && p->top_k > 0 && p->top_k < s->n_vocab) {
 		// 4. top-k straight from the logits (the common case: no copy of V)
 		n = top_k_of_logits(c, logits, s->n_vocab, p->top_k);
 	} else {
@@ -515,6 +522,17 @@ static int chain(struct eng_sampler *s, const float *logits, const struct eng_sa
 		if (p->top_k > 0 && p->top_k < n)
 			n = select_top_k(c, c, n, p->top_k);
 	}
+	return chain_rest(s, req, n);
+}
+
+/* Steps 5-9 on the top-k candidates c[0..n) (logit order). */
+static int chain_rest(struct eng_sampler *s, const struct eng_sample_req *req, int n)
+{
+	const struct eng_sample_params *p = &req->p;
+	struct cand *c = s->c;
+	float sum, lmax, cum;
+	int i;
+
 	// 5. softmax at temperature 1 (unnormalised e, common sum)
 	sum = soft(c, n, &lmax);
 	if (!isfinite(lmax) || !(sum > 0.0f)) {
@@ -639,13 +657,66 @@ static int survivors(struct eng_sampler *s, float *logits, const struct eng_samp
 	return n;
 }
 
+/* 11. q = softmax(l / T) over the n survivors (max: c[0], p order); draw. */
+static int32_t draw(struct eng_sampler *s, int n, const struct eng_sample_req *req)
+{
+	struct cand *c = s->c;
+	float lmax = c[0].l, u, qsum = 0.0f, cum = 0.0f;
+	int keep = n - 1;
+
+	if (!isfinite(lmax))
+		return c[0].id;
+	for (int i = 0; i < n; i++) {
+		c[i].e = expf((c[i].l - lmax) / req->p.temperature);
+		qsum += c[i].e;
+	}
+	u = eng_rng_uniform(req->seed, req->draw) * qsum;
+	for (int i = 0; i < n; i++) {
+		cum += c[i].e;
+		if (cum > u) {
+			keep = i;
+			break;
+		}
+	}
+	return c[keep].id;
+}
+
+int32_t eng_sample_top(struct eng_sampler *s, const int32_t *ids, const float *vals, int n,
+                       const struct eng_sample_req *req)
+{
+	struct cand *c = s->c;
+	int m;
+
+	if (n < 1 || !eng_sample_req_top(req, n))
+		return -EAGAIN;
+	if (!(req->p.temperature > 0.0f)) {
+		/* greedy_grammar's order: the arg max, then the rest of the 64 largest */
+		for (int i = 0; i < n && i < 64; i++)
+			if (!req->grammar || eng_grammar_token_ok(req->gvocab, req->grammar, ids[i]))
+				return ids[i];
+		return -EAGAIN;
+	}
+	for (int i = 0; i < req->p.top_k; i++)
+		c[i] = (struct cand){ .l = vals[i], .id = ids[i] };
+	m = chain(s, NULL, req, NULL);
+	if (req->grammar) {
+		int k = 0;
+
+		for (int i = 0; i < m; i++)
+			if (eng_grammar_token_ok(req->gvocab, req->grammar, c[i].id))
+				c[k++] = c[i];
+		if (k == 0)
+			return -EAGAIN; /* the chain again on the mask: the whole row */
+		m = k;
+	}
+	return draw(s, m, req);
+}
+
 int32_t eng_sample(struct eng_sampler *s, float *logits, const struct eng_sample_req *req)
 {
-	const struct eng_sample_params *p = &req->p;
-	struct cand *c = s->c;
 	int32_t tok = 0;
-	float lse = 0.0f, raw_tok, u, qsum = 0.0f, cum = 0.0f;
-	int n, keep;
+	float lse = 0.0f, raw_tok;
+	int n;
 
 	if (req->lp) {
 		if (!s->raw && !(s->raw = malloc(sizeof(*s->raw) * (size_t)s->n_vocab)))
@@ -654,30 +725,8 @@ int32_t eng_sample(struct eng_sampler *s, float *logits, const struct eng_sample
 		report_top(s, logits, req->lp, &lse);
 	}
 	n = survivors(s, logits, req, &tok);
-	if (n > 0) {
-		// 11. q = softmax(l / T) over the survivors (max: c[0], p order); draw
-		float lmax = c[0].l;
-
-		if (!isfinite(lmax)) {
-			tok = c[0].id;
-			goto out;
-		}
-		for (int i = 0; i < n; i++) {
-			c[i].e = expf((c[i].l - lmax) / p->temperature);
-			qsum += c[i].e;
-		}
-		u = eng_rng_uniform(req->seed, req->draw) * qsum;
-		keep = n - 1;
-		for (int i = 0; i < n; i++) {
-			cum += c[i].e;
-			if (cum > u) {
-				keep = i;
-				break;
-			}
-		}
-		tok = c[keep].id;
-	}
-out:
+	if (n > 0)
+		tok = draw(s, n, req);
 	if (req->lp) {
 		raw_tok = s->raw[tok];
 		req->lp->logprob = raw_tok - lse;

@@ -40,19 +40,25 @@
  * When req->lp is set, the sampler also reports the raw model distribution
  * (log-softmax of the logits as they came in, before step 0): the chosen
  * token's log-probability and the top n_top alternatives.
- * Backends that sample on the device handle steps 1 (repeat penalty only),
- * 3-5, 7, 8 and 11; a request with anything else (eng_sample_req_host)
- * is sampled on the host with eng_sample().
+ * Backends that sample on the device handle steps 0, 1 (repeat penalty
+ * only), 3-5, 7, 8 and 11; a request with anything else
+ * (eng_sample_req_host) is sampled on the host.  When the request's host
+ * steps are only a grammar, typical_p or XTC (eng_sample_req_top), they
+ * act on the top-k survivors, so the device sends the row's 64 largest
+ * logits after steps 0-1 and the host finishes with eng_sample_top();
+ * only when the grammar refuses all of them does the whole row come over.
  */
 #ifndef PROMPTFS_ENGINE_SAMPLER_H
 #define PROMPTFS_ENGINE_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+#define ENG_SAMPLE_MAX_BIAS 1024 /* most logit_bias entries of one request (engine.h ENG_MAX_BIAS) */
 #define ENG_XTC_SALT 0x585443ull /* "XTC": the XTC coin's stream differs from the draw's */
 
 struct eng_logit_bias {
@@ -112,6 +118,19 @@ static inline int eng_sample_req_host(const struct eng_sample_req *r)
 	       (r->p.dry_multiplier != 0.0f && r->n_dry_hist > 0) || r->p.xtc_probability > 0.0f;
 }
 
+/* The request can be finished from the row's n largest logits after steps
+ * 0-1 (eng_sample_top): no log-probabilities, no presence/frequency
+ * penalty or DRY (they change logits outside the top k); greedy needs 64
+ * of them (the grammar's greedy step tries the 64 largest), else top_k in
+ * 1..n. */
+static inline int eng_sample_req_top(const struct eng_sample_req *r, int n)
+{
+	if (r->lp || r->p.presence_penalty != 0.0f || r->p.frequency_penalty != 0.0f ||
+	    (r->p.dry_multiplier != 0.0f && r->n_dry_hist > 0))
+		return 0;
+	return !(r->p.temperature > 0.0f) ? n >= 64 : r->p.top_k > 0 && r->p.top_k <= n;
+}
+
 /* splitmix64: the one random function of the project (host and device). */
 #if defined(__CUDACC__)
 __host__ __device__
@@ -140,6 +159,14 @@ struct eng_sampler *eng_sampler_init(int n_vocab);
 void eng_sampler_free(struct eng_sampler *s);
 /* Applies the chain to logits[V] (modified in place) and returns the token. */
 int32_t eng_sample(struct eng_sampler *s, float *logits, const struct eng_sample_req *req);
+/* The same from the row's n largest logits only, ids[i] / vals[i] in
+ * step 4's order (logit descending, id ascending), steps 0-1 already
+ * applied (a device sampler's; eng_sample_req_top must hold).  Returns the
+ * token eng_sample would return on the whole row, or -EAGAIN when that
+ * needs the whole row (a grammar allowed none of the candidates): then
+ * call eng_sample on the row with no bias and no repeat penalty. */
+int32_t eng_sample_top(struct eng_sampler *s, const int32_t *ids, const float *vals, int n,
+                       const struct eng_sample_req *req);
 /* Steps 0-10 only (for tests): the survivors' ids in draw order and their
  * q (step 11's softmax at the temperature); returns their number (0 for
  * greedy: ids[0] is then the arg max). */

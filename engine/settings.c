@@ -37,6 +37,8 @@
 #include "../gguf/log.h"
 #include "json_schema.h"
 
+_Static_assert(ENG_MAX_BIAS == ENG_SAMPLE_MAX_BIAS, "a request carries every logit_bias entry of the settings");
+
 const char *const eng_settings_keys[] = {
 	"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
 	"seed", "max_tokens", "mode", "system", "stop",

@@ -9,7 +9,7 @@
 #   - two more turns (`>>`), then `user.fork_from s1@1` forks at the first
 #     turn, whose window pages s1 has let go since: with a roomy pool the
 #     fork takes them back (no rebuild); on a mount whose window pool is
-#     small (--max-sessions 4) and churned by other sessions they were
+#     small (--window-pages 17) and churned by other sessions they were
 #     reused, so the fork rebuilds its cache from the history
 #     (kv_window_rebuilds); the fork's next reply is the same both ways;
 #   - a second session with the same prompt shares s1's pages (prefix),
@@ -96,7 +96,7 @@ rm "$MNT/s1" "$MNT/f" "$MNT/s2"
 ok "rm gives every page and window page back"
 
 # ---- a small window pool, churned
-run_mount small --max-sessions 4
+run_mount small --max-sessions 4 --window-pages 17
 wtot="$(stat_of kv_window_pages_total)"
 # three sessions at once (with s1, the most this mount takes) take window
 # pages from the free queue's head: first those that hold nothing, then

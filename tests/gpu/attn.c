@@ -472,14 +472,23 @@ struct samp_case {
 	int n_recent;
 };
 
-static void test_sample(int V, const struct samp_case *sc, int trials, bool ties)
+/* The device sampler against eng_sample on the same rows.  bias: 8
+ * logit_bias entries per row (one -inf, one on the row's best token);
+ * cands: the device hands the row's 64 largest logits to the host, which
+ * finishes with eng_sample_top (the CUDA path of constrained rows). */
+static void test_sample(int V, const struct samp_case *sc, int trials, bool ties, bool bias, bool cands)
 {
-	const int S = 3;
+	const int S = 3, NB = 8;
 	float *l = xmalloc(4 * (size_t)S * V), *row = xmalloc(4 * (size_t)V);
 	float *dl = dalloc(4 * (size_t)S * V);
 	struct cuda_samp sp[3];
+	struct cuda_bias bl[3 * 8];
+	struct eng_logit_bias hb[3 * 8];
 	int32_t recent[3 * 200], tok[3];
+	uint64_t keys[3 * CUDA_SAMPLE_KMAX];
 	int32_t *drec = dalloc(sizeof(recent)), *dtok = dalloc(sizeof(tok));
+	struct cuda_bias *dbias = dalloc(sizeof(bl));
+	uint64_t *dkeys = dalloc(sizeof(keys));
 	struct cuda_samp *dsp = dalloc(sizeof(sp));
 	void *scratch = dalloc(cuda_sample_scratch_bytes(S, V));
 	struct eng_sampler *hs = eng_sampler_init(V);
@@ -488,39 +497,61 @@ static void test_sample(int V, const struct samp_case *sc, int trials, bool ties
 		for (size_t i = 0; i < (size_t)S * V; i++)
 			l[i] = ties ? (float)(i % 3 == 0) : 3.0f * rng_gauss();
 		for (int s = 0; s < S; s++) {
+			int best = 0;
+			for (int e = 1; e < V; e++)
+				best = l[(size_t)s * V + e] > l[(size_t)s * V + best] ? e : best;
 			for (int i = 0; i < sc->n_recent; i++) /* duplicates and the row's top token */
 				recent[s * 200 + i] = i % 4 == 3 ? recent[s * 200 + i - 1] : rng_int(V);
 			if (sc->n_recent > 2) {
-				int best = 0;
-				for (int e = 1; e < V; e++)
-					best = l[(size_t)s * V + e] > l[(size_t)s * V + best] ? e : best;
 				recent[s * 200 + 1] = best;
 				recent[s * 200 + 2] = best;
 			}
+			for (int i = 0; i < NB; i++) { /* distinct ids, as settings.c keeps them */
+				int id = i == 0 ? best : (best + 1 + i * 97 + rng_int(90)) % V;
+				float b = i == 0 ? -INFINITY : i == 1 ? 2.5f : 4.0f * (float)rng_gauss();
+				for (int j = 0; j < i; j++)
+					if (hb[s * NB + j].id == id)
+						id = (id + 1) % V, j = -1;
+				hb[s * NB + i] = (struct eng_logit_bias){id, b};
+				bl[s * NB + i] = (struct cuda_bias){id, b};
+			}
 			sp[s] = (struct cuda_samp){sc->p.temperature, sc->p.top_p, sc->p.min_p,
-			                           sc->p.repeat_penalty, sc->p.top_k, sc->n_recent, s * 200, 0,
-			                           rng_u64(), (uint64_t)tr};
+			                           sc->p.repeat_penalty, sc->p.top_k, sc->n_recent, s * 200,
+			                           bias ? NB : 0, s * NB, cands, 0, 0, rng_u64(), (uint64_t)tr};
 		}
 		CK(cudaMemcpy(dl, l, 4 * (size_t)S * V, cudaMemcpyHostToDevice));
 		CK(cudaMemcpy(drec, recent, sizeof(recent), cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(dbias, bl, sizeof(bl), cudaMemcpyHostToDevice));
 		CK(cudaMemcpy(dsp, sp, sizeof(sp), cudaMemcpyHostToDevice));
-		rc |= cuda_sample(dl, V, S, V, dsp, drec, scratch, dtok, 0);
+		rc |= cuda_sample(dl, V, S, V, dsp, drec, dbias, scratch, dtok, dkeys, 0);
 		to_host(tok, dtok, sizeof(tok));
+		to_host(keys, dkeys, sizeof(keys));
 		for (int s = 0; s < S; s++) {
-			struct eng_sample_req rq = {sc->p, sp[s].seed, sp[s].draw, recent + s * 200, sc->n_recent};
+			struct eng_sample_req rq = {sc->p, sp[s].seed, sp[s].draw, recent + s * 200, sc->n_recent,
+			                            bias ? hb + s * NB : NULL, bias ? NB : 0};
 			memcpy(row, l + (size_t)s * V, 4 * (size_t)V);
-			int32_t want = eng_sample(hs, row, &rq);
-			if (want != tok[s]) {
+			int32_t want = eng_sample(hs, row, &rq), got = tok[s];
+			if (cands) {
+				int32_t ids[CUDA_SAMPLE_KMAX];
+				float vals[CUDA_SAMPLE_KMAX];
+				for (int i = 0; i < CUDA_SAMPLE_KMAX; i++) {
+					ids[i] = cuda_sample_key_id(keys[s * CUDA_SAMPLE_KMAX + i]);
+					vals[i] = cuda_sample_key_val(keys[s * CUDA_SAMPLE_KMAX + i]);
+				}
+				got = eng_sample_top(hs, ids, vals, CUDA_SAMPLE_KMAX, &rq);
+			}
+			if (want != got) {
 				mismatch++;
 				if (mismatch <= 3)
 					printf("  sample %s V=%d trial %d row %d: device %d, host %d\n", sc->name, V,
-					       tr, s, tok[s], want);
+					       tr, s, got, want);
 			}
 		}
 	}
-	gpu_record("sample", rc ? INFINITY : (double)mismatch, 0.0, "%s V=%d %d draws%s", sc->name, V,
-	           trials * S, ties ? " ties" : "");
+	gpu_record("sample", rc ? INFINITY : (double)mismatch, 0.0, "%s V=%d %d draws%s%s%s", sc->name, V,
+	           trials * S, ties ? " ties" : "", bias ? " +bias" : "", cands ? " top-64 to host" : "");
 	cudaFree(dl); cudaFree(drec); cudaFree(dtok); cudaFree(dsp); cudaFree(scratch);
+	cudaFree(dbias); cudaFree(dkeys);
 	eng_sampler_free(hs);
 	free(l); free(row);
 }
@@ -601,10 +632,13 @@ int main(int argc, char **argv)
 		{"k10 p.5 min.2 pen", {2.0f, 10, 0.5f, 0.2f, 1.1f}, 100},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		test_sample(151936, &cases[i], 20, false);
-		test_sample(1000, &cases[i], 40, false);
+		test_sample(151936, &cases[i], 20, false, false, false);
+		test_sample(1000, &cases[i], 40, false, false, false);
+		test_sample(151936, &cases[i], 20, false, true, false);
+		test_sample(151936, &cases[i], 20, false, i % 2 == 1, true);
 	}
-	test_sample(5000, &cases[0], 2, true);
-	test_sample(5000, &cases[2], 10, true);
+	test_sample(5000, &cases[0], 2, true, false, false);
+	test_sample(5000, &cases[2], 10, true, false, false);
+	test_sample(5000, &cases[2], 10, true, true, true);
 	return gpu_summary("gpu_attn") ? 1 : 0;
 }

@@ -145,10 +145,14 @@ if want arch; then
 	# through `promptfs run`, window pages let go between passes: CUDA == CPU
 	# on the F16 layout (NMSE ~1e-6 there, so greedy text agrees)
 	WT="$(for i in $(seq 200); do printf 'the cat sat on the mat and looked at the old house %d. ' $i; done)"
-	"$PF" run "$WORK/gemma3-f16.gguf" "$WT" --raw --temp 0 -n 64 --backend cuda -v > "$LOGS/window_cuda.txt" 2> "$LOGS/window_cuda.err"
-	rc1=$?
-	"$PF" run "$WORK/gemma3-f16.gguf" "$WT" --raw --temp 0 -n 64 --backend cpu > "$LOGS/window_cpu.txt" 2> "$LOGS/window_cpu.err"
-	rc2=$?
+	# (a repeat penalty keeps the random-weight model's greedy text from one
+	# repeated piece, so the 64 tokens say more)
+	for b in cuda cpu; do
+		"$PF" run "$WORK/gemma3-f16.gguf" "$WT" --raw --temp 0 -n 64 --repeat-penalty 1.5 --backend $b -v \
+			> "$LOGS/window_$b.txt" 2> "$LOGS/window_$b.err"
+		rc=$?
+		if [ $b = cuda ]; then rc1=$rc; else rc2=$rc; fi
+	done
 	grep -h "window pages\|prompt\|reply" "$LOGS/window_cuda.err" | tail -3
 	if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -s "$LOGS/window_cuda.txt" ] && cmp -s "$LOGS/window_cuda.txt" "$LOGS/window_cpu.txt"; then
 		note "arch: gemma3 window pages, run" PASS "CUDA == CPU, $(wc -c < "$LOGS/window_cuda.txt") bytes"
@@ -235,6 +239,32 @@ if want grammar; then
 			note "grammar: $b CUDA == CPU (greedy)" PASS "$(wc -c < "$LOGS/grammar_${b}_cuda.txt") bytes"
 		else
 			note "grammar: $b CUDA == CPU (greedy)" FAIL "rc $rc1/$rc2, see grammar_${b}_*.txt"
+		fi
+	done
+	# the device's logit_bias and the host finishing from the device's 64
+	# largest logits (cuda/forward.cu finish_cands): greedy with a -inf bias
+	# on every token with an 'e', then json.gbnf at temperature 0.8 with a
+	# seed, on stories260K (CUDA's logits equal the CPU's to ~1e-5 there, so
+	# greedy choices and draws agree; the random-weight Q4_K_M's differ by
+	# ~1e-3, enough to part at a near tie)
+	QB="$(for i in $("$PF" info "$MODELS/stories260K.gguf" --tokens-containing e); do printf '%s:-inf,' $i; done)"
+	for v in "bias stories260K" "temp stories260K"; do
+		set -- $v
+		case $1 in
+		bias) mm="$MODELS/stories260K.gguf" args=(--temp 0 --set "logit_bias=${QB%,}") ;;
+		temp) mm="$MODELS/stories260K.gguf" args=(--temp 0.8 --seed 7 --grammar "$J") ;;
+		esac
+		for b in cuda cpu; do
+			"$PF" run "$mm" "A JSON object:" --raw -n 96 "${args[@]}" --backend $b > "$LOGS/grammar_$1_$b.txt" 2> "$LOGS/grammar_$1_$b.err"
+			rc=$?
+			if [ $b = cuda ]; then rc1=$rc; else rc2=$rc; fi
+		done
+		head -c 200 "$LOGS/grammar_$1_cuda.txt"; echo
+		if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -s "$LOGS/grammar_$1_cuda.txt" ] &&
+		   cmp -s "$LOGS/grammar_$1_cuda.txt" "$LOGS/grammar_$1_cpu.txt"; then
+			note "grammar: $2 $1 CUDA == CPU" PASS "$(wc -c < "$LOGS/grammar_$1_cuda.txt") bytes"
+		else
+			note "grammar: $2 $1 CUDA == CPU" FAIL "rc $rc1/$rc2, see grammar_$1_*.txt"
 		fi
 	done
 	run "grammar: bench json.gbnf vs free (cuda)" grammar_bench.log env PROMPTFS_BIN="$PF" BACKEND=cuda N=256 \
