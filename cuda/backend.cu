@@ -751,15 +751,7 @@ static int layer_page(const struct eng_backend *be, int il, int page, int wpage)
 
 static bool pages_ok(const struct eng_backend *be, int page, int wpage)
 {
-	if (page < 0 || page >= be->p.n_pages) {
-		LOG_ERR("KV page %d outside the pool of %d", page, be->p.n_pages);
-		return false;
-	}
-	if (wpage < -1 || wpage >= be->p.n_wpages || (wpage >= 0 && !be->p.n_wpages)) {
-		LOG_ERR("window page %d outside the pool of %d", wpage, be->p.n_wpages);
-		return false;
-	}
-	return true;
+	return eng_kv_pages_ok(&be->p, page, wpage);
 }
 
 /* Engine thread, between forward passes: on the backend's stream, so the

@@ -19,6 +19,19 @@ size_t eng_kv_page_bytes(const struct eng_config *cfg)
 	       (size_t)cfg->head_dim * 2;
 }
 
+bool eng_kv_pages_ok(const struct eng_backend_params *p, int page, int wpage)
+{
+	if (page < 0 || page >= p->n_pages) {
+		LOG_ERR("KV page %d outside the pool of %d", page, p->n_pages);
+		return false;
+	}
+	if (wpage < -1 || wpage >= p->n_wpages || (wpage >= 0 && !p->n_wpages)) {
+		LOG_ERR("window page %d outside the pool of %d", wpage, p->n_wpages);
+		return false;
+	}
+	return true;
+}
+
 size_t eng_kv_wpage_bytes(const struct eng_config *cfg)
 {
 	return (size_t)2 * (size_t)cfg->n_layer_swa * ENG_KV_PAGE * (size_t)cfg->n_head_kv *

@@ -121,6 +121,10 @@ struct eng_backend_ops {
 	int (*kv_page_write)(struct eng_backend *be, int page, int wpage, const void *src);
 };
 
+/* Whether a kv_page_* call's page (0..n_pages) and window page (-1, or
+ * 0..n_wpages) are in the pool; logs the bad one.  For the backends. */
+bool eng_kv_pages_ok(const struct eng_backend_params *p, int page, int wpage);
+
 /* Bytes of one KV page (all layers, K and V) for a config; of its part in
  * the sliding-window layers (a window page; 0 without such layers). */
 size_t eng_kv_page_bytes(const struct eng_config *cfg);

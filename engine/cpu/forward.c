@@ -737,15 +737,7 @@ static int layer_page(const struct eng_backend *be, int il, int page, int wpage)
 
 static bool pages_ok(const struct eng_backend *be, int page, int wpage)
 {
-	if (page < 0 || page >= be->p.n_pages) {
-		LOG_ERR("KV page %d outside the pool of %d", page, be->p.n_pages);
-		return false;
-	}
-	if (wpage < -1 || wpage >= be->p.n_wpages || (wpage >= 0 && !be->p.n_wpages)) {
-		LOG_ERR("window page %d outside the pool of %d", wpage, be->p.n_wpages);
-		return false;
-	}
-	return true;
+	return eng_kv_pages_ok(&be->p, page, wpage);
 }
 
 static double cpu_mem_bandwidth(struct eng_backend *be) { return cpu_mem_read_bandwidth(be->pool); }
