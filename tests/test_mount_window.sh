@@ -17,7 +17,9 @@
 #   - `rm` of every session gives every page and window page back;
 #   - a page file (--state-dir) restores a session with its window pages:
 #     the next turn prefills only its own tokens and replies as without a
-#     restart.
+#     restart;
+#   - churn on a 1 MiB pool (evictions of pages and window pages, forks,
+#     shared prefixes, `>>`, `rm`): every turn ends, nothing leaks.
 . "$(dirname "$0")/mount_lib.sh"
 : "${PROMPTFS_PYTHON:?PROMPTFS_PYTHON not set}"
 M="$PF_TMP/window-gemma3.gguf"
@@ -139,3 +141,36 @@ echo " what was in the house" >> "$MNT/k"
 timeout 300 cat "$MNT/k" > "$PF_TMP/k.ref" || fail "cat k (no restart, turn 2)"
 cmp -s "$PF_TMP/k.after" "$PF_TMP/k.ref" || fail "reply after restoring the page file differs from no restart"
 ok "page file restored with its window pages: the next turn prefilled $pf tokens for its $pt (the last reply token was not cached), same reply as without a restart"
+
+# ---- a small pool under churn: evictions (pages and window pages), forks,
+# shared prefixes, `>>` and `rm` mixed; every turn ends, nothing leaks
+pf_umount
+pf_mount "$M" -t 2 -s mode=raw -s temperature=0 -s max_tokens=16 --batch-tokens 64 --kv-mem 1M
+wtot="$(stat_of kv_window_pages_total)" ptot="$(stat_of kv_pages_total)"
+for round in 1 2 3; do
+	for i in 1 2 3 4 5 6; do
+		if [ $(( (i + round) % 3 )) = 0 ] && [ -e "$MNT/c$i" ]; then
+			echo " and the cat ran home $round" >> "$MNT/c$i"
+		else
+			{ [ $((i % 2)) = 0 ] && printf 'c%d ' "$i"; head -c $(( 600 + 200 * i )) "$PF_TMP/prompt"; } > "$MNT/c$i"
+		fi
+	done
+	for s in "$MNT"/c?; do
+		timeout 300 cat "$s" > /dev/null || fail "round $round: cat $(basename "$s")"
+		case "$(xattr status "$s")" in done*) ;; *) fail "round $round: $(basename "$s"): $(xattr status "$s")" ;; esac
+	done
+	touch "$MNT/f$round"
+	setfattr -n user.fork_from -v "c$round@1" "$MNT/f$round" || fail "round $round: fork_from c$round@1"
+	echo " what was there" >> "$MNT/f$round"
+	timeout 300 cat "$MNT/f$round" > /dev/null || fail "round $round: cat f$round"
+	case "$(xattr status "$MNT/f$round")" in done*) ;; *) fail "round $round: f$round: $(xattr status "$MNT/f$round")" ;; esac
+	[ "$(stat_of kv_window_pages_used)" -le "$wtot" ] && [ "$(stat_of kv_pages_used)" -le "$ptot" ] ||
+		fail "round $round: $(stat_of kv_pages_used)/$ptot pages, $(stat_of kv_window_pages_used)/$wtot window pages"
+	rm -f "$MNT/c$(( round + 3 ))"
+done
+ev="$(stat_of evictions)" rb="$(stat_of kv_window_rebuilds)"
+rm -f "$MNT"/c? "$MNT"/f?
+[ "$(stat_of kv_pages_used)" = 0 ] && [ "$(stat_of kv_window_pages_used)" = 0 ] ||
+	fail "after rm under churn: $(stat_of kv_pages_used) pages, $(stat_of kv_window_pages_used) window pages in use"
+[ "$ev" -ge 1 ] || fail "the small pool evicted nothing: the churn proves nothing"
+ok "churn on $ptot pages + $wtot window pages: every turn ended ($ev evictions, $rb rebuilds), rm gave every page back"
