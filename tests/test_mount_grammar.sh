@@ -41,11 +41,14 @@ echo "seeds $((SEED0 + 1))..$((SEED0 + N_JSON + 10)) (GRAMMAR_SEED=$SEED0 replay
 #     100 mode = json replies still cut, a list repeating three names);
 #   - repeat_penalty 1.1 over the last 64 tokens (llama.cpp's default for
 #     years) damps exactly those: a name, key or value written again.
-# With both, 0 of 300 json.gbnf and 0 of 300 mode = json replies were cut.
-# The prompts ask for a small flat object, with string values in mode =
-# json (a number with a unit or thousands separator, "4,000 km", is not
-# JSON: the grammar ends it at "4" and the reply can derail into keys).
-# max_tokens 640 leaves room: the longest of those 600 replies had 283 tokens.
+# With both, 2 of 700 json.gbnf replies (0 of 300 mode = json) were still
+# cut, each after a number the model meant to go on with a thousands
+# separator or a comment ("550," where it wanted "// …"): the grammar allows
+# only a key there, and the reply derailed into a key that never closed.
+# So the prompts ask for a small flat object whose values are one- or
+# two-word strings: replies with a number >= 1000 fell from 21-29 to 5-6 in
+# 100, and 0 of 200 json.gbnf and 0 of 200 mode = json replies were cut.
+# max_tokens 640 leaves room: the longest of those 400 had 243 tokens.
 pf_mount "$PROMPTFS_MODEL" -s temperature=0.8 -s max_tokens=640 -s dry_multiplier=0.8 -s repeat_penalty=1.1 \
 	--max-sessions 128
 [ -d "$MNT/grammars" ] || fail "no grammars/ folder"
@@ -95,7 +98,8 @@ done
 t0=$(date +%s)
 pids=()
 for i in $(seq "$N_JSON"); do
-	echo "Describe a ${topics[$((i % 10))]} as a flat JSON object with two or three short fields, no lists." >"$MNT/j$i" &
+	echo "Describe a ${topics[$((i % 10))]} as a flat JSON object with two or three fields whose values are one- or two-word strings." \
+		>"$MNT/j$i" &
 	pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p" || fail "a prompt write failed"; done
@@ -135,7 +139,7 @@ pids=()
 for i in $(seq 10); do
 	: >"$MNT/m$i" || fail "create m$i"
 	setfattr -n user.seed -v "$((SEED0 + N_JSON + i))" "$MNT/m$i" || fail "user.seed of m$i"
-	echo "Give two short facts about a ${topics[$((i % 10))]} as a flat JSON object whose values are short strings." \
+	echo "Give two facts about a ${topics[$((i % 10))]} as a flat JSON object whose values are one- or two-word strings." \
 		>"$MNT/m$i" &
 	pids+=($!)
 done
