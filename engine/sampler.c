@@ -6,10 +6,14 @@
  * Every backend's device sampler follows the same chain; this file is the
  * definition the CPU backend calls and the tests check (tests/test_sampler.c).
  *
- * Cost: O(V) for the penalty, the softmax and the min-p filter; the sort is
- * over the survivors only (k of them with top-k, the min-p survivors
- * otherwise), so the defaults (top_k 40) cost well under a millisecond for
- * V = 152k.
+ * Cost: one pass over the V logits (arg max or top-k, by blocks that are
+ * skipped when they cannot change the result), then work on the survivors
+ * only (k of them with top-k); top_k 0 costs O(V) more for the softmax and
+ * the min-p filter.  Under a grammar: a check of each survivor (greedy: of
+ * the arg max first), the whole-vocabulary mask only when none is allowed.
+ * Measured with tests/tool_grammar_cost on the 0.5B default model (V =
+ * 152k): about 17 us greedy and 23 us at the defaults per token, 18 and
+ * 25 us under json.gbnf (README "Benchmarks", Grammars).
  */
 #include "sampler.h"
 
