@@ -497,13 +497,14 @@ out:
 	return n;
 }
 
+static int chain_tail(struct eng_sampler *s, const struct eng_sample_req *req, int n);
+
 /* Steps 4-9 on the logits (only the tokens with allowed[id], if given);
  * the survivors end in s->c[0..n), sorted p descending / id ascending. */
 static int chain(struct eng_sampler *s, const float *logits, const struct eng_sample_req *req, const bool *allowed)
 {
 	const struct eng_sample_params *p = &req->p;
 	struct cand *c = s->c;
-	float sum, lmax, cum;
 	int n = 0, i;
 
 	if (!allowed && p->top_k > 0 && p->top_k < s->n_vocab) {
@@ -519,6 +520,17 @@ static int chain(struct eng_sampler *s, const float *logits, const struct eng_sa
 		if (p->top_k > 0 && p->top_k < n)
 			n = select_top_k(c, c, n, p->top_k);
 	}
+	return chain_tail(s, req, n);
+}
+
+/* Steps 5-9 on the candidates s->c[0..n) (after top-k). */
+static int chain_tail(struct eng_sampler *s, const struct eng_sample_req *req, int n)
+{
+	const struct eng_sample_params *p = &req->p;
+	struct cand *c = s->c;
+	float sum, lmax, cum;
+	int i;
+
 	// 5. softmax at temperature 1 (unnormalised e, common sum)
 	sum = soft(c, n, &lmax);
 	if (!isfinite(lmax) || !(sum > 0.0f)) {
@@ -572,7 +584,41 @@ static int chain(struct eng_sampler *s, const float *logits, const struct eng_sa
 	return n;
 }
 
-/* 10. The survivors the grammar allows, else the chain again on the mask. */
+/* The chain over the allowed tokens only, without the mask, when top-k is
+ * on: its top-k step keeps the first top_k allowed tokens in logit order
+ * (ties: lower id), and they are looked for among the LAZY_SCAN largest
+ * logits (at least 4 × (top_k + 1)).  One more allowed token must be found
+ * there too: then there are more than top_k allowed, and chain() would
+ * have run select_top_k, which leaves them in exactly this order.  Returns
+ * the survivors, or 0 when they are not all among those logits (the caller
+ * then builds the mask).  Inside a JSON string almost every token is
+ * allowed: this costs a few dozen checks, where the mask walks the whole
+ * vocabulary (tens of milliseconds). */
+#define LAZY_SCAN 256
+
+static int chain_allowed_top(struct eng_sampler *s, const float *logits, const struct eng_sample_req *req)
+{
+	struct cand *c = s->c;
+	int k = req->p.top_k, M = LAZY_SCAN, m = 0;
+
+	if (k <= 0)
+		return 0;
+	if (M < 4 * (k + 1))
+		M = 4 * (k + 1);
+	if (M > s->n_vocab)
+		M = s->n_vocab;
+	top_k_of_logits(c, logits, s->n_vocab, M);
+	for (int i = 0; i < M && m <= k; i++)
+		if (eng_grammar_token_ok(req->gvocab, req->grammar, c[i].id))
+			c[m++] = c[i];
+	if (m <= k)
+		return 0;
+	return chain_tail(s, req, k);
+}
+
+/* 10. The survivors the grammar allows, else the chain again on the
+ * allowed tokens (from the largest logits when that suffices, else from
+ * the mask). */
 static int grammar_filter(struct eng_sampler *s, const float *logits, const struct eng_sample_req *req, int n)
 {
 	struct cand *c = s->c;
@@ -582,7 +628,7 @@ static int grammar_filter(struct eng_sampler *s, const float *logits, const stru
 	for (int i = 0; i < n; i++)
 		if (eng_grammar_token_ok(req->gvocab, req->grammar, c[i].id))
 			c[m++] = c[i];
-	if (m > 0 || !(ok = mask_of(s, req)))
+	if (m > 0 || (m = chain_allowed_top(s, logits, req)) > 0 || !(ok = mask_of(s, req)))
 		return m;
 	return chain(s, logits, req, ok);
 }

@@ -16,7 +16,8 @@
  * Rows: random logits with an exponential tail (a few tokens within
  * min_p's reach, most of them allowed inside a string, few after '{'), and
  * rows whose 200 largest logits are all refused (so the sampler has to fall
- * back to the whole-vocabulary mask).  Logits are multiples of 1/4 (ties
+ * back: to the largest logits' allowed tokens inside a string, to the
+ * whole-vocabulary mask where few are allowed).  Logits are multiples of 1/4 (ties
  * further down) and min_p's cut, ln 0.05 = -2.996, is never
  * within 0.004 of one, so float and double agree on the survivors.
  *
@@ -168,12 +169,16 @@ static void fill_random(float *row, int V)
 		row[i] = (float)(int)(-log(1.0 - rnd()) * 6.0) * 0.25f - 6.0f;
 }
 
-/* The 200 largest logits all on refused tokens: the sampler must fall back. */
+/* The 200 largest logits all on refused tokens, the sampler must fall
+ * back; below them 300 tokens (allowed or not) within a logit of each
+ * other, so that min_p keeps all of the top-k allowed ones. */
 static void fill_refused_top(float *row, const bool *allowed, int V)
 {
 	int n = 0;
 
 	fill_random(row, V);
+	for (int i = 0; i < 300; i++)
+		row[(int)(rnd() * V)] = 15.0f + (float)(i % 4) * 0.25f;
 	for (int i = 0; i < V && n < 200; i++) {
 		int t = (int)(rnd() * V);
 
