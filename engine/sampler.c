@@ -270,6 +270,12 @@ static void apply_dry(struct eng_sampler *s, float *logits, const struct eng_sam
  * element-wise comparisons the skipped blocks stand for. */
 #define SCAN_BLOCK 64
 
+/* Under a grammar, when the chain's choice is refused, the allowed tokens
+ * are first looked for among this many largest logits, before the whole-
+ * vocabulary mask (tens of milliseconds inside a JSON string, where almost
+ * every token is allowed). */
+#define LAZY_SCAN 256
+
 static inline float block_max(const float *x, int n)
 {
 	float m[8] = { -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY };
@@ -393,14 +399,15 @@ static bool *mask_of(struct eng_sampler *s, const struct eng_sample_req *req)
 	return s->allowed;
 }
 
-/* Greedy under a grammar: the best of the 64 largest logits that the
- * grammar allows, else the arg max over the whole mask.  The arg max is
- * the first of those 64, so it is tried alone first: one scan of the row
- * and one grammar check in the common case. */
+/* Greedy under a grammar: the best of the LAZY_SCAN largest logits that
+ * the grammar allows, else the arg max over the whole mask (the same
+ * token: the best allowed one).  The arg max is the first of those, so it
+ * is tried alone first: one scan of the row and one grammar check in the
+ * common case. */
 static int32_t greedy_grammar(struct eng_sampler *s, const float *logits, const struct eng_sample_req *req)
 {
 	struct cand *c = s->c;
-	int k = s->n_vocab < 64 ? s->n_vocab : 64, i;
+	int k = s->n_vocab < LAZY_SCAN ? s->n_vocab : LAZY_SCAN, i;
 	int32_t best = argmax(logits, s->n_vocab);
 	bool *ok;
 
@@ -594,8 +601,6 @@ static int chain_tail(struct eng_sampler *s, const struct eng_sample_req *req, i
  * then builds the mask).  Inside a JSON string almost every token is
  * allowed: this costs a few dozen checks, where the mask walks the whole
  * vocabulary (tens of milliseconds). */
-#define LAZY_SCAN 256
-
 static int chain_allowed_top(struct eng_sampler *s, const float *logits, const struct eng_sample_req *req)
 {
 	struct cand *c = s->c;
