@@ -13,7 +13,8 @@
  * when the grammar rejects the prefix.  Inside a JSON string almost every
  * token survives and the walk is O(total piece bytes); elsewhere (numbers,
  * keywords) it touches a few hundred prefixes.  The sampler calls it only
- * when none of the chain's survivors is allowed (sampler.h).
+ * when none of the chain's survivors is allowed and the allowed tokens it
+ * needs are not among the largest logits either (sampler.c LAZY_SCAN).
  */
 #include "grammar_internal.h"
 

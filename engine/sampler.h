@@ -27,9 +27,11 @@
  *      least two survivors have p >= xtc_threshold, drop all of those but
  *      the least likely one (llama.cpp's xtc).
  *  10. grammar: drop the survivors the grammar does not allow.  If none is
- *      left, the grammar is applied to the whole vocabulary instead
- *      (eng_grammar_mask) and steps 4-9 run again on the allowed tokens
- *      only; the result is always a token the grammar allows.
+ *      left, steps 4-9 run again on the allowed tokens only (their top-k
+ *      found among the largest logits when they are all there, else the
+ *      grammar is applied to the whole vocabulary, eng_grammar_mask); the
+ *      result is always a token the grammar allows.  Greedy under a
+ *      grammar is the arg max over the allowed tokens.
  *  11. q_i = softmax(l_i / temperature) over the survivors; draw
  *      u = eng_rng_uniform(seed, draw) in [0,1) and return the first survivor
  *      (in the order of step 7: p descending, id ascending) whose cumulative
